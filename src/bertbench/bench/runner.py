@@ -1,0 +1,96 @@
+"""Timed inference over prebuilt features: warm-up outside the clock, then every batch inside it."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from bertbench.bench.batching import BatchSource, plan_batches
+from bertbench.progress import progress_bar
+from bertbench.runtimes.base import Runtime
+
+# Per-token outputs are scattered into rows of max_seq_length; positions past a sample's length hold this.
+PAD_LOGIT = -1e4
+
+
+@dataclass
+class InferenceResult:
+    """Outputs in input order, and how long the timed part took."""
+
+    outputs: dict[str, np.ndarray]
+    num_samples: int
+    timed_s: float
+    warmup_s: float
+    batch_latencies_ms: list[float] = field(default_factory=list)
+    mean_tokens: float = 0.0
+    mean_padded_tokens: float = 0.0
+
+    @property
+    def throughput(self) -> float:
+        """Samples per second over the timed region."""
+        return self.num_samples / self.timed_s if self.timed_s > 0 else float("nan")
+
+    def timing(self) -> dict[str, Any]:
+        """Flat timing facts for metrics.json."""
+        return {
+            "throughput": self.throughput,
+            "num_samples": self.num_samples,
+            "inference_s": self.timed_s,
+            "warmup_s": self.warmup_s,
+            "mean_tokens": self.mean_tokens,
+            "mean_padded_tokens": self.mean_padded_tokens,
+        }
+
+
+def run_inference(
+    runtime: Runtime,
+    source: BatchSource,
+    *,
+    batch_size: int,
+    padding: str,
+    max_seq_length: int,
+    per_token_outputs: tuple[str, ...] = (),
+    warmup_batches: int = 1,
+    show_progress: bool = True,
+    description: str = "inference",
+) -> InferenceResult:
+    """Run every sample through `runtime`; the clock covers batching, padding, inference and copies back."""
+    lengths = np.asarray(source.lengths)
+    n = len(lengths)
+    plan = plan_batches(lengths, batch_size, padding, max_seq_length)
+    start = time.perf_counter()
+    for b in range(min(warmup_batches, len(plan.rows))):
+        runtime.infer(source.model_inputs(plan.rows[b], plan.seq_lens[b]))
+    warmup_s = time.perf_counter() - start
+
+    outputs: dict[str, np.ndarray] = {}
+    latencies = []
+    with progress_bar(description, total=n, enabled=show_progress) as advance:
+        begin = time.perf_counter()
+        for rows, seq_len in zip(plan.rows, plan.seq_lens, strict=True):
+            t0 = time.perf_counter()
+            batch_out = runtime.infer(source.model_inputs(rows, seq_len))
+            for name, value in batch_out.items():
+                if name not in outputs:
+                    shape = (n, max_seq_length) if name in per_token_outputs else (n, *value.shape[1:])
+                    fill = PAD_LOGIT if name in per_token_outputs else 0
+                    outputs[name] = np.full(shape, fill, dtype=value.dtype)
+                if name in per_token_outputs:
+                    outputs[name][rows, : value.shape[1]] = value
+                else:
+                    outputs[name][rows] = value
+            latencies.append((time.perf_counter() - t0) * 1e3)
+            advance(len(rows))
+        timed_s = time.perf_counter() - begin
+    return InferenceResult(
+        outputs=outputs,
+        num_samples=n,
+        timed_s=timed_s,
+        warmup_s=warmup_s,
+        batch_latencies_ms=latencies,
+        mean_tokens=float(lengths.mean()) if n else 0.0,
+        mean_padded_tokens=plan.padded_tokens / n if n else 0.0,
+    )

@@ -1,0 +1,13 @@
+"""The one exception type that the CLI turns into a single clear line and a non-zero exit."""
+
+
+class BertbenchError(Exception):
+    """A problem with the user's input or environment: reported as one line, never as a traceback."""
+
+    exit_code = 1
+
+
+class UsageError(BertbenchError):
+    """A malformed command line (unknown option, bad value)."""
+
+    exit_code = 2

@@ -1,0 +1,1 @@
+"""Jobs: the library functions behind each CLI command (evaluate, fine-tune, …)."""

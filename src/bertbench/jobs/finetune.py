@@ -1,0 +1,242 @@
+"""`bertbench finetune`: train a task head (and the encoder) on a task's training file, evaluating each epoch."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from safetensors.torch import save
+
+from bertbench.cache import Cache
+from bertbench.errors import BertbenchError
+from bertbench.io_utils import atomic_write_bytes
+from bertbench.jobs.common import configure_threads, prepare_output_dir
+from bertbench.jobs.evaluate import infer_dataset
+from bertbench.models import BertHeadModel, LoadedModel, load_model, resolve_model, save_model
+from bertbench.results.console import info, print_result_table, warn
+from bertbench.results.record import build_record, write_metrics
+from bertbench.runtimes import RuntimeOptions
+from bertbench.tasks.options import TaskOptions
+from bertbench.tasks.registry import TASKS
+from bertbench.training.distributed import DistEnv, init_distributed, shutdown_distributed
+from bertbench.training.loop import TrainConfig, Trainer
+
+INITIAL_HEAD = "initial_head.safetensors"
+
+
+@dataclass
+class FinetuneConfig:
+    """Everything `bertbench finetune` takes."""
+
+    task: str
+    model: str
+    train: Path
+    output_dir: Path
+    eval: Path | None = None
+    train_config: TrainConfig = field(default_factory=TrainConfig)
+    task_options: TaskOptions = field(default_factory=TaskOptions)
+    threads: int | None = None
+    cache_dir: Path | None = None
+    max_train_samples: int | None = None
+    max_eval_samples: int | None = None
+    eval_batch_size: int = 64
+    device: str = "cpu"
+    resume: bool = False
+    overwrite: bool = False
+    allow_pickle: bool = False
+    dist_timeout_s: float = 120.0
+    dropout: float | None = None
+    show_progress: bool = True
+
+
+class _Shard:
+    """The rows of a dataset that one rank evaluates (contiguous, no duplicates)."""
+
+    def __init__(self, dataset: Any, rows: np.ndarray) -> None:
+        self.dataset, self.rows = dataset, rows
+        self.lengths = dataset.lengths[rows]
+
+    def model_inputs(self, rows: np.ndarray, seq_len: int) -> dict[str, np.ndarray]:
+        return self.dataset.model_inputs(self.rows[rows], seq_len)
+
+
+def _check_output_dir(config: FinetuneConfig, dist: DistEnv) -> Path:
+    # Every rank checks (so all fail together); only rank 0 changes anything.
+    path = config.output_dir
+    if path.exists() and path.is_dir() and any(path.iterdir()) and not (config.overwrite or config.resume):
+        raise BertbenchError(f"{path}: output directory is not empty (pass --resume to continue or --overwrite)")
+    dist.barrier()
+    if dist.is_main:
+        prepare_output_dir(path, overwrite=config.overwrite, resume=config.resume)
+    dist.barrier()
+    return path
+
+
+def _save_initial_head(loaded: LoadedModel, output_dir: Path) -> None:
+    """Store a freshly initialised head so a paired reference run can start from the very same weights."""
+    state = {
+        k: v.detach().contiguous()
+        for k, v in loaded.model.state_dict().items()
+        if k.startswith(tuple(loaded.fresh_parameters))
+    }
+    atomic_write_bytes(output_dir / INITIAL_HEAD, save(state, metadata={"format": "pt"}))
+
+
+def run_finetune(config: FinetuneConfig) -> dict[str, Any]:
+    """Fine-tune, evaluate after each epoch, save the model in Hugging Face format; returns the record."""
+    task = TASKS[config.task]
+    dist = init_distributed(config.device, config.dist_timeout_s)
+    try:
+        return _run(config, task, dist)
+    finally:
+        shutdown_distributed()
+
+
+def _run(config: FinetuneConfig, task: Any, dist: DistEnv) -> dict[str, Any]:
+    wall_start = time.perf_counter()
+    output_dir = _check_output_dir(config, dist)
+    threads = configure_threads(config.threads)
+    cache = Cache(config.cache_dir)
+    source = resolve_model(config.model, allow_pickle=config.allow_pickle)
+    loaded = load_model(source, task.HEAD, seed=config.train_config.seed)
+    if config.dropout is not None:
+        loaded.model.set_dropout(config.dropout)
+    if dist.is_main and source.random_weights:
+        warn(f"model {config.model} starts from random weights (a size preset): expect low accuracy")
+    if dist.is_main and loaded.fresh_head:
+        info(f"{', '.join(loaded.fresh_parameters)}: freshly initialised (seed {config.train_config.seed})")
+        _save_initial_head(loaded, output_dir)
+
+    # Rank 0 builds (and caches) the features first; the others then read them from the cache.
+    datasets: dict[str, Any] = {}
+    for turn in [0] if not dist.distributed else [0, 1]:
+        if (turn == 0) == dist.is_main:
+            datasets["train"] = task.load_dataset(
+                config.train,
+                loaded.tokenizer,
+                config.task_options,
+                cache,
+                training=True,
+                max_examples=config.max_train_samples,
+            )
+            if config.eval is not None:
+                datasets["eval"] = task.load_dataset(
+                    config.eval, loaded.tokenizer, config.task_options, cache, max_examples=config.max_eval_samples
+                )
+        dist.barrier()
+    train_ds, eval_ds = datasets["train"], datasets.get("eval")
+
+    runtime_options = RuntimeOptions(precision="fp32", device=dist.device, threads=threads)
+
+    def evaluate(epoch: int, step: int, model: BertHeadModel) -> dict[str, Any]:
+        if eval_ds is None:
+            return {}
+        shard_rows = np.array_split(np.arange(eval_ds.num_samples), dist.world_size)[dist.rank]
+        view = LoadedModel(model, loaded.tokenizer, source, [])
+        result, _ = infer_dataset(
+            view,
+            _Shard(eval_ds, shard_rows),
+            config.task,
+            runtime_options,
+            batch_size=config.eval_batch_size,
+            padding="sorted",
+            max_seq_length=config.task_options.max_seq_length,
+            show_progress=False,
+        )
+        gathered = dist.gather((result.outputs, result.timed_s))
+        if not dist.is_main:
+            return {}
+        outputs = {name: np.concatenate([g[0][name] for g in gathered]) for name in result.outputs}
+        predictions, metrics = task.score(eval_ds, outputs, config.task_options)
+        metrics["eval_samples_per_s"] = eval_ds.num_samples / max(g[1] for g in gathered)
+        epoch_dir = output_dir / "eval" / f"epoch-{epoch}"
+        epoch_dir.mkdir(parents=True, exist_ok=True)
+        task.write_predictions(predictions, epoch_dir)
+        write_metrics(
+            epoch_dir,
+            build_record(
+                {
+                    "command": "eval",
+                    "task": config.task,
+                    "model": str(output_dir),
+                    "epoch": epoch,
+                    "step": step,
+                    "backend": "torch",
+                    "precision": "fp32",
+                    **eval_ds.describe(),
+                },
+                {**metrics, "threads": threads, "world_size": dist.world_size},
+            ),
+        )
+        headline = {k: metrics[k] for k in ("exact_match", "f1", "accuracy", "mlm_accuracy") if k in metrics}
+        info(f"epoch {epoch} (step {step}): " + ", ".join(f"{k} {v:.4f}" for k, v in headline.items()))
+        return {**headline, "eval_samples_per_s": metrics["eval_samples_per_s"]}
+
+    trainer = Trainer(
+        loaded.model,
+        loaded.tokenizer,
+        train_ds,
+        task.loss,
+        config.train_config,
+        output_dir,
+        dist,
+        on_epoch_end=evaluate,
+        show_progress=config.show_progress,
+    )
+    result = trainer.train(resume=config.resume)
+    record: dict[str, Any] = {}
+    if dist.is_main:
+        save_model(loaded.model, loaded.tokenizer, output_dir)
+        final_eval = result.epoch_metrics[-1] if result.epoch_metrics else {}
+        record = build_record(
+            {
+                "command": "finetune",
+                "task": config.task,
+                **loaded.describe(),
+                "train_data": str(config.train),
+                "eval_data": str(config.eval) if config.eval else None,
+                "num_train_examples": len(train_ds.data.examples),
+                "num_train_samples": train_ds.num_samples,
+                **{f"train_{k}": v for k, v in asdict(config.train_config).items()},
+                **config.task_options.as_dict(),
+                "dropout": config.dropout,
+                "world_size": dist.world_size,
+                "threads": threads,
+                "cache_dir": str(cache.root),
+            },
+            {
+                "steps": result.global_step,
+                "total_steps": result.total_steps,
+                "samples_seen": result.samples_seen,
+                "train_s": result.train_s,
+                "train_samples_per_s": result.samples_per_s,
+                "final_loss": result.final_loss,
+                "resumed_from_step": result.resumed_from_step,
+                "wall_s": time.perf_counter() - wall_start,
+                "epochs": result.epoch_metrics,
+                **{k: v for k, v in final_eval.items() if k not in ("epoch", "step")},
+            },
+        )
+        write_metrics(output_dir, record)
+        print_result_table(
+            f"bertbench finetune {config.task}",
+            record,
+            [
+                "model",
+                "num_train_samples",
+                "steps",
+                "final_loss",
+                "train_samples_per_s",
+                "exact_match",
+                "f1",
+                "accuracy",
+                "eval_samples_per_s",
+                "wall_s",
+            ],
+        )
+        info(f"saved model to {output_dir}")
+    dist.barrier()
+    return record

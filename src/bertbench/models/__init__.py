@@ -1,0 +1,28 @@
+"""BERT configuration, encoder and heads, checkpoint loading and saving. Nothing about data or devices."""
+
+from bertbench.models.bert import (
+    HEADS,
+    BertForMaskedLM,
+    BertForQuestionAnswering,
+    BertForSequenceClassification,
+    BertHeadModel,
+)
+from bertbench.models.config import PRESETS, BertConfig
+from bertbench.models.loading import LoadedModel, ModelSource, load_model, resolve_model, save_model
+from bertbench.models.tokenizer import WordPieceTokenizer
+
+__all__ = [
+    "HEADS",
+    "PRESETS",
+    "BertConfig",
+    "BertForMaskedLM",
+    "BertForQuestionAnswering",
+    "BertForSequenceClassification",
+    "BertHeadModel",
+    "LoadedModel",
+    "ModelSource",
+    "WordPieceTokenizer",
+    "load_model",
+    "resolve_model",
+    "save_model",
+]

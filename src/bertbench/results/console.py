@@ -1,0 +1,38 @@
+"""Short result tables and notices for the terminal."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+stdout_console = Console(highlight=False)
+warn_console = Console(stderr=True, highlight=False)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}" if abs(value) < 10 else f"{value:.2f}"
+    return "-" if value is None else str(value)
+
+
+def print_result_table(title: str, record: dict[str, Any], keys: list[str]) -> None:
+    """One two-column table of the chosen record keys (missing keys are skipped)."""
+    table = Table(title=title, show_header=False)
+    table.add_column("key", style="bold")
+    table.add_column("value", justify="right")
+    for key in keys:
+        if key in record:
+            table.add_row(key, _fmt(record[key]))
+    stdout_console.print(table)
+
+
+def warn(message: str) -> None:
+    """A one-line warning on stderr."""
+    warn_console.print(f"[yellow]warning:[/yellow] {message}")
+
+
+def info(message: str) -> None:
+    """A one-line notice on stderr."""
+    warn_console.print(message)

@@ -1,0 +1,36 @@
+"""The Runtime seam that every backend (PyTorch, ONNX Runtime, …) implements."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from bertbench.models import LoadedModel
+
+PRECISIONS = ("fp32", "bf16", "fp16", "int8")
+
+
+@dataclass
+class RuntimeOptions:
+    """What the user asked for; each runtime checks what it can honour and refuses the rest clearly."""
+
+    precision: str = "fp32"
+    device: str = "cpu"
+    threads: int = 1
+
+
+class Runtime(Protocol):
+    """prepare() once (load, convert, compile), then infer() many times on prebuilt numpy batches."""
+
+    name: str
+
+    def prepare(self, loaded: LoadedModel, options: RuntimeOptions) -> None:
+        """Make the model ready to run with `options` (everything slow happens here, untimed)."""
+
+    def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run one batch: int64 arrays `input_ids`, `attention_mask`, `token_type_ids` -> named outputs."""
+
+    def describe(self) -> dict[str, Any]:
+        """Facts about the prepared runtime for metrics.json (device, precision, emulation, …)."""

@@ -1,0 +1,1 @@
+"""Tasks: text -> features, raw outputs -> predictions -> metrics. Tasks know no runtime."""

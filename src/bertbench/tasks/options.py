@@ -1,0 +1,22 @@
+"""Task options shared by the CLI and the jobs; each task reads the ones that concern it."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class TaskOptions:
+    """Sequence shaping and answer decoding (SQuAD defaults follow MLPerf)."""
+
+    max_seq_length: int = 384
+    doc_stride: int = 128
+    max_query_length: int = 64
+    n_best: int = 20
+    max_answer_length: int = 30
+    null_score_threshold: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain dict for records."""
+        return asdict(self)

@@ -1,0 +1,98 @@
+"""Checkpoints: model in Hugging Face format plus everything needed to continue exactly where a run stopped.
+
+`DIR/checkpoints/step-00000123/` holds config.json, model.safetensors, tokenizer files and trainer_state.pt
+(optimizer, scheduler, counters, every rank's RNG states, the training config). Each is written to a temporary
+directory and renamed into place, so a checkpoint either exists whole or not at all.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+
+from bertbench.io_utils import atomic_directory
+from bertbench.models import BertHeadModel, WordPieceTokenizer, save_model
+
+CHECKPOINTS = "checkpoints"
+STATE_FILE = "trainer_state.pt"
+
+
+def rng_state() -> dict[str, Any]:
+    """Python, numpy and torch RNG states as tensors and plain values (loadable with weights_only=True)."""
+    np_state = np.random.get_state()
+    state = {
+        "python": _python_state_to_list(random.getstate()),
+        "numpy": {
+            "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached": float(np_state[4]),
+        },
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what rng_state() captured."""
+    random.setstate(_python_state_from_list(state["python"]))
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
+
+
+def _python_state_to_list(state: tuple) -> list:
+    version, internal, gauss = state
+    return [version, list(internal), gauss]
+
+
+def _python_state_from_list(state: list) -> tuple:
+    version, internal, gauss = state
+    return (version, tuple(internal), gauss)
+
+
+def save_checkpoint(
+    output_dir: Path,
+    step: int,
+    model: BertHeadModel,
+    tokenizer: WordPieceTokenizer,
+    trainer_state: dict[str, Any],
+    keep: int,
+) -> Path:
+    """Write checkpoint `step` atomically and prune all but the newest `keep`."""
+    final = output_dir / CHECKPOINTS / f"step-{step:08d}"
+    with atomic_directory(final) as tmp:
+        save_model(model, tokenizer, tmp)
+        torch.save(trainer_state, tmp / STATE_FILE)
+    for old in list_checkpoints(output_dir)[:-keep] if keep > 0 else []:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def list_checkpoints(output_dir: Path) -> list[Path]:
+    """Complete checkpoints, oldest first."""
+    root = output_dir / CHECKPOINTS
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.glob("step-*") if (p / STATE_FILE).exists() and (p / "model.safetensors").exists())
+
+
+def load_checkpoint(path: Path, model: BertHeadModel) -> dict[str, Any]:
+    """Load weights into `model` (strictly) and return the trainer state."""
+    state = load_file(str(path / "model.safetensors"))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if k != "cls.predictions.decoder.weight"]
+    if missing or unexpected:
+        raise ValueError(f"{path}: checkpoint does not match the model (missing {missing[:3]}, extra {unexpected[:3]})")
+    model.tie_weights()
+    return torch.load(path / STATE_FILE, map_location="cpu", weights_only=True)

@@ -1,0 +1,322 @@
+"""The training loop shared by fine-tuning and pretraining.
+
+Exactness rules (GUIDE §4): the loss of an optimizer step is the mean over all of its samples, however they are
+split across processes and accumulation micro-batches; the schedule's horizon comes from the config; a
+checkpoint captures optimizer, scheduler, position and every RNG, so a resumed run retraces the same steps.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+
+from bertbench.errors import BertbenchError
+from bertbench.io_utils import atomic_write_text
+from bertbench.models import BertHeadModel, WordPieceTokenizer
+from bertbench.progress import progress_bar
+from bertbench.results.console import info, warn
+from bertbench.training.checkpoint import list_checkpoints, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from bertbench.training.distributed import DistEnv
+from bertbench.training.optim import build_optimizer, parameter_groups, warmup_decay_schedule
+from bertbench.training.sampler import epoch_order, micro_batches, steps_per_epoch
+
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+# Config fields that do not change the trajectory: they may differ between a run and its resumption.
+NON_TRAJECTORY_FIELDS = ("save_steps", "keep_checkpoints", "log_every")
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation hyper-parameters (batch_size is per process)."""
+
+    learning_rate: float = 5e-5
+    epochs: int = 2
+    max_steps: int | None = None
+    batch_size: int = 16
+    grad_accum: int = 1
+    warmup_ratio: float = 0.1
+    warmup_steps: int | None = None
+    weight_decay: float = 0.01
+    max_grad_norm: float = 1.0
+    seed: int = 42
+    optimizer: str = "adamw"
+    decay_power: float = 1.0
+    save_steps: int = 0
+    keep_checkpoints: int = 2
+    log_every: int = 10
+
+    def validate(self) -> None:
+        """Reject settings that cannot train."""
+        if self.learning_rate <= 0 or self.batch_size < 1 or self.grad_accum < 1 or self.epochs < 1:
+            raise BertbenchError("training: learning rate, batch size, grad accumulation and epochs must be positive")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise BertbenchError(f"--max-steps {self.max_steps}: must be at least 1")
+
+
+class TrainSource(Protocol):
+    """Training samples that can be batched by row indices."""
+
+    num_samples: int
+
+    def training_batch(self, rows: np.ndarray) -> dict[str, np.ndarray]:
+        """Inputs and labels for `rows`."""
+
+
+LossFn = Callable[[tuple[torch.Tensor, ...], dict[str, torch.Tensor]], torch.Tensor]
+EpochHook = Callable[[int, int, BertHeadModel], dict[str, Any]]
+
+
+@dataclass
+class TrainResult:
+    """What the run did, for training.json."""
+
+    global_step: int
+    total_steps: int
+    epochs_completed: int
+    samples_seen: int
+    train_s: float
+    final_loss: float
+    resumed_from_step: int | None
+    epoch_metrics: list[dict[str, Any]]
+
+    @property
+    def samples_per_s(self) -> float:
+        """Training throughput (samples per second of optimisation, evaluation and saving excluded)."""
+        return self.samples_seen / self.train_s if self.train_s > 0 else float("nan")
+
+
+class Trainer:
+    """Runs optimisation steps over a TrainSource for any head model."""
+
+    def __init__(
+        self,
+        model: BertHeadModel,
+        tokenizer: WordPieceTokenizer,
+        source: TrainSource,
+        loss_fn: LossFn,
+        config: TrainConfig,
+        output_dir: Path,
+        dist: DistEnv,
+        *,
+        on_epoch_end: EpochHook | None = None,
+        show_progress: bool = True,
+        extra_state: dict[str, Any] | None = None,
+    ) -> None:
+        config.validate()
+        self.model, self.tokenizer, self.source, self.loss_fn = model, tokenizer, source, loss_fn
+        self.config, self.output_dir, self.dist = config, output_dir, dist
+        self.on_epoch_end, self.show_progress = on_epoch_end, show_progress
+        self.extra_state = extra_state or {}
+        self.parts = dist.world_size * config.grad_accum
+        self.global_batch = config.batch_size * self.parts
+        self.steps_per_epoch = steps_per_epoch(source.num_samples, self.global_batch, self.parts)
+        if self.steps_per_epoch == 0:
+            raise BertbenchError(
+                f"training data has {source.num_samples} samples, fewer than one global batch needs "
+                f"({self.parts} = processes x grad accumulation)"
+            )
+        self.total_steps = config.max_steps or config.epochs * self.steps_per_epoch
+        warmup = (
+            config.warmup_steps if config.warmup_steps is not None else round(config.warmup_ratio * self.total_steps)
+        )
+        self.optimizer = build_optimizer(
+            config.optimizer, parameter_groups(model, config.weight_decay), config.learning_rate
+        )
+        self.scheduler = warmup_decay_schedule(self.optimizer, warmup, self.total_steps, config.decay_power)
+        self.global_step = 0
+        self.samples_seen = 0
+        self.train_s = 0.0
+        self.epoch_metrics: list[dict[str, Any]] = []
+        self.resumed_from: int | None = None
+
+    # ---- checkpoints -------------------------------------------------------------------------------------
+
+    def _trainer_state(self) -> dict[str, Any]:
+        return {
+            "global_step": self.global_step,
+            "samples_seen": self.samples_seen,
+            "train_s": self.train_s,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": self.dist.gather(rng_state()),
+            "config": asdict(self.config),
+            "world_size": self.dist.world_size,
+            "epoch_metrics": self.epoch_metrics,
+            **self.extra_state,
+        }
+
+    def save(self) -> None:
+        """Checkpoint on rank 0 (all ranks must call: RNG states are gathered)."""
+        state = self._trainer_state()
+        if self.dist.is_main:
+            save_checkpoint(
+                self.output_dir, self.global_step, self.model, self.tokenizer, state, self.config.keep_checkpoints
+            )
+        self.dist.barrier()
+
+    def resume(self) -> bool:
+        """Continue from the newest checkpoint in the output directory; False when there is none."""
+        checkpoints = list_checkpoints(self.output_dir)
+        if not checkpoints:
+            return False
+        path = checkpoints[-1]
+        try:
+            state = load_checkpoint(path, self.model)
+        except (ValueError, RuntimeError, OSError) as exc:
+            raise BertbenchError(f"{path}: cannot resume ({exc})") from None
+        saved = {k: v for k, v in state["config"].items() if k not in NON_TRAJECTORY_FIELDS}
+        asked = {k: v for k, v in asdict(self.config).items() if k not in NON_TRAJECTORY_FIELDS}
+        changed = {k: (saved.get(k), v) for k, v in asked.items() if saved.get(k) != v}
+        if changed or state["world_size"] != self.dist.world_size:
+            detail = ", ".join(f"{k}: {a} -> {b}" for k, (a, b) in changed.items()) or (
+                f"world size {state['world_size']} -> {self.dist.world_size}"
+            )
+            raise BertbenchError(f"{path}: --resume with different training settings ({detail})")
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.global_step = state["global_step"]
+        self.samples_seen = state["samples_seen"]
+        self.train_s = state["train_s"]
+        self.epoch_metrics = list(state.get("epoch_metrics", []))
+        set_rng_state(state["rng"][self.dist.rank])
+        self.resumed_from = self.global_step
+        self._truncate_log(self.global_step)
+        return True
+
+    # ---- the loop ----------------------------------------------------------------------------------------
+
+    def _seed(self) -> None:
+        random.seed(self.config.seed)
+        np.random.seed(self.config.seed)
+        # Each rank draws its own dropout masks.
+        torch.manual_seed(self.config.seed + self.dist.rank)
+
+    def _to_device(self, batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+        return {k: torch.from_numpy(v).to(self.dist.device) for k, v in batch.items()}
+
+    def train(self, resume: bool = False) -> TrainResult:
+        """Run until total_steps; checkpoint at epoch ends (and every save_steps)."""
+        self._seed()
+        self.model.to(self.dist.device)
+        if resume and not self.resume():
+            warn(f"--resume: no checkpoint in {self.output_dir / 'checkpoints'}; starting from step 0")
+        elif resume and self.dist.is_main:
+            info(f"resumed from step {self.global_step} ({list_checkpoints(self.output_dir)[-1]})")
+        model = self.model.train()
+        wrapped: torch.nn.Module = DistributedDataParallel(model) if self.dist.distributed else model
+        loss_value = float("nan")
+        start_step = self.global_step
+        with progress_bar(
+            "train",
+            total=self.total_steps - start_step,
+            enabled=self.show_progress and self.dist.is_main,
+            fields="loss {task.fields[loss]:.4f}  lr {task.fields[lr]:.2e}",
+            initial={"loss": float("nan"), "lr": self.scheduler.get_last_lr()[0]},
+        ) as advance:
+            while self.global_step < self.total_steps:
+                epoch, step_in_epoch = divmod(self.global_step, self.steps_per_epoch)
+                order = epoch_order(self.source.num_samples, self.config.seed, epoch)
+                t0 = time.perf_counter()
+                loss_value, step_samples = self._step(wrapped, order, step_in_epoch)
+                self.train_s += time.perf_counter() - t0
+                self.samples_seen += step_samples
+                self.global_step += 1
+                advance(1, loss=loss_value, lr=self.scheduler.get_last_lr()[0])
+                if self.dist.is_main and (self.global_step % self.config.log_every == 0 or self.global_step == 1):
+                    self._log(
+                        {
+                            "step": self.global_step,
+                            "epoch": epoch + 1,
+                            "loss": loss_value,
+                            "lr": self.scheduler.get_last_lr()[0],
+                            "samples_per_s": self.samples_seen / self.train_s,
+                        }
+                    )
+                epoch_done = self.global_step % self.steps_per_epoch == 0 or self.global_step == self.total_steps
+                if epoch_done and self.on_epoch_end is not None:
+                    model.eval()
+                    metrics = {
+                        "epoch": epoch + 1,
+                        "step": self.global_step,
+                        **self.on_epoch_end(epoch + 1, self.global_step, model),
+                    }
+                    model.train()
+                    self.epoch_metrics.append(metrics)
+                    if self.dist.is_main:
+                        self._log({"eval": metrics})
+                if epoch_done or (self.config.save_steps and self.global_step % self.config.save_steps == 0):
+                    self.save()
+        model.eval()
+        return TrainResult(
+            global_step=self.global_step,
+            total_steps=self.total_steps,
+            epochs_completed=math.ceil(self.global_step / self.steps_per_epoch),
+            samples_seen=self.samples_seen,
+            train_s=self.train_s,
+            final_loss=loss_value,
+            resumed_from_step=self.resumed_from,
+            epoch_metrics=self.epoch_metrics,
+        )
+
+    def _step(self, wrapped: torch.nn.Module, order: np.ndarray, step_in_epoch: int) -> tuple[float, int]:
+        """One optimizer step; returns (mean loss over the step's samples, samples in the step)."""
+        micro, total = micro_batches(
+            order, step_in_epoch, self.global_batch, self.dist.world_size, self.config.grad_accum, self.dist.rank
+        )
+        # DDP averages gradients over ranks; scaling the summed loss by world/total makes that average the
+        # gradient of the mean over all `total` samples, whatever the split.
+        scale = self.dist.world_size / total
+        loss_sum = 0.0
+        for m, rows in enumerate(micro):
+            batch = self._to_device(self.source.training_batch(rows))
+            last = m == len(micro) - 1
+            sync = nullcontext() if last or not self.dist.distributed else wrapped.no_sync()
+            with sync:
+                outputs = wrapped(*(batch[k] for k in MODEL_INPUTS), **self._extra_inputs(batch))
+                per_sample = self.loss_fn(outputs, batch)
+                (per_sample.sum() * scale).backward()
+            loss_sum += float(per_sample.detach().sum())
+        if self.config.max_grad_norm > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return self.dist.sum(loss_sum) / total, total
+
+    @staticmethod
+    def _extra_inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        # Heads with extra forward arguments (masked-LM positions) receive them by name.
+        return {"masked_positions": batch["masked_positions"]} if "masked_positions" in batch else {}
+
+    # ---- log ---------------------------------------------------------------------------------------------
+
+    @property
+    def log_path(self) -> Path:
+        """JSON-lines training log (rank 0)."""
+        return self.output_dir / "train_log.jsonl"
+
+    def _log(self, entry: dict[str, Any]) -> None:
+        with open(self.log_path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(entry) + "\n")
+
+    def _truncate_log(self, step: int) -> None:
+        """Drop log lines past the checkpoint a run resumes from (those steps are redone)."""
+        if not self.dist.is_main or not self.log_path.exists():
+            return
+        kept = []
+        for line in self.log_path.read_text().splitlines():
+            entry = json.loads(line)
+            if entry.get("step", entry.get("eval", {}).get("step", 0)) <= step:
+                kept.append(line)
+        atomic_write_text(self.log_path, "".join(f"{line}\n" for line in kept))

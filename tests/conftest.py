@@ -1,0 +1,68 @@
+"""Shared fixtures: real data paths, the MiniLM tokenizer, a per-session cache, a tiny fine-tuned model."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from bertbench.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("BERTBENCH_DATA_DIR", REPO.parent / "shared" / "data"))
+SQUAD_TRAIN = DATA / "squad" / "train.json"
+SQUAD_DEV = DATA / "squad" / "dev.json"
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One feature cache for the whole session (features are built once)."""
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    """The uncased WordPiece tokenizer shipped with MiniLM (also the presets' vocabulary)."""
+    from bertbench.models.loading import minilm_directory
+    from bertbench.models.tokenizer import WordPieceTokenizer
+
+    return WordPieceTokenizer.from_directory(minilm_directory())
+
+
+@pytest.fixture(scope="session")
+def tiny_squad_model(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> Path:
+    """bert-tiny fine-tuned for 40 steps on the first 200 questions of the real train file (CLI, in-process)."""
+    out = tmp_path_factory.mktemp("tiny-squad")
+    code = main(
+        [
+            "finetune",
+            "squad",
+            "--model",
+            "bert-tiny",
+            "--train",
+            str(SQUAD_TRAIN),
+            "--max-train-samples",
+            "200",
+            "--output-dir",
+            str(out),
+            "--overwrite",
+            "--cache-dir",
+            str(cache_dir),
+            "--max-steps",
+            "40",
+            "--batch-size",
+            "8",
+            "--learning-rate",
+            "1e-3",
+            "--log-every",
+            "1",
+            "--threads",
+            "2",
+            "--no-progress",
+            "--max-seq-length",
+            "256",
+        ]
+    )
+    assert code == 0
+    return out

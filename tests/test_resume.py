@@ -1,0 +1,99 @@
+"""A run killed after a checkpoint and resumed ends with the weights of an uninterrupted run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from bertbench.cli import main
+
+from .conftest import SQUAD_TRAIN
+
+STEPS = 60
+
+
+def finetune_args(out: Path, cache_dir: Path, *extra: str) -> list[str]:
+    return [
+        "finetune",
+        "squad",
+        "--model",
+        "bert-tiny",
+        "--train",
+        str(SQUAD_TRAIN),
+        "--max-train-samples",
+        "120",
+        "--output-dir",
+        str(out),
+        "--cache-dir",
+        str(cache_dir),
+        "--max-steps",
+        str(STEPS),
+        "--batch-size",
+        "4",
+        "--grad-accum",
+        "2",
+        "--save-steps",
+        "4",
+        "--learning-rate",
+        "5e-4",
+        "--threads",
+        "1",
+        "--no-progress",
+        "--max-seq-length",
+        "128",
+        "--doc-stride",
+        "64",
+        *extra,
+    ]
+
+
+def test_killed_run_resumes_to_identical_weights(tmp_path: Path, cache_dir: Path) -> None:
+    # Dropout stays on: its RNG state is part of what a checkpoint must restore.
+    reference = tmp_path / "uninterrupted"
+    assert main(finetune_args(reference, cache_dir)) == 0
+
+    interrupted = tmp_path / "interrupted"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bertbench", *finetune_args(interrupted, cache_dir)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    deadline = time.monotonic() + 240
+    checkpoints = interrupted / "checkpoints"
+    while time.monotonic() < deadline and proc.poll() is None:
+        if checkpoints.is_dir() and any((p / "trainer_state.pt").exists() for p in checkpoints.glob("step-*")):
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.01)
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    assert not (interrupted / "metrics.json").exists()
+
+    assert main(finetune_args(interrupted, cache_dir, "--resume")) == 0
+    record = json.loads((interrupted / "metrics.json").read_text())
+    assert 0 < record["resumed_from_step"] < STEPS
+    expected = load_file(str(reference / "model.safetensors"))
+    resumed = load_file(str(interrupted / "model.safetensors"))
+    worst = max(float((expected[k] - resumed[k]).abs().max()) for k in expected)
+    assert worst <= 1e-6
+    # And the runs did train: weights moved away from the initial ones.
+    initial = load_file(str(interrupted / "checkpoints" / sorted(os.listdir(checkpoints))[0] / "model.safetensors"))
+    assert any(not torch.equal(initial[k], resumed[k]) for k in initial)
+
+
+def test_resume_with_changed_settings_is_refused(tmp_path: Path, cache_dir: Path, capsys) -> None:
+    out = tmp_path / "run"
+    assert main(finetune_args(out, cache_dir, "--max-steps", "4")) == 0
+    capsys.readouterr()
+    assert main(finetune_args(out, cache_dir, "--max-steps", "4", "--learning-rate", "1e-3", "--resume")) == 1
+    err = capsys.readouterr().err
+    assert "learning_rate" in err and "--resume" in err
