@@ -66,3 +66,17 @@ def tiny_squad_model(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) 
     )
     assert code == 0
     return out
+
+
+SST2_TRAIN = DATA / "sst2" / "train.tsv"
+SST2_DEV = DATA / "sst2" / "dev.tsv"
+
+
+@pytest.fixture(scope="session")
+def small_corpora(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A pretraining corpus (SQuAD dev contexts) and a held-out one (SST-2 dev sentences), built by the CLI."""
+    root = tmp_path_factory.mktemp("corpora")
+    train, held_out = root / "train.txt", root / "eval.txt"
+    assert main(["build-corpus", "--squad", str(SQUAD_DEV), "--output", str(train)]) == 0
+    assert main(["build-corpus", "--sst2", str(SST2_DEV), "--output", str(held_out)]) == 0
+    return train, held_out

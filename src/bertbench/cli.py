@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from bertbench import __version__
 from bertbench.errors import BertbenchError, UsageError
 
-TASK_CHOICES = ("squad",)
+EVAL_TASKS = ("squad", "sst2", "mlm")
+FINETUNE_TASKS = ("squad", "sst2")
+DEFAULT_MAX_SEQ_LENGTH = {"squad": 384, "sst2": 128, "mlm": 128}
 BACKENDS = ("torch",)
 PRECISIONS = ("fp32", "bf16", "fp16", "int8")
 PADDINGS = ("sorted", "longest", "fixed")
@@ -30,6 +32,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 1")
+    return value
+
+
 def _add_model(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="HF directory, hub id, 'minilm-l6' or a preset (bert-tiny…)")
     p.add_argument("--allow-pickle", action="store_true", help="allow loading pytorch_model.bin (pickle)")
@@ -46,70 +55,129 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 
 def _add_task_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--max-seq-length", type=_positive_int, default=384)
-    p.add_argument("--doc-stride", type=_positive_int, default=128, help="step between window starts (SQuAD)")
+    p.add_argument("--max-seq-length", type=_positive_int, default=None, help="default: squad 384, sst2/mlm 128")
+    p.add_argument("--doc-stride", type=_positive_int, default=128, help="SQuAD: step between window starts")
     p.add_argument("--max-query-length", type=_positive_int, default=64)
     p.add_argument("--n-best", type=_positive_int, default=20)
     p.add_argument("--max-answer-length", type=_positive_int, default=30)
     p.add_argument("--null-score-threshold", type=float, default=0.0, help="SQuAD v2.0 null-answer threshold")
 
 
+def _add_masking(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--mask-prob", type=_fraction, default=0.15)
+    p.add_argument("--max-predictions-per-seq", type=_positive_int, default=20)
+    p.add_argument("--whole-word-masking", action="store_true")
+
+
+def _add_training(p: argparse.ArgumentParser, lr: float, epochs: int, batch_size: int) -> None:
+    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --output-dir")
+    p.add_argument("--learning-rate", "--lr", type=float, default=lr)
+    p.add_argument("--epochs", type=_positive_int, default=epochs)
+    p.add_argument("--max-steps", type=_positive_int, default=None, help="stop after N optimizer steps")
+    p.add_argument("--batch-size", type=_positive_int, default=batch_size, help="per process")
+    p.add_argument("--grad-accum", type=_positive_int, default=1)
+    p.add_argument("--warmup-ratio", type=float, default=0.1)
+    p.add_argument("--warmup-steps", type=int, default=None)
+    p.add_argument("--weight-decay", type=float, default=0.01)
+    p.add_argument("--max-grad-norm", type=float, default=1.0)
+    p.add_argument("--save-steps", type=int, default=0, help="also checkpoint every N steps (0: epoch ends only)")
+    p.add_argument("--keep-checkpoints", type=int, default=2)
+    p.add_argument("--log-every", type=_positive_int, default=10)
+    p.add_argument("--eval-batch-size", type=_positive_int, default=64)
+    p.add_argument("--dist-timeout", type=float, default=120.0, help="process-group timeout (s) under torchrun")
+    p.add_argument("--dropout", type=float, default=None, help="override all dropout rates (0 for parity runs)")
+    p.add_argument("--group-by-length", action="store_true", help="batch samples of similar length (less padding)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full command-line grammar."""
-    parser = _Parser(prog="bertbench", description="Fine-tune, evaluate and benchmark BERT models.")
+    parser = _Parser(prog="bertbench", description="Fine-tune, pretrain, evaluate and benchmark BERT models.")
     parser.add_argument("--version", action="version", version=f"bertbench {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     ev = commands.add_parser("eval", help="accuracy mode: score a model on a task's data")
-    ev.add_argument("task", choices=TASK_CHOICES)
+    ev.add_argument("task", choices=EVAL_TASKS)
     _add_model(ev)
-    ev.add_argument("--data", type=Path, required=True)
+    ev.add_argument("--data", type=Path, required=True, help="SQuAD JSON, SST-2 TSV, or a text corpus (mlm)")
     _add_common(ev)
     ev.add_argument("--backend", choices=BACKENDS, default="torch")
     ev.add_argument("--precision", choices=PRECISIONS, default="fp32")
     ev.add_argument("--batch-size", type=_positive_int, default=32)
     ev.add_argument("--padding", choices=PADDINGS, default="sorted", help="batch padding (results never change)")
-    ev.add_argument("--max-samples", type=_positive_int, default=None, help="SQuAD: first N questions")
+    ev.add_argument("--max-samples", type=_positive_int, default=None, help="SQuAD: first N questions; else rows")
     _add_task_options(ev)
+    _add_masking(ev)
 
     ft = commands.add_parser("finetune", help="fine-tune a model on a task")
-    ft.add_argument("task", choices=TASK_CHOICES)
+    ft.add_argument("task", choices=FINETUNE_TASKS)
     _add_model(ft)
     ft.add_argument("--train", type=Path, required=True)
     ft.add_argument("--eval", type=Path, default=None, help="evaluate on this file after each epoch")
     _add_common(ft)
-    ft.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --output-dir")
-    ft.add_argument("--learning-rate", "--lr", type=float, default=5e-5)
-    ft.add_argument("--epochs", type=_positive_int, default=2)
-    ft.add_argument("--max-steps", type=_positive_int, default=None, help="stop after N optimizer steps")
-    ft.add_argument("--batch-size", type=_positive_int, default=16, help="per process")
-    ft.add_argument("--grad-accum", type=_positive_int, default=1)
-    ft.add_argument("--warmup-ratio", type=float, default=0.1)
-    ft.add_argument("--warmup-steps", type=int, default=None)
-    ft.add_argument("--weight-decay", type=float, default=0.01)
-    ft.add_argument("--max-grad-norm", type=float, default=1.0)
-    ft.add_argument("--save-steps", type=int, default=0, help="also checkpoint every N steps (0: epoch ends only)")
-    ft.add_argument("--keep-checkpoints", type=int, default=2)
-    ft.add_argument("--log-every", type=_positive_int, default=10)
-    ft.add_argument("--eval-batch-size", type=_positive_int, default=64)
+    _add_training(ft, lr=5e-5, epochs=2, batch_size=16)
     ft.add_argument("--max-train-samples", type=_positive_int, default=None, help="SQuAD: first N questions")
     ft.add_argument("--max-eval-samples", type=_positive_int, default=None)
-    ft.add_argument("--dist-timeout", type=float, default=120.0, help="process-group timeout (s) under torchrun")
-    ft.add_argument("--dropout", type=float, default=None, help="override all dropout rates (0 for parity runs)")
     _add_task_options(ft)
+
+    pt = commands.add_parser("pretrain", help="masked-LM pretraining with a target accuracy")
+    _add_model(pt)
+    pt.add_argument("--corpus", type=Path, nargs="+", required=True, help="text files, blank line between documents")
+    pt.add_argument("--eval-corpus", type=Path, nargs="+", default=[], help="held-out documents for mlm_accuracy")
+    _add_common(pt)
+    _add_training(pt, lr=1e-3, epochs=1, batch_size=32)
+    pt.add_argument("--optimizer", choices=("lamb", "adamw"), default="lamb")
+    pt.add_argument("--decay-power", type=float, default=1.0, help="polynomial decay after warm-up (1: linear)")
+    pt.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32", help="AMP (GPU)")
+    pt.add_argument("--max-seq-length", type=_positive_int, default=128)
+    _add_masking(pt)
+    pt.add_argument("--nsp", action="store_true", help="also train next-sentence prediction")
+    pt.add_argument("--init-from", default=None, help="start from this checkpoint's weights (shapes checked)")
+    pt.add_argument("--eval-every-samples", type=_positive_int, default=None)
+    pt.add_argument("--eval-samples", type=_positive_int, default=10000, help="size of the fixed evaluation set")
+    pt.add_argument("--target-mlm-accuracy", type=_fraction, default=None, help="stop when reached")
+
+    bc = commands.add_parser("build-corpus", help="write a pretraining corpus from SQuAD contexts and SST-2 sentences")
+    bc.add_argument("--squad", type=Path, nargs="*", default=[])
+    bc.add_argument("--sst2", type=Path, nargs="*", default=[])
+    bc.add_argument("--output", type=Path, required=True)
     return parser
 
 
-def _task_options(args: argparse.Namespace):
+def _task_options(args: argparse.Namespace, task: str) -> Any:
     from bertbench.tasks.options import TaskOptions
 
     return TaskOptions(
-        max_seq_length=args.max_seq_length,
-        doc_stride=args.doc_stride,
-        max_query_length=args.max_query_length,
-        n_best=args.n_best,
-        max_answer_length=args.max_answer_length,
-        null_score_threshold=args.null_score_threshold,
+        max_seq_length=args.max_seq_length or DEFAULT_MAX_SEQ_LENGTH[task],
+        doc_stride=getattr(args, "doc_stride", 128),
+        max_query_length=getattr(args, "max_query_length", 64),
+        n_best=getattr(args, "n_best", 20),
+        max_answer_length=getattr(args, "max_answer_length", 30),
+        null_score_threshold=getattr(args, "null_score_threshold", 0.0),
+        mask_prob=getattr(args, "mask_prob", 0.15),
+        max_predictions_per_seq=getattr(args, "max_predictions_per_seq", 20),
+        whole_word_masking=getattr(args, "whole_word_masking", False),
+    )
+
+
+def _train_config(args: argparse.Namespace, **extra: Any) -> Any:
+    from bertbench.training.loop import TrainConfig
+
+    return TrainConfig(
+        learning_rate=args.learning_rate,
+        epochs=args.epochs,
+        max_steps=args.max_steps,
+        batch_size=args.batch_size,
+        grad_accum=args.grad_accum,
+        warmup_ratio=args.warmup_ratio,
+        warmup_steps=args.warmup_steps,
+        weight_decay=args.weight_decay,
+        max_grad_norm=args.max_grad_norm,
+        seed=args.seed,
+        save_steps=args.save_steps,
+        keep_checkpoints=args.keep_checkpoints,
+        log_every=args.log_every,
+        group_by_length=args.group_by_length,
+        **extra,
     )
 
 
@@ -134,30 +202,14 @@ def _eval(args: argparse.Namespace) -> None:
             overwrite=args.overwrite,
             allow_pickle=args.allow_pickle,
             show_progress=not args.no_progress,
-            task_options=_task_options(args),
+            task_options=_task_options(args, args.task),
         )
     )
 
 
 def _finetune(args: argparse.Namespace) -> None:
     from bertbench.jobs.finetune import FinetuneConfig, run_finetune
-    from bertbench.training.loop import TrainConfig
 
-    train = TrainConfig(
-        learning_rate=args.learning_rate,
-        epochs=args.epochs,
-        max_steps=args.max_steps,
-        batch_size=args.batch_size,
-        grad_accum=args.grad_accum,
-        warmup_ratio=args.warmup_ratio,
-        warmup_steps=args.warmup_steps,
-        weight_decay=args.weight_decay,
-        max_grad_norm=args.max_grad_norm,
-        seed=args.seed,
-        save_steps=args.save_steps,
-        keep_checkpoints=args.keep_checkpoints,
-        log_every=args.log_every,
-    )
     run_finetune(
         FinetuneConfig(
             task=args.task,
@@ -165,8 +217,8 @@ def _finetune(args: argparse.Namespace) -> None:
             train=args.train,
             eval=args.eval,
             output_dir=args.output_dir,
-            train_config=train,
-            task_options=_task_options(args),
+            train_config=_train_config(args),
+            task_options=_task_options(args, args.task),
             threads=args.threads,
             cache_dir=args.cache_dir,
             max_train_samples=args.max_train_samples,
@@ -183,7 +235,49 @@ def _finetune(args: argparse.Namespace) -> None:
     )
 
 
-COMMANDS = {"eval": _eval, "finetune": _finetune}
+def _pretrain(args: argparse.Namespace) -> None:
+    from bertbench.jobs.pretrain import PretrainConfig, run_pretrain
+    from bertbench.tasks.mlm.masking import MaskingParams
+
+    run_pretrain(
+        PretrainConfig(
+            model=args.model,
+            corpus=args.corpus,
+            output_dir=args.output_dir,
+            eval_corpus=args.eval_corpus,
+            train_config=_train_config(
+                args, optimizer=args.optimizer, decay_power=args.decay_power, amp=args.precision
+            ),
+            max_seq_length=args.max_seq_length,
+            masking=MaskingParams(args.mask_prob, args.max_predictions_per_seq, args.whole_word_masking),
+            nsp=args.nsp,
+            init_from=args.init_from,
+            eval_every_samples=args.eval_every_samples,
+            eval_samples=args.eval_samples,
+            eval_batch_size=args.eval_batch_size,
+            target_mlm_accuracy=args.target_mlm_accuracy,
+            threads=args.threads,
+            cache_dir=args.cache_dir,
+            device=args.device,
+            resume=args.resume,
+            overwrite=args.overwrite,
+            allow_pickle=args.allow_pickle,
+            dist_timeout_s=args.dist_timeout,
+            dropout=args.dropout,
+            show_progress=not args.no_progress,
+        )
+    )
+
+
+def _build_corpus(args: argparse.Namespace) -> None:
+    from bertbench.results.console import info
+    from bertbench.tasks.mlm.corpus import build_corpus
+
+    counts = build_corpus(args.squad, args.sst2, args.output)
+    info(f"wrote {args.output}: {counts['documents']} documents, {counts['sentences']} sentences")
+
+
+COMMANDS = {"eval": _eval, "finetune": _finetune, "pretrain": _pretrain, "build-corpus": _build_corpus}
 
 
 def main(argv: list[str] | None = None) -> int:

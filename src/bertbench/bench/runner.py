@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,6 +54,7 @@ def run_inference(
     padding: str,
     max_seq_length: int,
     per_token_outputs: tuple[str, ...] = (),
+    reduce_outputs: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]] | None = None,
     warmup_batches: int = 1,
     show_progress: bool = True,
     description: str = "inference",
@@ -73,6 +75,8 @@ def run_inference(
         for rows, seq_len in zip(plan.rows, plan.seq_lens, strict=True):
             t0 = time.perf_counter()
             batch_out = runtime.infer(source.model_inputs(rows, seq_len))
+            if reduce_outputs is not None:
+                batch_out = reduce_outputs(batch_out)
             for name, value in batch_out.items():
                 if name not in outputs:
                     shape = (n, max_seq_length) if name in per_token_outputs else (n, *value.shape[1:])

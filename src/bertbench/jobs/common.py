@@ -5,11 +5,17 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 
 from bertbench.errors import BertbenchError
+from bertbench.models import BertHeadModel, LoadedModel, ModelSource, WordPieceTokenizer
 from bertbench.results.environment import available_cores
+from bertbench.runtimes import RuntimeOptions
+from bertbench.tasks.options import TaskOptions
+from bertbench.training.distributed import DistEnv
 
 
 def resolve_threads(requested: int | None) -> int:
@@ -41,3 +47,63 @@ def prepare_output_dir(path: str | Path, overwrite: bool = False, resume: bool =
         shutil.rmtree(path / "checkpoints", ignore_errors=True)
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def check_output_dir(path: Path, dist: DistEnv, overwrite: bool, resume: bool) -> Path:
+    """prepare_output_dir for a (possibly distributed) training job: every rank checks, rank 0 acts."""
+    if path.exists() and path.is_dir() and any(path.iterdir()) and not (overwrite or resume):
+        raise BertbenchError(f"{path}: output directory is not empty (pass --resume to continue or --overwrite)")
+    dist.barrier()
+    if dist.is_main:
+        prepare_output_dir(path, overwrite=overwrite, resume=resume)
+    dist.barrier()
+    return path
+
+
+class ShardView:
+    """The rows of a dataset that one rank evaluates: a contiguous slice, so no sample is seen twice."""
+
+    def __init__(self, dataset: Any, rows: np.ndarray) -> None:
+        self.dataset, self.rows = dataset, rows
+        self.lengths = dataset.lengths[rows]
+
+    def model_inputs(self, rows: np.ndarray, seq_len: int) -> dict[str, np.ndarray]:
+        """Inputs of the shard's local rows."""
+        return self.dataset.model_inputs(self.rows[rows], seq_len)
+
+
+def evaluate_sharded(
+    model: BertHeadModel,
+    tokenizer: WordPieceTokenizer,
+    source: ModelSource,
+    dataset: Any,
+    task_name: str,
+    dist: DistEnv,
+    runtime_options: RuntimeOptions,
+    task_options: TaskOptions,
+    batch_size: int,
+) -> tuple[Any, dict[str, Any]]:
+    """Each rank runs its shard, rank 0 gathers the outputs and scores them: (predictions, metrics) on rank 0,
+    (None, {}) elsewhere. Throughput is samples over the slowest rank's time."""
+    from bertbench.jobs.evaluate import infer_dataset
+    from bertbench.tasks.registry import TASKS
+
+    shard = np.array_split(np.arange(dataset.num_samples), dist.world_size)[dist.rank]
+    view = LoadedModel(model, tokenizer, source, [])
+    result, _ = infer_dataset(
+        view,
+        ShardView(dataset, shard),
+        task_name,
+        runtime_options,
+        batch_size=batch_size,
+        padding="sorted",
+        max_seq_length=task_options.max_seq_length,
+        show_progress=False,
+    )
+    gathered = dist.gather((result.outputs, result.timed_s))
+    if not dist.is_main:
+        return None, {}
+    outputs = {name: np.concatenate([g[0][name] for g in gathered]) for name in result.outputs}
+    predictions, metrics = TASKS[task_name].score(dataset, outputs, task_options)
+    metrics["eval_samples_per_s"] = dataset.num_samples / max(g[1] for g in gathered)
+    return predictions, metrics

@@ -67,6 +67,7 @@ def infer_dataset(
         padding=padding,
         max_seq_length=max_seq_length,
         per_token_outputs=TASKS[task_name].PER_TOKEN_OUTPUTS,
+        reduce_outputs=getattr(TASKS[task_name], "reduce_outputs", None),
         show_progress=show_progress,
         description=f"eval {task_name}",
     )
@@ -143,7 +144,7 @@ def run_eval(config: EvalConfig) -> dict[str, Any]:
     }
     accuracy = {"relative_accuracy": None if source.random_weights else 1.0}
     record = build_record(run_config, {**metrics, **accuracy})
-    task.write_predictions(predictions, output_dir)
+    task.write_predictions(predictions, output_dir, dataset)
     write_metrics(output_dir, record)
     _report(record, loaded, config)
     return record

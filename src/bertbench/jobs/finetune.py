@@ -7,14 +7,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from safetensors.torch import save
 
 from bertbench.cache import Cache
-from bertbench.errors import BertbenchError
 from bertbench.io_utils import atomic_write_bytes
-from bertbench.jobs.common import configure_threads, prepare_output_dir
-from bertbench.jobs.evaluate import infer_dataset
+from bertbench.jobs.common import check_output_dir, configure_threads, evaluate_sharded
 from bertbench.models import BertHeadModel, LoadedModel, load_model, resolve_model, save_model
 from bertbench.results.console import info, print_result_table, warn
 from bertbench.results.record import build_record, write_metrics
@@ -52,29 +49,6 @@ class FinetuneConfig:
     show_progress: bool = True
 
 
-class _Shard:
-    """The rows of a dataset that one rank evaluates (contiguous, no duplicates)."""
-
-    def __init__(self, dataset: Any, rows: np.ndarray) -> None:
-        self.dataset, self.rows = dataset, rows
-        self.lengths = dataset.lengths[rows]
-
-    def model_inputs(self, rows: np.ndarray, seq_len: int) -> dict[str, np.ndarray]:
-        return self.dataset.model_inputs(self.rows[rows], seq_len)
-
-
-def _check_output_dir(config: FinetuneConfig, dist: DistEnv) -> Path:
-    # Every rank checks (so all fail together); only rank 0 changes anything.
-    path = config.output_dir
-    if path.exists() and path.is_dir() and any(path.iterdir()) and not (config.overwrite or config.resume):
-        raise BertbenchError(f"{path}: output directory is not empty (pass --resume to continue or --overwrite)")
-    dist.barrier()
-    if dist.is_main:
-        prepare_output_dir(path, overwrite=config.overwrite, resume=config.resume)
-    dist.barrier()
-    return path
-
-
 def _save_initial_head(loaded: LoadedModel, output_dir: Path) -> None:
     """Store a freshly initialised head so a paired reference run can start from the very same weights."""
     state = {
@@ -97,7 +71,7 @@ def run_finetune(config: FinetuneConfig) -> dict[str, Any]:
 
 def _run(config: FinetuneConfig, task: Any, dist: DistEnv) -> dict[str, Any]:
     wall_start = time.perf_counter()
-    output_dir = _check_output_dir(config, dist)
+    output_dir = check_output_dir(config.output_dir, dist, config.overwrite, config.resume)
     threads = configure_threads(config.threads)
     cache = Cache(config.cache_dir)
     source = resolve_model(config.model, allow_pickle=config.allow_pickle)
@@ -131,45 +105,38 @@ def _run(config: FinetuneConfig, task: Any, dist: DistEnv) -> dict[str, Any]:
 
     runtime_options = RuntimeOptions(precision="fp32", device=dist.device, threads=threads)
 
-    def evaluate(epoch: int, step: int, model: BertHeadModel) -> dict[str, Any]:
+    def evaluate(progress: dict[str, Any], model: BertHeadModel) -> dict[str, Any]:
         if eval_ds is None:
             return {}
-        shard_rows = np.array_split(np.arange(eval_ds.num_samples), dist.world_size)[dist.rank]
-        view = LoadedModel(model, loaded.tokenizer, source, [])
-        result, _ = infer_dataset(
-            view,
-            _Shard(eval_ds, shard_rows),
+        predictions, metrics = evaluate_sharded(
+            model,
+            loaded.tokenizer,
+            source,
+            eval_ds,
             config.task,
+            dist,
             runtime_options,
-            batch_size=config.eval_batch_size,
-            padding="sorted",
-            max_seq_length=config.task_options.max_seq_length,
-            show_progress=False,
+            config.task_options,
+            config.eval_batch_size,
         )
-        gathered = dist.gather((result.outputs, result.timed_s))
         if not dist.is_main:
             return {}
-        outputs = {name: np.concatenate([g[0][name] for g in gathered]) for name in result.outputs}
-        predictions, metrics = task.score(eval_ds, outputs, config.task_options)
-        metrics["eval_samples_per_s"] = eval_ds.num_samples / max(g[1] for g in gathered)
+        epoch, step = progress["epoch"], progress["step"]
         epoch_dir = output_dir / "eval" / f"epoch-{epoch}"
         epoch_dir.mkdir(parents=True, exist_ok=True)
-        task.write_predictions(predictions, epoch_dir)
+        task.write_predictions(predictions, epoch_dir, eval_ds)
+        run_config = {
+            "command": "eval",
+            "task": config.task,
+            "model": str(output_dir),
+            "epoch": epoch,
+            "step": step,
+            "backend": "torch",
+            "precision": "fp32",
+            **eval_ds.describe(),
+        }
         write_metrics(
-            epoch_dir,
-            build_record(
-                {
-                    "command": "eval",
-                    "task": config.task,
-                    "model": str(output_dir),
-                    "epoch": epoch,
-                    "step": step,
-                    "backend": "torch",
-                    "precision": "fp32",
-                    **eval_ds.describe(),
-                },
-                {**metrics, "threads": threads, "world_size": dist.world_size},
-            ),
+            epoch_dir, build_record(run_config, {**metrics, "threads": threads, "world_size": dist.world_size})
         )
         headline = {k: metrics[k] for k in ("exact_match", "f1", "accuracy", "mlm_accuracy") if k in metrics}
         info(f"epoch {epoch} (step {step}): " + ", ".join(f"{k} {v:.4f}" for k, v in headline.items()))
@@ -183,14 +150,14 @@ def _run(config: FinetuneConfig, task: Any, dist: DistEnv) -> dict[str, Any]:
         config.train_config,
         output_dir,
         dist,
-        on_epoch_end=evaluate,
+        on_evaluate=evaluate,
         show_progress=config.show_progress,
     )
     result = trainer.train(resume=config.resume)
     record: dict[str, Any] = {}
     if dist.is_main:
         save_model(loaded.model, loaded.tokenizer, output_dir)
-        final_eval = result.epoch_metrics[-1] if result.epoch_metrics else {}
+        final_eval = result.eval_history[-1] if result.eval_history else {}
         record = build_record(
             {
                 "command": "finetune",
@@ -198,7 +165,7 @@ def _run(config: FinetuneConfig, task: Any, dist: DistEnv) -> dict[str, Any]:
                 **loaded.describe(),
                 "train_data": str(config.train),
                 "eval_data": str(config.eval) if config.eval else None,
-                "num_train_examples": len(train_ds.data.examples),
+                "num_train_examples": train_ds.describe()["num_examples"],
                 "num_train_samples": train_ds.num_samples,
                 **{f"train_{k}": v for k, v in asdict(config.train_config).items()},
                 **config.task_options.as_dict(),
@@ -216,7 +183,7 @@ def _run(config: FinetuneConfig, task: Any, dist: DistEnv) -> dict[str, Any]:
                 "final_loss": result.final_loss,
                 "resumed_from_step": result.resumed_from_step,
                 "wall_s": time.perf_counter() - wall_start,
-                "epochs": result.epoch_metrics,
+                "eval_history": result.eval_history,
                 **{k: v for k, v in final_eval.items() if k not in ("epoch", "step")},
             },
         )

@@ -3,6 +3,7 @@
 from bertbench.models.bert import (
     HEADS,
     BertForMaskedLM,
+    BertForPreTraining,
     BertForQuestionAnswering,
     BertForSequenceClassification,
     BertHeadModel,
@@ -16,6 +17,7 @@ __all__ = [
     "PRESETS",
     "BertConfig",
     "BertForMaskedLM",
+    "BertForPreTraining",
     "BertForQuestionAnswering",
     "BertForSequenceClassification",
     "BertHeadModel",

@@ -325,8 +325,36 @@ class BertForMaskedLM(BertHeadModel):
         return (self.cls.predictions(hidden),)
 
 
+class BertForPreTraining(BertForMaskedLM):
+    """Masked LM plus next-sentence prediction (from the pooled [CLS]), as the original BERT pretraining."""
+
+    architecture = "BertForPreTraining"
+    output_names = ("logits", "nsp_logits")
+    head_prefixes = ("cls.", "bert.pooler")
+    uses_pooler = True
+
+    def __init__(self, config: BertConfig, attention: str = "sdpa") -> None:
+        super().__init__(config, attention)
+        self.cls.seq_relationship = nn.Linear(config.hidden_size, 2)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor,
+        masked_positions: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        hidden = self.bert(input_ids, attention_mask, token_type_ids)
+        nsp = self.cls.seq_relationship(self.bert.pooler(hidden))
+        if masked_positions is not None:
+            index = masked_positions[..., None].expand(-1, -1, hidden.shape[-1])
+            hidden = torch.gather(hidden, 1, index)
+        return self.cls.predictions(hidden), nsp
+
+
 HEADS: dict[str, type[BertHeadModel]] = {
     "question-answering": BertForQuestionAnswering,
     "sequence-classification": BertForSequenceClassification,
     "masked-lm": BertForMaskedLM,
+    "pretraining": BertForPreTraining,
 }

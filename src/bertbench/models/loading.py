@@ -258,3 +258,26 @@ def save_model(model: BertHeadModel, tokenizer: WordPieceTokenizer, directory: s
     atomic_write_bytes(directory / "model.safetensors", save(state, metadata={"format": "pt"}))
     atomic_write_json(directory / "config.json", model.config.to_hf_dict(model.architecture))
     tokenizer.save(directory)
+
+
+def init_weights_from(model: BertHeadModel, name: str, allow_pickle: bool = False) -> list[str]:
+    """--init-from: replace the weights of `model` (config unchanged) by a checkpoint's; shapes are checked and
+    every encoder weight must be present. Returns the parameter groups that were not in the checkpoint."""
+    source = resolve_model(name, allow_pickle=allow_pickle)
+    if source.random_weights:
+        raise BertbenchError(f"--init-from {name}: a preset has no weights to start from")
+    state = _read_weights(source)
+    expected = model.state_dict()
+    where = source.weight_files[0]
+    for key, value in state.items():
+        if key in expected and expected[key].shape != value.shape:
+            raise BertbenchError(
+                f"{where}: {key} has shape {tuple(value.shape)}, the model needs {tuple(expected[key].shape)}"
+            )
+    missing = [k for k in expected if k not in state and k != "cls.predictions.decoder.weight"]
+    body = [k for k in missing if not k.startswith(type(model).head_prefixes)]
+    if body:
+        raise BertbenchError(f"{where}: {len(body)} encoder weights missing, e.g. {body[0]}")
+    model.load_state_dict({k: v for k, v in state.items() if k in expected}, strict=False)
+    model.tie_weights()
+    return sorted({p.rstrip(".") for p in type(model).head_prefixes if any(k.startswith(p) for k in missing)})

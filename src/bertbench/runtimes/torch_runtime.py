@@ -36,7 +36,8 @@ class TorchRuntime:
         assert self.model is not None, "prepare() first"
         device = self.options.device
         tensors = {k: torch.from_numpy(v).to(device) for k, v in inputs.items()}
-        outputs = self.model(tensors["input_ids"], tensors["attention_mask"], tensors["token_type_ids"])
+        extra = {"masked_positions": tensors["masked_positions"]} if "masked_positions" in tensors else {}
+        outputs = self.model(tensors["input_ids"], tensors["attention_mask"], tensors["token_type_ids"], **extra)
         return {name: out.float().cpu().numpy() for name, out in zip(self.model.output_names, outputs, strict=True)}
 
     def describe(self) -> dict[str, Any]:

@@ -29,11 +29,11 @@ from bertbench.results.console import info, warn
 from bertbench.training.checkpoint import list_checkpoints, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from bertbench.training.distributed import DistEnv
 from bertbench.training.optim import build_optimizer, parameter_groups, warmup_decay_schedule
-from bertbench.training.sampler import epoch_order, micro_batches, steps_per_epoch
+from bertbench.training.sampler import epoch_order, length_grouped_order, micro_batches, steps_per_epoch
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 # Config fields that do not change the trajectory: they may differ between a run and its resumption.
-NON_TRAJECTORY_FIELDS = ("save_steps", "keep_checkpoints", "log_every")
+NON_TRAJECTORY_FIELDS = ("save_steps", "keep_checkpoints", "log_every", "eval_every_steps")
 
 
 @dataclass
@@ -55,6 +55,9 @@ class TrainConfig:
     save_steps: int = 0
     keep_checkpoints: int = 2
     log_every: int = 10
+    eval_every_steps: int = 0  # 0: evaluate at epoch ends only
+    group_by_length: bool = False  # batches of similar lengths (less padding); off for paired comparisons
+    amp: str = "fp32"  # "bf16" / "fp16": autocast mixed precision (fp16 with loss scaling, CUDA only)
 
     def validate(self) -> None:
         """Reject settings that cannot train."""
@@ -68,13 +71,16 @@ class TrainSource(Protocol):
     """Training samples that can be batched by row indices."""
 
     num_samples: int
+    lengths: np.ndarray
 
-    def training_batch(self, rows: np.ndarray) -> dict[str, np.ndarray]:
-        """Inputs and labels for `rows`."""
+    def training_batch(self, rows: np.ndarray, epoch: int) -> dict[str, np.ndarray]:
+        """Inputs and labels for `rows` (`epoch` lets a source vary e.g. its masks deterministically)."""
 
 
 LossFn = Callable[[tuple[torch.Tensor, ...], dict[str, torch.Tensor]], torch.Tensor]
-EpochHook = Callable[[int, int, BertHeadModel], dict[str, Any]]
+# on_evaluate(progress, model) -> metrics; progress has epoch, step, samples_seen, wall_s; metrics may hold
+# "stop": True to end training after this evaluation (e.g. a target accuracy was reached).
+EvalHook = Callable[[dict[str, Any], BertHeadModel], dict[str, Any]]
 
 
 @dataclass
@@ -88,7 +94,9 @@ class TrainResult:
     train_s: float
     final_loss: float
     resumed_from_step: int | None
-    epoch_metrics: list[dict[str, Any]]
+    eval_history: list[dict[str, Any]]
+    wall_s: float = 0.0
+    stopped_early: bool = False
 
     @property
     def samples_per_s(self) -> float:
@@ -109,14 +117,14 @@ class Trainer:
         output_dir: Path,
         dist: DistEnv,
         *,
-        on_epoch_end: EpochHook | None = None,
+        on_evaluate: EvalHook | None = None,
         show_progress: bool = True,
         extra_state: dict[str, Any] | None = None,
     ) -> None:
         config.validate()
         self.model, self.tokenizer, self.source, self.loss_fn = model, tokenizer, source, loss_fn
         self.config, self.output_dir, self.dist = config, output_dir, dist
-        self.on_epoch_end, self.show_progress = on_epoch_end, show_progress
+        self.on_evaluate, self.show_progress = on_evaluate, show_progress
         self.extra_state = extra_state or {}
         self.parts = dist.world_size * config.grad_accum
         self.global_batch = config.batch_size * self.parts
@@ -133,11 +141,14 @@ class Trainer:
         self.optimizer = build_optimizer(
             config.optimizer, parameter_groups(model, config.weight_decay), config.learning_rate
         )
+        # Loss scaling only matters for fp16; disabled it is a pass-through.
+        self.scaler = torch.amp.GradScaler(enabled=config.amp == "fp16")
         self.scheduler = warmup_decay_schedule(self.optimizer, warmup, self.total_steps, config.decay_power)
         self.global_step = 0
         self.samples_seen = 0
         self.train_s = 0.0
-        self.epoch_metrics: list[dict[str, Any]] = []
+        self.wall_s = 0.0  # training, evaluation and checkpoints since step 0 (carried across resumes)
+        self.eval_history: list[dict[str, Any]] = []
         self.resumed_from: int | None = None
 
     # ---- checkpoints -------------------------------------------------------------------------------------
@@ -147,12 +158,14 @@ class Trainer:
             "global_step": self.global_step,
             "samples_seen": self.samples_seen,
             "train_s": self.train_s,
+            "wall_s": self.wall_s,
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
             "rng": self.dist.gather(rng_state()),
             "config": asdict(self.config),
             "world_size": self.dist.world_size,
-            "epoch_metrics": self.epoch_metrics,
+            "eval_history": self.eval_history,
             **self.extra_state,
         }
 
@@ -185,10 +198,13 @@ class Trainer:
             raise BertbenchError(f"{path}: --resume with different training settings ({detail})")
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
         self.global_step = state["global_step"]
         self.samples_seen = state["samples_seen"]
         self.train_s = state["train_s"]
-        self.epoch_metrics = list(state.get("epoch_metrics", []))
+        self.wall_s = state.get("wall_s", 0.0)
+        self.eval_history = list(state.get("eval_history", []))
         set_rng_state(state["rng"][self.dist.rank])
         self.resumed_from = self.global_step
         self._truncate_log(self.global_step)
@@ -215,6 +231,8 @@ class Trainer:
             info(f"resumed from step {self.global_step} ({list_checkpoints(self.output_dir)[-1]})")
         model = self.model.train()
         wrapped: torch.nn.Module = DistributedDataParallel(model) if self.dist.distributed else model
+        wall_start, wall_before = time.perf_counter(), self.wall_s
+        stopped = False
         loss_value = float("nan")
         start_step = self.global_step
         with progress_bar(
@@ -224,11 +242,11 @@ class Trainer:
             fields="loss {task.fields[loss]:.4f}  lr {task.fields[lr]:.2e}",
             initial={"loss": float("nan"), "lr": self.scheduler.get_last_lr()[0]},
         ) as advance:
-            while self.global_step < self.total_steps:
+            while self.global_step < self.total_steps and not stopped:
                 epoch, step_in_epoch = divmod(self.global_step, self.steps_per_epoch)
-                order = epoch_order(self.source.num_samples, self.config.seed, epoch)
+                order = self._order(epoch)
                 t0 = time.perf_counter()
-                loss_value, step_samples = self._step(wrapped, order, step_in_epoch)
+                loss_value, step_samples = self._step(wrapped, order, step_in_epoch, epoch)
                 self.train_s += time.perf_counter() - t0
                 self.samples_seen += step_samples
                 self.global_step += 1
@@ -244,18 +262,19 @@ class Trainer:
                         }
                     )
                 epoch_done = self.global_step % self.steps_per_epoch == 0 or self.global_step == self.total_steps
-                if epoch_done and self.on_epoch_end is not None:
+                every = self.config.eval_every_steps
+                if self.on_evaluate is not None and (epoch_done or (every and self.global_step % every == 0)):
+                    self.wall_s = wall_before + time.perf_counter() - wall_start
+                    progress = {"epoch": epoch + 1, "step": self.global_step, "samples_seen": self.samples_seen}
                     model.eval()
-                    metrics = {
-                        "epoch": epoch + 1,
-                        "step": self.global_step,
-                        **self.on_epoch_end(epoch + 1, self.global_step, model),
-                    }
+                    metrics = {**progress, **self.on_evaluate({**progress, "wall_s": self.wall_s}, model)}
                     model.train()
-                    self.epoch_metrics.append(metrics)
+                    stopped = bool(metrics.pop("stop", False))
+                    self.eval_history.append(metrics)
                     if self.dist.is_main:
                         self._log({"eval": metrics})
-                if epoch_done or (self.config.save_steps and self.global_step % self.config.save_steps == 0):
+                self.wall_s = wall_before + time.perf_counter() - wall_start
+                if epoch_done or stopped or (self.config.save_steps and self.global_step % self.config.save_steps == 0):
                     self.save()
         model.eval()
         return TrainResult(
@@ -266,10 +285,23 @@ class Trainer:
             train_s=self.train_s,
             final_loss=loss_value,
             resumed_from_step=self.resumed_from,
-            epoch_metrics=self.epoch_metrics,
+            eval_history=self.eval_history,
+            wall_s=self.wall_s,
+            stopped_early=stopped,
         )
 
-    def _step(self, wrapped: torch.nn.Module, order: np.ndarray, step_in_epoch: int) -> tuple[float, int]:
+    def _order(self, epoch: int) -> np.ndarray:
+        if self.config.group_by_length:
+            return length_grouped_order(np.asarray(self.source.lengths), self.config.seed, epoch, self.global_batch)
+        return epoch_order(self.source.num_samples, self.config.seed, epoch)
+
+    def _autocast(self) -> Any:
+        if self.config.amp == "fp32":
+            return nullcontext()
+        dtype = torch.bfloat16 if self.config.amp == "bf16" else torch.float16
+        return torch.autocast(device_type=self.dist.device.split(":")[0], dtype=dtype)
+
+    def _step(self, wrapped: torch.nn.Module, order: np.ndarray, step_in_epoch: int, epoch: int) -> tuple[float, int]:
         """One optimizer step; returns (mean loss over the step's samples, samples in the step)."""
         micro, total = micro_batches(
             order, step_in_epoch, self.global_batch, self.dist.world_size, self.config.grad_accum, self.dist.rank
@@ -279,17 +311,20 @@ class Trainer:
         scale = self.dist.world_size / total
         loss_sum = 0.0
         for m, rows in enumerate(micro):
-            batch = self._to_device(self.source.training_batch(rows))
+            batch = self._to_device(self.source.training_batch(rows, epoch))
             last = m == len(micro) - 1
             sync = nullcontext() if last or not self.dist.distributed else wrapped.no_sync()
             with sync:
-                outputs = wrapped(*(batch[k] for k in MODEL_INPUTS), **self._extra_inputs(batch))
-                per_sample = self.loss_fn(outputs, batch)
-                (per_sample.sum() * scale).backward()
+                with self._autocast():
+                    outputs = wrapped(*(batch[k] for k in MODEL_INPUTS), **self._extra_inputs(batch))
+                    per_sample = self.loss_fn(outputs, batch).float()
+                self.scaler.scale(per_sample.sum() * scale).backward()
             loss_sum += float(per_sample.detach().sum())
+        self.scaler.unscale_(self.optimizer)
         if self.config.max_grad_norm > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm)
-        self.optimizer.step()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         return self.dist.sum(loss_sum) / total, total

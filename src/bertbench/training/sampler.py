@@ -15,6 +15,26 @@ def epoch_order(num_samples: int, seed: int, epoch: int) -> np.ndarray:
     return np.random.default_rng([seed, epoch]).permutation(num_samples)
 
 
+def length_grouped_order(
+    lengths: np.ndarray, seed: int, epoch: int, global_batch: int, megabatch: int = 50
+) -> np.ndarray:
+    """A visiting order whose global batches hold samples of similar length (less padding), still random:
+    the epoch permutation is cut into chunks of `megabatch` global batches, each chunk is sorted by length and
+    cut into global batches, and the batches are shuffled. Depends only on (seed, epoch), like epoch_order."""
+    rng = np.random.default_rng([seed, epoch, 1])
+    order = epoch_order(len(lengths), seed, epoch)
+    size = megabatch * global_batch
+    batches = []
+    for start in range(0, len(order), size):
+        chunk = order[start : start + size]
+        chunk = chunk[np.argsort(-lengths[chunk], kind="stable")]
+        batches.extend(chunk[i : i + global_batch] for i in range(0, len(chunk), global_batch))
+    full = [b for b in batches if len(b) == global_batch]
+    partial = [b for b in batches if len(b) < global_batch]
+    # Full batches in random order; a partial one (at most one per chunk) only at the end, as epoch_order has it.
+    return np.concatenate([full[i] for i in rng.permutation(len(full))] + partial) if batches else order
+
+
 def steps_per_epoch(num_samples: int, global_batch: int, parts: int) -> int:
     """Optimizer steps per epoch; a last partial batch is kept if every micro-batch still gets a sample."""
     full, rest = divmod(num_samples, global_batch)

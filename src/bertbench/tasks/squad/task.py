@@ -31,6 +31,7 @@ NAME = "squad"
 HEAD = BertForQuestionAnswering
 PER_TOKEN_OUTPUTS = ("start_logits", "end_logits")
 PRIMARY_METRIC = "f1"
+DEFAULT_MAX_SEQ_LENGTH = 384
 
 
 @dataclass
@@ -56,7 +57,7 @@ class SquadDataset:
         """Model inputs of `rows`, padded to `seq_len`."""
         return self.features.model_inputs(rows, seq_len)
 
-    def training_batch(self, rows: np.ndarray) -> dict[str, np.ndarray]:
+    def training_batch(self, rows: np.ndarray, epoch: int = 0) -> dict[str, np.ndarray]:
         """Inputs padded to the longest row, plus start/end labels."""
         batch = self.model_inputs(rows, int(self.features.lengths[rows].max()))
         batch["start_positions"] = self.features.start_positions[rows].astype(np.int64)
@@ -149,7 +150,7 @@ def score(
     return predictions, {**metrics, "n_best": decode.n_best, "max_answer_length": decode.max_answer_length, **extra}
 
 
-def write_predictions(predictions: dict[str, str], output_dir: Path) -> Path:
+def write_predictions(predictions: dict[str, str], output_dir: Path, dataset: SquadDataset | None = None) -> Path:
     """predictions.json in the official format: {question_id: answer_text}."""
     path = output_dir / "predictions.json"
     atomic_write_json(path, predictions)

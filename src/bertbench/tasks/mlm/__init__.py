@@ -1,0 +1,1 @@
+"""Masked-LM pretraining and evaluation (the MLPerf Training BERT benchmark, at small scale)."""

@@ -1,0 +1,1 @@
+"""SST-2 (GLUE) sentence classification."""
