@@ -13,7 +13,7 @@ from bertbench.errors import BertbenchError, UsageError
 EVAL_TASKS = ("squad", "sst2", "mlm")
 FINETUNE_TASKS = ("squad", "sst2")
 DEFAULT_MAX_SEQ_LENGTH = {"squad": 384, "sst2": 128, "mlm": 128}
-BACKENDS = ("torch",)
+BACKENDS = ("torch", "onnxruntime", "ort")  # "ort" is an alias
 PRECISIONS = ("fp32", "bf16", "fp16", "int8")
 PADDINGS = ("sorted", "longest", "fixed")
 
@@ -89,6 +89,37 @@ def _add_training(p: argparse.ArgumentParser, lr: float, epochs: int, batch_size
     p.add_argument("--group-by-length", action="store_true", help="batch samples of similar length (less padding)")
 
 
+def _add_runtime_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quantization", choices=("dynamic", "static"), default="dynamic", help="INT8 mode")
+    p.add_argument("--calibration-data", type=Path, default=None, help="training data for static INT8 / fallback")
+    p.add_argument("--calibration-samples", type=_positive_int, default=1000)
+    p.add_argument("--calibration-method", choices=("minmax", "entropy", "percentile"), default="minmax")
+    p.add_argument("--per-channel", action="store_true", help="per-channel INT8 weight scales")
+    p.add_argument(
+        "--reduce-range",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="7-bit weights (default: on for CPUs without VNNI)",
+    )
+    p.add_argument("--compile", action="store_true", help="torch.compile the model (torch backend)")
+    p.add_argument(
+        "--provider",
+        action="append",
+        choices=("cpu", "cuda", "tensorrt"),
+        default=None,
+        help="onnxruntime execution provider (repeatable; default from --device)",
+    )
+    p.add_argument("--export-dir", type=Path, default=None, help="also write the prepared ONNX artifact here")
+    p.add_argument("--accuracy-target", type=_fraction, default=0.99, help="relative to FP32 (MLPerf bert-99)")
+    p.add_argument("--strict", action="store_true", help="exit non-zero when the accuracy target is missed")
+    p.add_argument(
+        "--int8-fallback",
+        action="store_true",
+        help="keep the most INT8-sensitive layers in FP32 until the target is met (tuned on --calibration-data)",
+    )
+    p.add_argument("--tuning-samples", type=_positive_int, default=200)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full command-line grammar."""
     parser = _Parser(prog="bertbench", description="Fine-tune, pretrain, evaluate and benchmark BERT models.")
@@ -107,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--max-samples", type=_positive_int, default=None, help="SQuAD: first N questions; else rows")
     _add_task_options(ev)
     _add_masking(ev)
+    _add_runtime_options(ev)
 
     ft = commands.add_parser("finetune", help="fine-tune a model on a task")
     ft.add_argument("task", choices=FINETUNE_TASKS)
@@ -190,7 +222,7 @@ def _eval(args: argparse.Namespace) -> None:
             model=args.model,
             data=args.data,
             output_dir=args.output_dir,
-            backend=args.backend,
+            backend="onnxruntime" if args.backend == "ort" else args.backend,
             precision=args.precision,
             device=args.device,
             batch_size=args.batch_size,
@@ -203,6 +235,19 @@ def _eval(args: argparse.Namespace) -> None:
             allow_pickle=args.allow_pickle,
             show_progress=not args.no_progress,
             task_options=_task_options(args, args.task),
+            quantization=args.quantization,
+            calibration_data=args.calibration_data,
+            calibration_samples=args.calibration_samples,
+            calibration_method=args.calibration_method,
+            per_channel=args.per_channel,
+            reduce_range=args.reduce_range,
+            compile=args.compile,
+            providers=tuple(args.provider or ()),
+            export_dir=args.export_dir,
+            accuracy_target=args.accuracy_target,
+            strict=args.strict,
+            int8_fallback=args.int8_fallback,
+            tuning_samples=args.tuning_samples,
         )
     )
 

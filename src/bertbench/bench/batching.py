@@ -25,6 +25,23 @@ class BatchSource(Protocol):
         """int64 inputs for `rows`, padded or cut to `seq_len`."""
 
 
+class RowSubset:
+    """Some rows of a BatchSource, seen as a BatchSource of their own (a shard, a calibration sample)."""
+
+    def __init__(self, source: BatchSource, rows: np.ndarray) -> None:
+        self.source, self.rows = source, np.asarray(rows)
+        self.lengths = np.asarray(source.lengths)[self.rows]
+
+    @property
+    def num_samples(self) -> int:
+        """Rows in the subset."""
+        return len(self.rows)
+
+    def model_inputs(self, rows: np.ndarray, seq_len: int) -> dict[str, np.ndarray]:
+        """Inputs of the subset's local rows."""
+        return self.source.model_inputs(self.rows[rows], seq_len)
+
+
 @dataclass
 class BatchPlan:
     """Rows and padded length of every batch, in execution order."""

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from bertbench.bench.batching import RowSubset
 from bertbench.errors import BertbenchError
 from bertbench.models import BertHeadModel, LoadedModel, ModelSource, WordPieceTokenizer
 from bertbench.results.environment import available_cores
@@ -60,18 +61,6 @@ def check_output_dir(path: Path, dist: DistEnv, overwrite: bool, resume: bool) -
     return path
 
 
-class ShardView:
-    """The rows of a dataset that one rank evaluates: a contiguous slice, so no sample is seen twice."""
-
-    def __init__(self, dataset: Any, rows: np.ndarray) -> None:
-        self.dataset, self.rows = dataset, rows
-        self.lengths = dataset.lengths[rows]
-
-    def model_inputs(self, rows: np.ndarray, seq_len: int) -> dict[str, np.ndarray]:
-        """Inputs of the shard's local rows."""
-        return self.dataset.model_inputs(self.rows[rows], seq_len)
-
-
 def evaluate_sharded(
     model: BertHeadModel,
     tokenizer: WordPieceTokenizer,
@@ -92,7 +81,7 @@ def evaluate_sharded(
     view = LoadedModel(model, tokenizer, source, [])
     result, _ = infer_dataset(
         view,
-        ShardView(dataset, shard),
+        RowSubset(dataset, shard),
         task_name,
         runtime_options,
         batch_size=batch_size,

@@ -42,13 +42,16 @@ class BertEmbeddings(nn.Module):
         self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        # A sliced constant (not arange): the pattern ONNX Runtime fuses into EmbedLayerNormalization.
+        positions = torch.arange(config.max_position_embeddings)[None, :]
+        self.register_buffer("position_ids", positions, persistent=False)
 
     def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor) -> torch.Tensor:
-        positions = torch.arange(input_ids.shape[1], device=input_ids.device)
+        positions = self.position_ids[:, : input_ids.shape[1]]
         hidden = (
             self.word_embeddings(input_ids)
-            + self.position_embeddings(positions)[None]
             + self.token_type_embeddings(token_type_ids)
+            + self.position_embeddings(positions)
         )
         return self.dropout(self.LayerNorm(hidden))
 

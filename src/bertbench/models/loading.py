@@ -6,6 +6,7 @@ HF_HUB_OFFLINE is unset and given at most HUB_TIMEOUT_S seconds.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -246,6 +247,15 @@ def load_model(source: ModelSource, head: type[BertHeadModel], seed: int = 0, at
         model.init_weights(torch.Generator().manual_seed(seed), prefixes=tuple(fresh))
     model.tie_weights()
     return LoadedModel(model.eval(), tokenizer, source, fresh)
+
+
+def model_fingerprint(model: BertHeadModel) -> str:
+    """Hash of a model's architecture, head and every weight: the cache key of artifacts derived from it."""
+    digest = hashlib.sha256(json.dumps([model.architecture, model.config.to_hf_dict(model.architecture)]).encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def save_model(model: BertHeadModel, tokenizer: WordPieceTokenizer, directory: str | Path) -> None:

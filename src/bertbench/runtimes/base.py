@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -10,6 +11,8 @@ import numpy as np
 from bertbench.models import LoadedModel
 
 PRECISIONS = ("fp32", "bf16", "fp16", "int8")
+QUANTIZATION_MODES = ("dynamic", "static")
+CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 
 
 @dataclass
@@ -19,6 +22,17 @@ class RuntimeOptions:
     precision: str = "fp32"
     device: str = "cpu"
     threads: int = 1
+    quantization: str = "dynamic"
+    calibration_method: str = "minmax"
+    per_channel: bool = False
+    reduce_range: bool | None = None  # None: the runtime picks what suits the CPU (True without VNNI)
+    compile: bool = False  # torch.compile
+    providers: tuple[str, ...] = ()  # onnxruntime execution providers; () picks from the device
+    cache_dir: Path | None = None
+    export_dir: Path | None = None  # also copy the prepared artifact here, for deployment
+    # Calibration samples for static INT8 (a BatchSource built from training data, never the evaluated file).
+    calibration: Any = None
+    keep_fp32: tuple[str, ...] = field(default_factory=tuple)  # encoder layers left in FP32 (e.g. "layer.3")
 
 
 class Runtime(Protocol):

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from bertbench.errors import UsageError
 from bertbench.runtimes.base import Runtime
+from bertbench.runtimes.ort_runtime import OrtRuntime
 from bertbench.runtimes.torch_runtime import TorchRuntime
 
-RUNTIMES: dict[str, type] = {"torch": TorchRuntime}
+RUNTIMES: dict[str, type] = {"torch": TorchRuntime, "onnxruntime": OrtRuntime}
 
 
 def create_runtime(name: str) -> Runtime:

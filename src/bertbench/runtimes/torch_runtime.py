@@ -1,7 +1,9 @@
-"""PyTorch eager runtime."""
+"""PyTorch eager runtime: FP32, BF16 (CUDA, or emulated on CPUs without it), FP16 (CUDA), INT8 dynamic
+(CPU), optionally through torch.compile."""
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import numpy as np
@@ -10,25 +12,56 @@ import torch
 from bertbench.errors import BertbenchError
 from bertbench.models import BertHeadModel, LoadedModel
 from bertbench.runtimes.base import RuntimeOptions
+from bertbench.runtimes.hardware import has_native_bf16
+from bertbench.runtimes.torch_quant import int8_linear_fraction, quantize_linear_dynamic
 
 
 class TorchRuntime:
-    """Runs the model in PyTorch eager mode under inference_mode."""
+    """Runs the model in PyTorch under inference_mode."""
 
     name = "torch"
 
     def __init__(self) -> None:
         self.model: BertHeadModel | None = None
+        self.forward: Any = None
         self.options = RuntimeOptions()
+        self.facts: dict[str, Any] = {}
 
     def prepare(self, loaded: LoadedModel, options: RuntimeOptions) -> None:
-        """Move the model to the device; only FP32 exists in this runtime so far."""
-        if options.precision != "fp32":
-            raise BertbenchError(f"--precision {options.precision}: not available on the torch runtime yet")
-        if options.device.startswith("cuda") and not torch.cuda.is_available():
+        """Convert a copy of the model to the requested precision on the device."""
+        cuda = options.device.startswith("cuda")
+        if cuda and not torch.cuda.is_available():
             raise BertbenchError(f"--device {options.device}: no CUDA device is available")
+        if options.precision == "fp16" and not cuda:
+            raise BertbenchError("--precision fp16 on the torch backend needs a CUDA device (CPU FP16 is refused)")
+        if options.precision == "int8" and cuda:
+            raise BertbenchError("--precision int8 on the torch backend is CPU-only (use onnxruntime on GPU)")
+        if options.precision == "int8" and options.quantization != "dynamic":
+            raise BertbenchError("--quantization static is available on the onnxruntime backend only")
         self.options = options
-        self.model = loaded.model.to(options.device).eval()
+        model = loaded.model if options.precision == "fp32" else copy.deepcopy(loaded.model)
+        model = model.eval().to(options.device)
+        self.facts = {"emulated": False}
+        if options.precision == "bf16":
+            model = model.to(torch.bfloat16)
+            self.facts["emulated"] = not cuda and not has_native_bf16()
+        elif options.precision == "fp16":
+            model = model.half()
+        elif options.precision == "int8":
+            model = quantize_linear_dynamic(model, options.keep_fp32)
+            fraction = int8_linear_fraction(model)
+            self.facts.update(
+                {
+                    "quantization": "dynamic",
+                    "quantization_format": "torch.ao dynamic (qint8)",
+                    "int8_linear_fraction": fraction,
+                    "partial_int8": fraction < 0.9,
+                    "keep_fp32": list(options.keep_fp32),
+                }
+            )
+        self.model = model
+        self.forward = torch.compile(model, dynamic=True) if options.compile else model
+        self.facts["compiled"] = options.compile
 
     @torch.inference_mode()
     def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -37,9 +70,9 @@ class TorchRuntime:
         device = self.options.device
         tensors = {k: torch.from_numpy(v).to(device) for k, v in inputs.items()}
         extra = {"masked_positions": tensors["masked_positions"]} if "masked_positions" in tensors else {}
-        outputs = self.model(tensors["input_ids"], tensors["attention_mask"], tensors["token_type_ids"], **extra)
+        outputs = self.forward(tensors["input_ids"], tensors["attention_mask"], tensors["token_type_ids"], **extra)
         return {name: out.float().cpu().numpy() for name, out in zip(self.model.output_names, outputs, strict=True)}
 
     def describe(self) -> dict[str, Any]:
         """Backend facts for metrics.json."""
-        return {"backend": self.name, "precision": self.options.precision, "device": self.options.device}
+        return {"backend": self.name, "precision": self.options.precision, "device": self.options.device, **self.facts}

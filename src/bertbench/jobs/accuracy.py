@@ -1,0 +1,111 @@
+"""The accuracy guard: every reduced-precision or other-runtime result is compared with FP32 PyTorch on the same
+model and data (computed once, then found in the cache), and layer-wise INT8 fallback to meet a target."""
+
+from __future__ import annotations
+
+import json
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from bertbench.cache import Cache
+from bertbench.models import LoadedModel
+from bertbench.models.loading import model_fingerprint
+from bertbench.results.console import info
+from bertbench.runtimes import RuntimeOptions
+from bertbench.tasks.options import TaskOptions
+from bertbench.tasks.registry import TASKS
+
+
+def reference_metrics(
+    loaded: LoadedModel,
+    dataset: Any,
+    task_name: str,
+    task_options: TaskOptions,
+    data_key: str,
+    threads: int,
+    cache: Cache,
+    batch_size: int = 32,
+) -> tuple[dict[str, Any], bool]:
+    """(FP32 PyTorch metrics of this model on this data, whether they came from the cache)."""
+    from bertbench.jobs.evaluate import evaluate_loaded
+
+    parts = {
+        "model": model_fingerprint(loaded.model),
+        "task": task_name,
+        "data": data_key,
+        "options": task_options.as_dict(),
+        "torch": metadata.version("torch"),
+    }
+
+    def build(directory: Path) -> None:
+        info("computing the FP32 reference (torch) for the accuracy guard")
+        _, metrics = evaluate_loaded(
+            loaded,
+            dataset,
+            task_name,
+            RuntimeOptions(threads=threads),
+            backend="torch",
+            batch_size=batch_size,
+            task_options=task_options,
+            show_progress=False,
+        )
+        (directory / "metrics.json").write_text(json.dumps(metrics, default=str))
+
+    entry, hit = cache.get_or_build("reference-metrics", parts, build)
+    return json.loads((entry / "metrics.json").read_text()), hit
+
+
+def guard(metrics: dict[str, Any], reference: dict[str, Any], primary: str, target: float) -> dict[str, Any]:
+    """reference_<metric>, relative_accuracy (= metric / reference) and whether it meets the target."""
+    ours, ref = metrics.get(primary), reference.get(primary)
+    relative = ours / ref if ours is not None and ref else None
+    return {
+        f"reference_{primary}": ref,
+        "relative_accuracy": relative,
+        "accuracy_target": target,
+        "meets_accuracy_target": relative is not None and relative >= target,
+        f"{primary}_drop": (ref - ours) if ours is not None and ref is not None else None,
+    }
+
+
+def choose_fp32_layers(
+    loaded: LoadedModel,
+    tuning: Any,
+    task_name: str,
+    task_options: TaskOptions,
+    backend: str,
+    options: RuntimeOptions,
+    target: float,
+    threads: int,
+) -> tuple[tuple[str, ...], list[dict[str, Any]]]:
+    """Keep the most INT8-sensitive encoder layers in FP32 until relative accuracy on `tuning` (training data,
+    never the evaluated file) meets `target`. Each layer's effect is measured by leaving it alone in FP32."""
+    from dataclasses import replace
+
+    from bertbench.jobs.evaluate import evaluate_loaded
+
+    primary = TASKS[task_name].PRIMARY_METRIC
+
+    def score(keep: tuple[str, ...], precision: str = "int8") -> float:
+        run = replace(options, precision=precision, keep_fp32=keep)
+        _, metrics = evaluate_loaded(
+            loaded, tuning, task_name, run, backend=backend, task_options=task_options, show_progress=False
+        )
+        return float(metrics[primary])
+
+    reference = score((), precision="fp32")
+    all_int8 = score(())
+    log = [{"kept_fp32": [], "tuning_relative_accuracy": all_int8 / reference}]
+    if all_int8 / reference >= target:
+        return (), log
+    layers = [f"layer.{i}" for i in range(loaded.model.config.num_hidden_layers)]
+    gains = {layer: score((layer,)) - all_int8 for layer in layers}
+    keep: tuple[str, ...] = ()
+    for layer in sorted(layers, key=lambda k: -gains[k]):
+        keep = (*keep, layer)
+        relative = score(keep) / reference
+        log.append({"kept_fp32": list(keep), "tuning_relative_accuracy": relative})
+        if relative >= target:
+            break
+    return keep, log

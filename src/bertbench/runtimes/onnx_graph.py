@@ -1,0 +1,122 @@
+"""Export to ONNX, ONNX Runtime's BERT graph optimizer, and a census of what the graph runs in INT8.
+
+Export uses the TorchScript exporter with the explicit (eager) attention: with torch 2.13's dynamo exporter and
+SDPA the ORT optimizer fuses no Attention node. The dummy batch is padded (batch 2, ragged mask) so that the
+mask path is traced as it is used.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+from onnx import numpy_helper
+
+from bertbench.models import BertHeadModel
+
+INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
+OPSET = 17
+
+
+def export_onnx(model: BertHeadModel, path: Path) -> None:
+    """Write `model` to `path` (weights inline) with dynamic batch and sequence axes."""
+    model = copy.deepcopy(model).float().eval().cpu()
+    model.bert.set_attention_implementation("eager")
+    ids = torch.full((2, 16), 1000, dtype=torch.long)
+    mask = torch.ones_like(ids)
+    mask[1, 9:] = 0
+    types = torch.zeros_like(ids)
+    types[:, 8:] = 1
+    axes = {name: {0: "batch", 1: "sequence"} for name in INPUT_NAMES}
+    for name in model.output_names:
+        axes[name] = {0: "batch", 1: "sequence"} if name.endswith(("start_logits", "end_logits")) else {0: "batch"}
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model,
+            (ids, mask, types),
+            str(path),
+            input_names=list(INPUT_NAMES),
+            output_names=list(model.output_names),
+            dynamic_axes=axes,
+            opset_version=OPSET,
+            dynamo=False,
+        )
+
+
+def optimize_bert_graph(
+    source: Path, target: Path, num_heads: int, hidden_size: int, fuse_attention: bool = True
+) -> dict[str, int]:
+    """Run ORT's transformer optimizer for BERT; returns the fused-operator counts (non-zero ones)."""
+    from onnxruntime.transformers.fusion_options import FusionOptions
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    options = FusionOptions("bert")
+    options.enable_attention = fuse_attention
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        optimized = optimize_model(
+            str(source),
+            model_type="bert",
+            num_heads=num_heads,
+            hidden_size=hidden_size,
+            optimization_options=options,
+            opt_level=0,
+        )
+    optimized.save_model_to_file(str(target))
+    return {k: v for k, v in optimized.get_fused_operator_statistics().items() if v}
+
+
+def op_counts(path: Path) -> dict[str, int]:
+    """How many nodes of each operator type the graph holds."""
+    return dict(Counter(node.op_type for node in onnx.load(str(path), load_external_data=False).graph.node))
+
+
+# Operator -> index of its weight input, for the linear operators we count.
+_FLOAT_LINEAR = {"MatMul": 1, "Gemm": 1, "Attention": 1, "FusedMatMul": 1}
+_INT8_LINEAR = {
+    "MatMulInteger": 1,
+    "DynamicQuantizeMatMul": 1,
+    "QAttention": 1,
+    "QLinearMatMul": 3,
+    "MatMulIntegerToFloat": 1,
+}
+
+
+def int8_linear_census(path: Path) -> tuple[int, int]:
+    """(weights in INT8, all weights) over the graph's linear operators — a proxy for linear FLOPs, since
+    each weight element costs the same multiply-adds per token. Activation-by-activation products (attention
+    scores) have no weight and are not counted."""
+    graph = onnx.load(str(path)).graph
+    inits = {init.name: init for init in graph.initializer}
+    producers = {out: node for node in graph.node for out in node.output}
+
+    def weight(name: str) -> onnx.TensorProto | None:
+        if name in inits:
+            return inits[name]
+        node = producers.get(name)
+        # QDQ: weight -> DequantizeLinear -> MatMul; Transpose/Reshape may sit between.
+        while node is not None and node.op_type in ("Transpose", "Reshape", "DequantizeLinear"):
+            if node.op_type == "DequantizeLinear" and node.input[0] in inits:
+                return inits[node.input[0]]
+            node = producers.get(node.input[0])
+        return None
+
+    int8 = total = 0
+    for node in graph.node:
+        index = _FLOAT_LINEAR.get(node.op_type, _INT8_LINEAR.get(node.op_type))
+        if index is None or index >= len(node.input):
+            continue
+        tensor = weight(node.input[index])
+        if tensor is None:
+            continue
+        size = int(np.prod(tensor.dims))
+        total += size
+        if numpy_helper.to_array(tensor).dtype in (np.int8, np.uint8):
+            int8 += size
+    return int8, total

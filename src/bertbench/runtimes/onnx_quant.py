@@ -1,0 +1,130 @@
+"""INT8 quantization with ONNX Runtime's own tools.
+
+Dynamic: quantize_dynamic on the fused graph (Attention -> QAttention, MatMul -> MatMulInteger); shape inference
+fails there unless DefaultTensorType is FLOAT. Static: QDQ with calibration on a graph fused *without* Attention
+(the static quantizer cannot quantize the fused Attention op, whose QKV projections would stay FP32); only MatMuls
+with a weight are quantized, attention-score products stay FP32, and so do Gemm heads (the SST-2 pooler and
+classifier: ~1 % of linear FLOPs; ORT 1.32 cannot scale the pooler's bias from its Gather input). On x86 without VNNI, reduce_range avoids
+saturation in the u8s8 kernels, as ORT advises.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from bertbench.runtimes.onnx_graph import INPUT_NAMES
+
+METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """ORT's quantizer logs advice on the root logger and warns freely; our output keeps one line per fact."""
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logging.disable(previous)
+
+
+def _excluded(graph: onnx.GraphProto, keep_fp32: tuple[str, ...]) -> list[str]:
+    """Nodes of the encoder layers kept in FP32 ("layer.3"): the exporter names them '/bert/encoder/layer.3/…';
+    the optimizer names the fused attention of layer i 'Attention_i'."""
+    fused = {f"Attention_{k.split('.')[-1]}" for k in keep_fp32}
+    return [n.name for n in graph.node if n.name in fused or any(f"/{k}/" in n.name for k in keep_fp32)]
+
+
+def quantize_dynamic_int8(
+    source: Path, target: Path, per_channel: bool, reduce_range: bool, keep_fp32: tuple[str, ...] = ()
+) -> None:
+    """Dynamic INT8 weights and activations for MatMul and Attention."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    model = onnx.load(str(source))
+    with _quiet():
+        quantize_dynamic(
+            model,
+            str(target),
+            op_types_to_quantize=["MatMul", "Attention"],
+            per_channel=per_channel,
+            reduce_range=reduce_range,
+            weight_type=QuantType.QInt8,
+            nodes_to_exclude=_excluded(model.graph, keep_fp32),
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+        )
+
+
+class _Reader:
+    """CalibrationDataReader over prebuilt batches; set_range lets ORT calibrate a few batches at a time."""
+
+    def __init__(self, batches: list[dict[str, np.ndarray]]) -> None:
+        self.batches = batches
+        self.start, self.end = 0, len(batches)
+        self.position = 0
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def set_range(self, start_index: int, end_index: int) -> None:
+        self.start, self.end, self.position = start_index, end_index, start_index
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        if self.position >= self.end:
+            return None
+        batch = self.batches[self.position]
+        self.position += 1
+        return {k: batch[k] for k in INPUT_NAMES}
+
+    def rewind(self) -> None:
+        self.position = self.start
+
+
+def quantize_static_int8(
+    source: Path,
+    target: Path,
+    batches: list[dict[str, np.ndarray]],
+    method: str,
+    per_channel: bool,
+    reduce_range: bool,
+    keep_fp32: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """QDQ INT8 of weight MatMuls, activation ranges calibrated on `batches` one batch at a time (memory cap)."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    model = onnx.load(str(source))
+    weights = {init.name for init in model.graph.initializer}
+    excluded = set(_excluded(model.graph, keep_fp32))
+    linear = [
+        n.name
+        for n in model.graph.node
+        if n.op_type == "MatMul" and n.input[1] in weights and n.name not in excluded
+    ]
+    with _quiet():
+        quantize_static(
+            str(source),
+            str(target),
+            _Reader(batches),
+            quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=["MatMul"],
+            nodes_to_quantize=linear,
+            per_channel=per_channel,
+            reduce_range=reduce_range,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=getattr(CalibrationMethod, METHODS[method]),
+            # One batch per collection round (ranges merge across rounds): calibration memory stays one batch.
+            # (CalibMaxIntermediateOutputs would be the obvious knob, but ORT 1.32 drops those outputs unused.)
+            extra_options={"CalibStridedMinMax": 1, "DefaultTensorType": onnx.TensorProto.FLOAT},
+        )
+    return {"quantized_nodes": len(linear)}
