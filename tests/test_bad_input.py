@@ -146,3 +146,23 @@ def test_process_exit_code_and_no_traceback(tmp_path: Path) -> None:
     assert "Traceback" not in proc.stderr
     assert proc.stderr.strip().count("\n") == 0 and str(bad) in proc.stderr
     assert not (tmp_path / "o" / "metrics.json").exists()
+
+
+def test_fp16_training_on_cpu_is_refused(capsys, tmp_path: Path) -> None:
+    code = main(
+        [
+            "finetune",
+            "squad",
+            "--model",
+            "bert-tiny",
+            "--train",
+            str(SQUAD_TRAIN),
+            "--precision",
+            "fp16",
+            "--output-dir",
+            str(tmp_path / "o"),
+            "--no-progress",
+        ]
+    )
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and err.count("\n") == 0 and "fp16" in err and "CUDA" in err

@@ -87,6 +87,7 @@ def _add_training(p: argparse.ArgumentParser, lr: float, epochs: int, batch_size
     p.add_argument("--dist-timeout", type=float, default=120.0, help="process-group timeout (s) under torchrun")
     p.add_argument("--dropout", type=float, default=None, help="override all dropout rates (0 for parity runs)")
     p.add_argument("--group-by-length", action="store_true", help="batch samples of similar length (less padding)")
+    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32", help="mixed precision (AMP)")
 
 
 def _add_runtime_options(p: argparse.ArgumentParser) -> None:
@@ -159,7 +160,6 @@ def build_parser() -> argparse.ArgumentParser:
     _add_training(pt, lr=1e-3, epochs=1, batch_size=32)
     pt.add_argument("--optimizer", choices=("lamb", "adamw"), default="lamb")
     pt.add_argument("--decay-power", type=float, default=1.0, help="polynomial decay after warm-up (1: linear)")
-    pt.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32", help="AMP (GPU)")
     pt.add_argument("--max-seq-length", type=_positive_int, default=128)
     _add_masking(pt)
     pt.add_argument("--nsp", action="store_true", help="also train next-sentence prediction")
@@ -209,6 +209,7 @@ def _train_config(args: argparse.Namespace, **extra: Any) -> Any:
         keep_checkpoints=args.keep_checkpoints,
         log_every=args.log_every,
         group_by_length=args.group_by_length,
+        amp=args.precision,
         **extra,
     )
 
@@ -290,9 +291,7 @@ def _pretrain(args: argparse.Namespace) -> None:
             corpus=args.corpus,
             output_dir=args.output_dir,
             eval_corpus=args.eval_corpus,
-            train_config=_train_config(
-                args, optimizer=args.optimizer, decay_power=args.decay_power, amp=args.precision
-            ),
+            train_config=_train_config(args, optimizer=args.optimizer, decay_power=args.decay_power),
             max_seq_length=args.max_seq_length,
             masking=MaskingParams(args.mask_prob, args.max_predictions_per_seq, args.whole_word_masking),
             nsp=args.nsp,

@@ -28,6 +28,7 @@ class InferenceResult:
     batch_latencies_ms: list[float] = field(default_factory=list)
     mean_tokens: float = 0.0
     mean_padded_tokens: float = 0.0
+    padded_tokens_x_len: int = 0  # sum over batches of batch_size * seq_len**2 (attention FLOPs scale with it)
 
     @property
     def throughput(self) -> float:
@@ -43,6 +44,7 @@ class InferenceResult:
             "warmup_s": self.warmup_s,
             "mean_tokens": self.mean_tokens,
             "mean_padded_tokens": self.mean_padded_tokens,
+            "padded_tokens_x_len": self.padded_tokens_x_len,
         }
 
 
@@ -97,4 +99,5 @@ def run_inference(
         batch_latencies_ms=latencies,
         mean_tokens=float(lengths.mean()) if n else 0.0,
         mean_padded_tokens=plan.padded_tokens / n if n else 0.0,
+        padded_tokens_x_len=int(sum(len(r) * s * s for r, s in zip(plan.rows, plan.seq_lens, strict=True))),
     )

@@ -50,6 +50,17 @@ def prepare_output_dir(path: str | Path, overwrite: bool = False, resume: bool =
     return path
 
 
+def check_training_precision(amp: str, device: str) -> None:
+    """FP16 mixed precision needs CUDA (loss scaling on GPU); BF16 on a CPU runs but is emulated and slow."""
+    from bertbench.results.console import warn
+    from bertbench.runtimes.hardware import has_native_bf16
+
+    if amp == "fp16" and not device.startswith("cuda"):
+        raise BertbenchError("--precision fp16: mixed-precision training in FP16 needs a CUDA device")
+    if amp == "bf16" and not device.startswith("cuda") and not has_native_bf16():
+        warn("--precision bf16 on this CPU: no native BF16, so autocast is emulated and slow")
+
+
 def check_output_dir(path: Path, dist: DistEnv, overwrite: bool, resume: bool) -> Path:
     """prepare_output_dir for a (possibly distributed) training job: every rank checks, rank 0 acts."""
     if path.exists() and path.is_dir() and any(path.iterdir()) and not (overwrite or resume):

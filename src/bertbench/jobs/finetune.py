@@ -11,7 +11,7 @@ from safetensors.torch import save
 
 from bertbench.cache import Cache
 from bertbench.io_utils import atomic_write_bytes
-from bertbench.jobs.common import check_output_dir, configure_threads, evaluate_sharded
+from bertbench.jobs.common import check_output_dir, check_training_precision, configure_threads, evaluate_sharded
 from bertbench.models import BertHeadModel, LoadedModel, load_model, resolve_model, save_model
 from bertbench.results.console import info, print_result_table, warn
 from bertbench.results.record import build_record, write_metrics
@@ -71,6 +71,7 @@ def run_finetune(config: FinetuneConfig) -> dict[str, Any]:
 
 def _run(config: FinetuneConfig, task: Any, dist: DistEnv) -> dict[str, Any]:
     wall_start = time.perf_counter()
+    check_training_precision(config.train_config.amp, config.device)
     output_dir = check_output_dir(config.output_dir, dist, config.overwrite, config.resume)
     threads = configure_threads(config.threads)
     cache = Cache(config.cache_dir)

@@ -15,7 +15,7 @@ from typing import Any
 
 from bertbench.cache import Cache
 from bertbench.errors import BertbenchError
-from bertbench.jobs.common import check_output_dir, configure_threads, evaluate_sharded
+from bertbench.jobs.common import check_output_dir, check_training_precision, configure_threads, evaluate_sharded
 from bertbench.models import BertForMaskedLM, BertForPreTraining, BertHeadModel, load_model, resolve_model, save_model
 from bertbench.models.loading import init_weights_from
 from bertbench.results.console import info, print_result_table, warn
@@ -65,17 +65,9 @@ def run_pretrain(config: PretrainConfig) -> dict[str, Any]:
         shutdown_distributed()
 
 
-def _check_precision(config: PretrainConfig) -> None:
-    amp = config.train_config.amp
-    if amp == "fp16" and not config.device.startswith("cuda"):
-        raise BertbenchError("--precision fp16: mixed-precision training in FP16 needs a CUDA device")
-    if amp == "bf16" and not config.device.startswith("cuda"):
-        warn("--precision bf16 on CPU: this CPU has no native BF16, so autocast is emulated and slow")
-
-
 def _run(config: PretrainConfig, dist: DistEnv) -> dict[str, Any]:
     wall_start = time.perf_counter()
-    _check_precision(config)
+    check_training_precision(config.train_config.amp, config.device)
     if not config.eval_corpus and config.target_mlm_accuracy is not None:
         raise BertbenchError("--target-mlm-accuracy needs --eval-corpus (held-out documents to measure it on)")
     output_dir = check_output_dir(config.output_dir, dist, config.overwrite, config.resume)

@@ -4,8 +4,8 @@ Dynamic: quantize_dynamic on the fused graph (Attention -> QAttention, MatMul ->
 fails there unless DefaultTensorType is FLOAT. Static: QDQ with calibration on a graph fused *without* Attention
 (the static quantizer cannot quantize the fused Attention op, whose QKV projections would stay FP32); only MatMuls
 with a weight are quantized, attention-score products stay FP32, and so do Gemm heads (the SST-2 pooler and
-classifier: ~1 % of linear FLOPs; ORT 1.32 cannot scale the pooler's bias from its Gather input). On x86 without VNNI, reduce_range avoids
-saturation in the u8s8 kernels, as ORT advises.
+classifier: ~1 % of linear FLOPs; ORT 1.32 cannot scale the pooler's bias from its Gather input). On x86 without
+VNNI, reduce_range avoids saturation in the u8s8 kernels, as ORT advises.
 """
 
 from __future__ import annotations
@@ -106,9 +106,7 @@ def quantize_static_int8(
     weights = {init.name for init in model.graph.initializer}
     excluded = set(_excluded(model.graph, keep_fp32))
     linear = [
-        n.name
-        for n in model.graph.node
-        if n.op_type == "MatMul" and n.input[1] in weights and n.name not in excluded
+        n.name for n in model.graph.node if n.op_type == "MatMul" and n.input[1] in weights and n.name not in excluded
     ]
     with _quiet():
         quantize_static(
