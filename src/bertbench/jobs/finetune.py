@@ -85,24 +85,18 @@ def _run(config: FinetuneConfig, task: Any, dist: DistEnv) -> dict[str, Any]:
         info(f"{', '.join(loaded.fresh_parameters)}: freshly initialised (seed {config.train_config.seed})")
         _save_initial_head(loaded, output_dir)
 
-    # Rank 0 builds (and caches) the features first; the others then read them from the cache.
-    datasets: dict[str, Any] = {}
-    for turn in [0] if not dist.distributed else [0, 1]:
-        if (turn == 0) == dist.is_main:
-            datasets["train"] = task.load_dataset(
-                config.train,
-                loaded.tokenizer,
-                config.task_options,
-                cache,
-                training=True,
-                max_examples=config.max_train_samples,
-            )
-            if config.eval is not None:
-                datasets["eval"] = task.load_dataset(
-                    config.eval, loaded.tokenizer, config.task_options, cache, max_examples=config.max_eval_samples
-                )
-        dist.barrier()
-    train_ds, eval_ds = datasets["train"], datasets.get("eval")
+    def load() -> tuple[Any, Any]:
+        options = config.task_options
+        train = task.load_dataset(
+            config.train, loaded.tokenizer, options, cache, training=True, max_examples=config.max_train_samples
+        )
+        if config.eval is None:
+            return train, None
+        return train, task.load_dataset(
+            config.eval, loaded.tokenizer, options, cache, max_examples=config.max_eval_samples
+        )
+
+    train_ds, eval_ds = dist.main_first(load)
 
     runtime_options = RuntimeOptions(precision="fp32", device=dist.device, threads=threads)
 

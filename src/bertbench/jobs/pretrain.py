@@ -90,26 +90,25 @@ def _run(config: PretrainConfig, dist: DistEnv) -> dict[str, Any]:
         whole_word_masking=config.masking.whole_word,
     )
 
-    data: dict[str, Any] = {}
-    for turn in [0] if not dist.distributed else [0, 1]:  # rank 0 builds the cache entries first
-        if (turn == 0) == dist.is_main:
-            data["sequences"], data["hit"] = mlm.load_sequences(
-                config.corpus, tokenizer, config.max_seq_length, config.nsp, config.train_config.seed, cache
-            )
-            if config.eval_corpus:
-                data["eval"] = mlm.load_eval_set(
-                    config.eval_corpus, tokenizer, config.max_seq_length, config.masking, cache, config.eval_samples
-                )
-        dist.barrier()
+    def load() -> tuple[Any, Any]:
+        sequences, _ = mlm.load_sequences(
+            config.corpus, tokenizer, config.max_seq_length, config.nsp, config.train_config.seed, cache
+        )
+        if not config.eval_corpus:
+            return sequences, None
+        return sequences, mlm.load_eval_set(
+            config.eval_corpus, tokenizer, config.max_seq_length, config.masking, cache, config.eval_samples
+        )
+
+    sequences, eval_set = dist.main_first(load)
     train = mlm.MlmTrainSource(
-        data["sequences"],
+        sequences,
         config.masking,
         mlm.special_ids(tokenizer),
         mlm.continuation_table(tokenizer),
         config.train_config.seed,
         config.nsp,
     )
-    eval_set = data.get("eval")
     runtime_options = RuntimeOptions(precision="fp32", device=dist.device, threads=threads)
     target = config.target_mlm_accuracy
 

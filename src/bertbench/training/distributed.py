@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -42,6 +45,16 @@ class DistEnv:
         tensor = torch.tensor([value], dtype=torch.float64, device=self.device)
         dist.all_reduce(tensor)
         return float(tensor.item())
+
+    def main_first(self, build: Callable[[], T]) -> T:
+        """Run `build` on rank 0 first (it fills the caches), then on the other ranks (they read them)."""
+        if self.is_main:
+            result = build()
+        self.barrier()
+        if not self.is_main:
+            result = build()
+        self.barrier()
+        return result
 
     def gather(self, obj: Any) -> list[Any]:
         """Every rank's `obj`, in rank order (on every rank)."""
