@@ -1,18 +1,22 @@
-"""Runtime registry: a plain dict from `--backend` name to class."""
+"""Runtime registry: `--backend` name -> the class implementing it (imported on first use, so that a torch run
+never pays for importing onnx and onnxruntime)."""
 
 from __future__ import annotations
 
+import importlib
+
 from bertbench.errors import UsageError
 from bertbench.runtimes.base import Runtime
-from bertbench.runtimes.ort_runtime import OrtRuntime
-from bertbench.runtimes.torch_runtime import TorchRuntime
 
-RUNTIMES: dict[str, type] = {"torch": TorchRuntime, "onnxruntime": OrtRuntime}
+RUNTIMES: dict[str, str] = {
+    "torch": "bertbench.runtimes.torch_runtime:TorchRuntime",
+    "onnxruntime": "bertbench.runtimes.ort_runtime:OrtRuntime",
+}
 
 
 def create_runtime(name: str) -> Runtime:
     """A new, unprepared runtime for `--backend name`."""
-    try:
-        return RUNTIMES[name]()
-    except KeyError:
-        raise UsageError(f"--backend {name}: unknown backend (choose from {', '.join(RUNTIMES)})") from None
+    if name not in RUNTIMES:
+        raise UsageError(f"--backend {name}: unknown backend (choose from {', '.join(RUNTIMES)})")
+    module, cls = RUNTIMES[name].split(":")
+    return getattr(importlib.import_module(module), cls)()
