@@ -289,6 +289,9 @@ def test_guard_arithmetic_and_strict_exit(sst2_model: Path, tmp_path: Path, cach
     result = guard({"f1": 88.0}, {"f1": 90.0}, "f1", 0.99)
     assert result["relative_accuracy"] == pytest.approx(88 / 90) and result["meets_accuracy_target"] is False
     assert result["f1_drop"] == pytest.approx(2.0)
+    # A reference that scores 0 gives no ratio: the guard is undefined (None), never a failure to report.
+    undefined = guard({"accuracy": 0.0}, {"accuracy": 0.0}, "accuracy", 0.99)
+    assert undefined["relative_accuracy"] is None and undefined["meets_accuracy_target"] is None
     # A target no reduced-precision run can beat (relative accuracy above 1.0) trips --strict: exit 3, record kept.
     out = tmp_path / "strict"
     code = main(

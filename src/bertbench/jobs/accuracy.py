@@ -64,7 +64,8 @@ def guard(metrics: dict[str, Any], reference: dict[str, Any], primary: str, targ
         f"reference_{primary}": ref,
         "relative_accuracy": relative,
         "accuracy_target": target,
-        "meets_accuracy_target": relative is not None and relative >= target,
+        # undefined (None), not failed, when the reference scores 0: a ratio to zero says nothing
+        "meets_accuracy_target": None if relative is None else relative >= target,
         f"{primary}_drop": (ref - ours) if ours is not None and ref is not None else None,
     }
 
