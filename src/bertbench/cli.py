@@ -95,12 +95,14 @@ def _add_runtime_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--calibration-data", type=Path, default=None, help="training data for static INT8 / fallback")
     p.add_argument("--calibration-samples", type=_positive_int, default=1000)
     p.add_argument("--calibration-method", choices=("minmax", "entropy", "percentile"), default="minmax")
-    p.add_argument("--per-channel", action="store_true", help="per-channel INT8 weight scales")
+    p.add_argument(
+        "--per-channel", action=argparse.BooleanOptionalAction, default=True, help="per-channel INT8 weight scales"
+    )
     p.add_argument(
         "--reduce-range",
         action=argparse.BooleanOptionalAction,
-        default=None,
-        help="7-bit weights (default: on for CPUs without VNNI)",
+        default=False,
+        help="7-bit INT8 weights (ORT's advice for u8s8 kernels without VNNI; cost 8 F1 on MiniLM SQuAD here)",
     )
     p.add_argument("--compile", action="store_true", help="torch.compile the model (torch backend)")
     p.add_argument(

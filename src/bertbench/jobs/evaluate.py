@@ -56,8 +56,8 @@ class EvalConfig:
     calibration_data: Path | None = None
     calibration_samples: int = 1000
     calibration_method: str = "minmax"
-    per_channel: bool = False
-    reduce_range: bool | None = None
+    per_channel: bool = True
+    reduce_range: bool = False
     compile: bool = False
     providers: tuple[str, ...] = ()
     export_dir: Path | None = None

@@ -19,7 +19,6 @@ from bertbench.io_utils import atomic_write_json
 from bertbench.models import BertForMaskedLM, LoadedModel
 from bertbench.models.loading import model_fingerprint
 from bertbench.runtimes.base import RuntimeOptions
-from bertbench.runtimes.hardware import has_vnni
 from bertbench.runtimes.onnx_graph import INPUT_NAMES, OPSET, export_onnx, int8_linear_census, optimize_bert_graph
 from bertbench.runtimes.onnx_quant import quantize_dynamic_int8, quantize_static_int8
 
@@ -84,7 +83,7 @@ class OrtRuntime:
         if isinstance(loaded.model, BertForMaskedLM):
             raise BertbenchError("--backend onnxruntime runs squad and sst2 models (masked-LM runs on torch)")
         self.options = options
-        reduce_range = (not has_vnni()) if options.reduce_range is None else options.reduce_range
+        reduce_range = options.reduce_range
         calibration: list[dict[str, np.ndarray]] = []
         if options.precision == "int8" and options.quantization == "static":
             if options.calibration is None:

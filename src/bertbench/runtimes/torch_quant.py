@@ -12,8 +12,9 @@ import torch
 from torch import nn
 
 
-def quantize_linear_dynamic(model: nn.Module, keep_fp32: tuple[str, ...] = ()) -> nn.Module:
-    """INT8 weights, dynamically quantized activations, for every nn.Linear except those under `keep_fp32`."""
+def quantize_linear_dynamic(model: nn.Module, keep_fp32: tuple[str, ...] = (), per_channel: bool = True) -> nn.Module:
+    """INT8 weights (per output channel, or one scale per tensor), dynamically quantized activations, for every
+    nn.Linear except those under `keep_fp32`."""
     targets = {
         name
         for name, module in model.named_modules()
@@ -21,9 +22,10 @@ def quantize_linear_dynamic(model: nn.Module, keep_fp32: tuple[str, ...] = ()) -
     }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        from torch.ao.quantization import quantize_dynamic
+        from torch.ao.quantization import default_dynamic_qconfig, per_channel_dynamic_qconfig, quantize_dynamic
 
-        return quantize_dynamic(model, targets, dtype=torch.qint8)
+        qconfig = per_channel_dynamic_qconfig if per_channel else default_dynamic_qconfig
+        return quantize_dynamic(model, dict.fromkeys(targets, qconfig), dtype=torch.qint8)
 
 
 def int8_linear_fraction(model: nn.Module) -> float:

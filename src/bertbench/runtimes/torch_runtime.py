@@ -48,12 +48,15 @@ class TorchRuntime:
         elif options.precision == "fp16":
             model = model.half()
         elif options.precision == "int8":
-            model = quantize_linear_dynamic(model, options.keep_fp32)
+            if options.reduce_range:
+                raise BertbenchError("--reduce-range: an onnxruntime option (fbgemm picks its own)")
+            model = quantize_linear_dynamic(model, options.keep_fp32, options.per_channel)
             fraction = int8_linear_fraction(model)
             self.facts.update(
                 {
                     "quantization": "dynamic",
                     "quantization_format": "torch.ao dynamic (qint8)",
+                    "per_channel": options.per_channel,
                     "int8_linear_fraction": fraction,
                     "partial_int8": fraction < 0.9,
                     "keep_fp32": list(options.keep_fp32),
