@@ -66,9 +66,10 @@ def sh(command: list[str]) -> None:
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
 
 
-def run_or_reuse(command: list[str], path: str, args: argparse.Namespace) -> None:
-    """Run one path, or keep the outputs an earlier run of this script left (--reuse, or paths not in --only)."""
-    if not args.reuse and (not args.only or path in args.only):
+def run_or_reuse(command: list[str], path: str, model_key: str, args: argparse.Namespace) -> None:
+    """Run one path, or keep the outputs an earlier run of this script left (--reuse, or outside --only)."""
+    selected = not args.only or (path in args.only and (not args.only_models or model_key in args.only_models))
+    if not args.reuse and selected:
         sh(command)
 
 
@@ -112,6 +113,7 @@ def run_model(name: str, model: str, questions: int | None, paths: list[str], ar
                 str(args.threads),
             ],
             f"peer {peer}",
+            out.name,
             args,
         )
         timing = json.loads(result.with_suffix(".json").read_text())
@@ -145,8 +147,12 @@ def run_model(name: str, model: str, questions: int | None, paths: list[str], ar
                 *extra,
             ],
             path,
+            out.name,
             args,
         )
+        if not (target / "metrics.json").exists():
+            print(f"no output for {out.name} / {path}: row left out", flush=True)
+            continue
         record = json.loads((target / "metrics.json").read_text())
         record["flops"] = flops(loaded.model.config, record)
         rows.append({**record, "model_dir": record["model"], "model": name, "path": path})
@@ -164,6 +170,7 @@ def main() -> None:
     parser.add_argument("--large-questions", type=int, default=60)
     parser.add_argument("--reuse", action="store_true", help="rebuild the table from an earlier run's outputs")
     parser.add_argument("--only", nargs="+", default=[], help="rerun these paths, reuse the rest")
+    parser.add_argument("--only-models", nargs="+", default=[], choices=("minilm", "bert-base", "bert-large"))
     args = parser.parse_args()
 
     roof_file = args.output / "roof.json"
@@ -197,7 +204,7 @@ def main() -> None:
             relative = r["f1"] / ours["f1"] if accurate else None
             util = r["flops"] / r["inference_s"] / 1e9 / roof if "flops" in r and "fp32" in r["path"] else None
             lines.append(
-                f"| {model} | {r['path']} | {r['throughput']:.1f} | "
+                f"| {model} | {r['path']} | {r['throughput']:.3g} | "
                 + (f"{r['exact_match']:.2f} | {r['f1']:.2f} | {relative:.4f}" if accurate else "- | - | -")
                 + f" | {r['throughput'] / hf['throughput']:.2f} | {r['throughput'] / peer['throughput']:.2f} | "
                 + (f"{util:.0%}" if util else "-")
