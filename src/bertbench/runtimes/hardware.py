@@ -18,11 +18,6 @@ def cpu_flags() -> frozenset[str]:
     return frozenset()
 
 
-def has_vnni() -> bool:
-    """INT8 dot-product instructions (AVX512-VNNI, AVX-VNNI or AMX)."""
-    return bool(cpu_flags() & {"avx512_vnni", "avx_vnni", "amx_int8"})
-
-
 def has_native_bf16() -> bool:
     """BF16 arithmetic in hardware (AVX512-BF16 or AMX-BF16)."""
     return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
