@@ -26,10 +26,11 @@ from pathlib import Path
 
 import numpy as np
 
+from bench_cli import eval_squad
 from bertbench.cache import Cache
 from bertbench.models import BertForQuestionAnswering, load_model, resolve_model, save_model
-from bertbench.tasks.options import TaskOptions
 from bertbench.tasks.squad import task as squad
+from bertbench.tasks.squad.options import SquadOptions
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parent.parent / "shared" / "data" / "squad"
@@ -74,10 +75,8 @@ def run_or_reuse(command: list[str], path: str, model_key: str, args: argparse.N
 
 
 def flops(config, record: dict) -> float:
-    """Forward FLOPs of the padded tokens fed (see module docstring)."""
-    h, i, n = config.hidden_size, config.intermediate_size, config.num_hidden_layers
-    tokens = record["mean_padded_tokens"] * record["num_samples"]
-    return n * (tokens * (8 * h * h + 4 * h * i) + 4 * h * record["padded_tokens_x_len"])
+    """Forward FLOPs of the padded tokens fed (BertConfig.forward_flops; see the module docstring)."""
+    return config.forward_flops(record["mean_padded_tokens"] * record["num_samples"], record["padded_tokens_x_len"])
 
 
 def run_model(name: str, model: str, questions: int | None, paths: list[str], args, out: Path) -> list[dict]:
@@ -87,7 +86,7 @@ def run_model(name: str, model: str, questions: int | None, paths: list[str], ar
     model_dir = out / "model"
     if not (args.reuse or args.only):
         save_model(loaded.model, loaded.tokenizer, model_dir)  # the very weights every path (peers too) loads
-    dataset = squad.load_dataset(args.data, loaded.tokenizer, TaskOptions(), Cache(), max_examples=questions)
+    dataset = squad.load_dataset(args.data, loaded.tokenizer, SquadOptions(), Cache(), max_examples=questions)
     features = dataset.features
     np.savez(
         out / "inputs.npz",
@@ -118,7 +117,7 @@ def run_model(name: str, model: str, questions: int | None, paths: list[str], ar
         )
         timing = json.loads(result.with_suffix(".json").read_text())
         with np.load(result) as logits:
-            _, metrics = squad.score(dataset, dict(logits), TaskOptions())
+            _, metrics = squad.SQUAD.score(dataset, dict(logits), SquadOptions())
         rows.append({**timing, **metrics, "model": name, "path": f"peer {peer}"})
     limit = ["--max-samples", str(questions)] if questions else []
     for path in paths:
@@ -127,25 +126,7 @@ def run_model(name: str, model: str, questions: int | None, paths: list[str], ar
             extra = [*extra, "--calibration-data", str(args.calibration_data)]
         target = out / path.replace(" ", "-").replace(",", "")
         run_or_reuse(
-            [
-                sys.executable,
-                "-m",
-                "bertbench",
-                "eval",
-                "squad",
-                "--model",
-                str(model_dir),
-                "--data",
-                str(args.data),
-                "--output-dir",
-                str(target),
-                "--overwrite",
-                "--threads",
-                str(args.threads),
-                "--no-progress",
-                *limit,
-                *extra,
-            ],
+            eval_squad(model_dir, args.data, target, args.threads, "--no-progress", *limit, *extra),
             path,
             out.name,
             args,

@@ -20,6 +20,8 @@ import sys
 import time
 from pathlib import Path
 
+from bench_cli import bertbench, eval_squad
+
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parent.parent / "shared" / "data" / "squad"
 
@@ -74,10 +76,7 @@ def main() -> None:
     eval_limit = ["--max-samples", str(args.max_eval_samples)] if args.max_eval_samples else []
 
     ours_train_wall = run(
-        [
-            sys.executable,
-            "-m",
-            "bertbench",
+        bertbench(
             "finetune",
             "squad",
             "--model",
@@ -89,27 +88,9 @@ def main() -> None:
             "--overwrite",
             *shared,
             *limits,
-        ]
+        )
     )
-    run(
-        [
-            sys.executable,
-            "-m",
-            "bertbench",
-            "eval",
-            "squad",
-            "--model",
-            str(ours),
-            "--data",
-            str(args.eval),
-            "--output-dir",
-            str(ours_eval),
-            "--overwrite",
-            "--threads",
-            str(args.threads),
-            *eval_limit,
-        ]
-    )
+    run(eval_squad(ours, args.eval, ours_eval, args.threads, *eval_limit))
     reference_wall = run(
         [
             sys.executable,

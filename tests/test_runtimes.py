@@ -9,14 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from bertbench.accuracy import guard
 from bertbench.bench.runner import run_inference
 from bertbench.cache import Cache
 from bertbench.cli import main
-from bertbench.jobs.accuracy import guard
 from bertbench.models import BertForQuestionAnswering, load_model, resolve_model
-from bertbench.runtimes import RuntimeOptions, create_runtime
-from bertbench.tasks.options import TaskOptions
+from bertbench.runtimes.options import RuntimeOptions
+from bertbench.runtimes.registry import create_runtime
 from bertbench.tasks.squad import task as squad
+from bertbench.tasks.squad.options import SquadOptions
 
 from .conftest import SQUAD_DEV, SST2_DEV, SST2_TRAIN
 
@@ -47,7 +48,7 @@ def test_onnxruntime_fp32_matches_torch_and_fuses_every_attention(
     model_name: str, tmp_path: Path, cache_dir: Path
 ) -> None:
     loaded = load_model(resolve_model(model_name), BertForQuestionAnswering, seed=5)
-    options = TaskOptions(max_seq_length=384)
+    options = SquadOptions(max_seq_length=384)
     dataset = squad.load_dataset(SQUAD_DEV, loaded.tokenizer, options, Cache(cache_dir), max_examples=24)
     outputs = {}
     for backend in ("torch", "onnxruntime"):
@@ -59,13 +60,13 @@ def test_onnxruntime_fp32_matches_torch_and_fuses_every_attention(
             batch_size=5,
             padding="sorted",
             max_seq_length=384,
-            per_token_outputs=squad.PER_TOKEN_OUTPUTS,
+            per_token_outputs=squad.SQUAD.per_token_outputs,
             show_progress=False,
         )
         outputs[backend] = result.outputs
         facts = runtime.describe()
     real = np.arange(384)[None, :] < dataset.lengths[:, None]  # ragged masks: compare real positions only
-    for name in squad.PER_TOKEN_OUTPUTS:
+    for name in squad.SQUAD.per_token_outputs:
         assert np.abs(outputs["torch"][name][real] - outputs["onnxruntime"][name][real]).max() < 1e-4
     layers = loaded.model.config.num_hidden_layers
     assert facts["fused_ops"]["Attention"] == layers and facts["fused_ops"]["EmbedLayerNormalization"] == 1
@@ -280,7 +281,7 @@ def test_bf16_on_this_cpu_runs_and_says_it_is_emulated(sst2_model: Path, tmp_pat
         "--precision",
         "bf16",
     )
-    from bertbench.runtimes.hardware import has_native_bf16
+    from bertbench.hardware import has_native_bf16
 
     assert record["emulated"] is (not has_native_bf16())
     assert record["relative_accuracy"] is not None and record["reference_accuracy"] > 0

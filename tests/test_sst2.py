@@ -11,9 +11,9 @@ import pytest
 from bertbench.cache import Cache
 from bertbench.cli import main
 from bertbench.errors import BertbenchError
-from bertbench.tasks.options import TaskOptions
 from bertbench.tasks.sst2 import task as sst2
 from bertbench.tasks.sst2.data import load_sst2
+from bertbench.tasks.sst2.options import Sst2Options
 
 from .conftest import SST2_DEV
 
@@ -48,7 +48,7 @@ def test_bad_files_are_one_clear_error(tmp_path: Path, content: str, message: st
 
 
 def test_training_batches_are_padded_to_their_longest_sentence(tokenizer, tmp_path: Path) -> None:
-    data = sst2.load_dataset(SST2_DEV, tokenizer, TaskOptions(max_seq_length=128), Cache(tmp_path))
+    data = sst2.load_dataset(SST2_DEV, tokenizer, Sst2Options(max_seq_length=128), Cache(tmp_path))
     rows = np.array([0, 5, 9])
     batch = data.training_batch(rows)
     assert batch["input_ids"].shape == (3, int(data.lengths[rows].max()))

@@ -13,7 +13,7 @@ from typing import Protocol
 
 import numpy as np
 
-PADDING_MODES = ("sorted", "longest", "fixed")
+from bertbench.choices import PADDING_MODES
 
 
 class BatchSource(Protocol):

@@ -1,21 +1,16 @@
-"""Set-up shared by the jobs: threads, output directories."""
+"""Set-up shared by the jobs: threads, output directories, precision checks."""
 
 from __future__ import annotations
 
 import os
 import shutil
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import torch
 
-from bertbench.bench.batching import RowSubset
 from bertbench.errors import BertbenchError
-from bertbench.models import BertHeadModel, LoadedModel, ModelSource, WordPieceTokenizer
-from bertbench.results.environment import available_cores
-from bertbench.runtimes import RuntimeOptions
-from bertbench.tasks.options import TaskOptions
+from bertbench.hardware import available_cores, has_native_bf16
+from bertbench.results.console import warn
 from bertbench.training.distributed import DistEnv
 
 
@@ -52,9 +47,6 @@ def prepare_output_dir(path: str | Path, overwrite: bool = False, resume: bool =
 
 def check_training_precision(amp: str, device: str) -> None:
     """FP16 mixed precision needs CUDA (loss scaling on GPU); BF16 on a CPU runs but is emulated and slow."""
-    from bertbench.results.console import warn
-    from bertbench.runtimes.hardware import has_native_bf16
-
     if amp == "fp16" and not device.startswith("cuda"):
         raise BertbenchError("--precision fp16: mixed-precision training in FP16 needs a CUDA device")
     if amp == "bf16" and not device.startswith("cuda") and not has_native_bf16():
@@ -70,40 +62,3 @@ def check_output_dir(path: Path, dist: DistEnv, overwrite: bool, resume: bool) -
         prepare_output_dir(path, overwrite=overwrite, resume=resume)
     dist.barrier()
     return path
-
-
-def evaluate_sharded(
-    model: BertHeadModel,
-    tokenizer: WordPieceTokenizer,
-    source: ModelSource,
-    dataset: Any,
-    task_name: str,
-    dist: DistEnv,
-    runtime_options: RuntimeOptions,
-    task_options: TaskOptions,
-    batch_size: int,
-) -> tuple[Any, dict[str, Any]]:
-    """Each rank runs its shard, rank 0 gathers the outputs and scores them: (predictions, metrics) on rank 0,
-    (None, {}) elsewhere. Throughput is samples over the slowest rank's time."""
-    from bertbench.jobs.evaluate import infer_dataset
-    from bertbench.tasks.registry import TASKS
-
-    shard = np.array_split(np.arange(dataset.num_samples), dist.world_size)[dist.rank]
-    view = LoadedModel(model, tokenizer, source, [])
-    result, _ = infer_dataset(
-        view,
-        RowSubset(dataset, shard),
-        task_name,
-        runtime_options,
-        batch_size=batch_size,
-        padding="sorted",
-        max_seq_length=task_options.max_seq_length,
-        show_progress=False,
-    )
-    gathered = dist.gather((result.outputs, result.timed_s))
-    if not dist.is_main:
-        return None, {}
-    outputs = {name: np.concatenate([g[0][name] for g in gathered]) for name in result.outputs}
-    predictions, metrics = TASKS[task_name].score(dataset, outputs, task_options)
-    metrics["eval_samples_per_s"] = dataset.num_samples / max(g[1] for g in gathered)
-    return predictions, metrics

@@ -7,220 +7,124 @@ its target records `target_reached: false` and no time to train.
 
 from __future__ import annotations
 
-import math
-import time
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import asdict
 from typing import Any
 
 from bertbench.cache import Cache
 from bertbench.errors import BertbenchError
-from bertbench.jobs.common import check_output_dir, check_training_precision, configure_threads, evaluate_sharded
-from bertbench.models import BertForMaskedLM, BertForPreTraining, BertHeadModel, load_model, resolve_model, save_model
+from bertbench.jobs.configs import PretrainConfig
+from bertbench.jobs.training_job import TrainingContext, run_training
+from bertbench.models import LoadedModel
 from bertbench.models.loading import init_weights_from
-from bertbench.results.console import info, print_result_table, warn
-from bertbench.results.record import build_record, write_metrics
-from bertbench.runtimes import RuntimeOptions
-from bertbench.tasks.mlm import task as mlm
-from bertbench.tasks.mlm.masking import MaskingParams
-from bertbench.tasks.options import TaskOptions
-from bertbench.training.distributed import DistEnv, init_distributed, shutdown_distributed
-from bertbench.training.loop import TrainConfig, Trainer
+from bertbench.results.console import info, warn
+from bertbench.tasks.base import EvalData, TrainData
+from bertbench.tasks.mlm.task import MlmTask
+from bertbench.training.loop import TrainResult
 
 
-@dataclass
-class PretrainConfig:
-    """Everything `bertbench pretrain` takes."""
+class PretrainSpec:
+    """Masked-LM (+NSP) pretraining: evaluation on a fixed held-out set every N samples, stop at the target."""
 
-    model: str
-    corpus: list[Path]
-    output_dir: Path
-    eval_corpus: list[Path] = field(default_factory=list)
-    train_config: TrainConfig = field(default_factory=lambda: TrainConfig(optimizer="lamb", learning_rate=1e-3))
-    max_seq_length: int = 128
-    masking: MaskingParams = field(default_factory=MaskingParams)
-    nsp: bool = False
-    init_from: str | None = None
-    eval_every_samples: int | None = None
-    eval_samples: int = 10000
-    eval_batch_size: int = 64
-    target_mlm_accuracy: float | None = None
-    threads: int | None = None
-    cache_dir: Path | None = None
-    device: str = "cpu"
-    resume: bool = False
-    overwrite: bool = False
-    allow_pickle: bool = False
-    dist_timeout_s: float = 120.0
-    dropout: float | None = None
-    show_progress: bool = True
-
-
-def run_pretrain(config: PretrainConfig) -> dict[str, Any]:
-    """Pretrain, evaluate every N samples, stop at the target; saves the model and metrics.json."""
-    dist = init_distributed(config.device, config.dist_timeout_s)
-    try:
-        return _run(config, dist)
-    finally:
-        shutdown_distributed()
-
-
-def _run(config: PretrainConfig, dist: DistEnv) -> dict[str, Any]:
-    wall_start = time.perf_counter()
-    check_training_precision(config.train_config.amp, config.device)
-    if not config.eval_corpus and config.target_mlm_accuracy is not None:
-        raise BertbenchError("--target-mlm-accuracy needs --eval-corpus (held-out documents to measure it on)")
-    output_dir = check_output_dir(config.output_dir, dist, config.overwrite, config.resume)
-    threads = configure_threads(config.threads)
-    cache = Cache(config.cache_dir)
-    source = resolve_model(config.model, allow_pickle=config.allow_pickle)
-    head = BertForPreTraining if config.nsp else BertForMaskedLM
-    loaded = load_model(source, head, seed=config.train_config.seed)
-    if config.init_from:
-        loaded.fresh_parameters = init_weights_from(loaded.model, config.init_from, config.allow_pickle)
-    if config.dropout is not None:
-        loaded.model.set_dropout(config.dropout)
-    if loaded.fresh_head and dist.is_main:
-        info(f"{', '.join(loaded.fresh_parameters)}: freshly initialised (seed {config.train_config.seed})")
-    tokenizer = loaded.tokenizer
-    options = TaskOptions(
-        max_seq_length=config.max_seq_length,
-        mask_prob=config.masking.mask_prob,
-        max_predictions_per_seq=config.masking.max_predictions,
-        whole_word_masking=config.masking.whole_word,
+    command = "pretrain"
+    table_keys = (
+        "model",
+        "num_train_sequences",
+        "steps",
+        "samples_seen",
+        "final_loss",
+        "train_samples_per_s",
+        "initial_mlm_accuracy",
+        "mlm_accuracy",
+        "best_mlm_accuracy",
+        "target_mlm_accuracy",
+        "target_reached",
+        "time_to_train_s",
+        "wall_s",
     )
 
-    def load() -> tuple[Any, Any]:
-        sequences, _ = mlm.load_sequences(
-            config.corpus, tokenizer, config.max_seq_length, config.nsp, config.train_config.seed, cache
+    def __init__(self, config: PretrainConfig) -> None:
+        if not config.eval_corpus and config.target_mlm_accuracy is not None:
+            raise BertbenchError("--target-mlm-accuracy needs --eval-corpus (held-out documents to measure it on)")
+        self.config, self.training = config, config.training
+        self.task = MlmTask(nsp=config.nsp)
+        self.eval_every_samples = config.eval_every_samples
+
+    def prepare_model(self, loaded: LoadedModel) -> None:
+        """--init-from replaces the weights (shapes checked); what the checkpoint lacks stays fresh."""
+        if self.config.init_from:
+            loaded.fresh_parameters = init_weights_from(loaded.model, self.config.init_from, self.config.allow_pickle)
+
+    def load_data(self, loaded: LoadedModel, cache: Cache) -> tuple[TrainData, EvalData | None]:
+        """Packed corpus sequences, and the fixed evaluation set of the held-out corpus."""
+        config = self.config
+        train = self.task.load_train_data(
+            config.corpus, loaded.tokenizer, config.task_options, cache, self.training.seed
         )
         if not config.eval_corpus:
-            return sequences, None
-        return sequences, mlm.load_eval_set(
-            config.eval_corpus, tokenizer, config.max_seq_length, config.masking, cache, config.eval_samples
+            return train, None
+        return train, self.task.load_eval_data(
+            config.eval_corpus, loaded.tokenizer, config.task_options, cache, max_examples=config.eval_samples
         )
 
-    sequences, eval_set = dist.main_first(load)
-    train = mlm.MlmTrainSource(
-        sequences,
-        config.masking,
-        mlm.special_ids(tokenizer),
-        mlm.continuation_table(tokenizer),
-        config.train_config.seed,
-        config.nsp,
-    )
-    runtime_options = RuntimeOptions(precision="fp32", device=dist.device, threads=threads)
-    target = config.target_mlm_accuracy
+    def evaluates_at_start(self) -> bool:
+        """The curve starts at step 0."""
+        return True
 
-    def evaluate(progress: dict[str, Any], model: BertHeadModel) -> dict[str, Any]:
-        if eval_set is None:
-            return {}
-        # The MLM head alone is scored; with NSP the same weights sit under BertForPreTraining.
-        _, metrics = evaluate_sharded(
-            model, tokenizer, source, eval_set, "mlm", dist, runtime_options, options, config.eval_batch_size
-        )
-        accuracy = dist.gather(metrics.get("mlm_accuracy"))[0]
-        if dist.is_main:
+    def on_evaluation(
+        self, progress: dict[str, Any], predictions: Any, metrics: dict[str, Any], ctx: TrainingContext
+    ) -> dict[str, Any]:
+        """Every rank learns rank 0's accuracy, so that all stop together at the target."""
+        accuracy = ctx.dist.gather(metrics.get("mlm_accuracy"))[0]
+        if ctx.dist.is_main:
             info(f"step {progress['step']} ({progress['samples_seen']} samples): mlm_accuracy {accuracy:.4f}")
         out = {"mlm_accuracy": accuracy, "wall_s": progress.get("wall_s", 0.0)}
+        target = self.config.target_mlm_accuracy
         if target is not None and accuracy >= target:
             out["stop"] = True
         return out
 
-    train_config = config.train_config
-    if config.eval_every_samples:
-        global_batch = train_config.batch_size * train_config.grad_accum * dist.world_size
-        train_config = TrainConfig(
-            **{**asdict(train_config), "eval_every_steps": max(1, math.ceil(config.eval_every_samples / global_batch))}
-        )
-    initial = None
-    if eval_set is not None and not config.resume:
-        initial = evaluate({"step": 0, "samples_seen": 0, "wall_s": 0.0}, loaded.model.eval())["mlm_accuracy"]
-    trainer = Trainer(
-        loaded.model,
-        tokenizer,
-        train,
-        mlm.loss,
-        train_config,
-        output_dir,
-        dist,
-        on_evaluate=evaluate,
-        show_progress=config.show_progress,
-    )
-    result = trainer.train(resume=config.resume)
+    def record_config(self, ctx: TrainingContext) -> dict[str, Any]:
+        """Corpora, sequence and masking settings."""
+        config = self.config
+        return {
+            "init_from": config.init_from,
+            "corpus": [str(p) for p in config.corpus],
+            "eval_corpus": [str(p) for p in config.eval_corpus],
+            "num_train_sequences": ctx.train_data.num_samples,
+            "num_eval_sequences": ctx.eval_data.num_samples if ctx.eval_data is not None else 0,
+            "max_seq_length": config.task_options.max_seq_length,
+            **{f"masking_{k}": v for k, v in asdict(config.task_options.masking).items()},
+            "nsp": config.nsp,
+            "eval_every_samples": config.eval_every_samples,
+        }
 
-    record: dict[str, Any] = {}
-    if dist.is_main:
-        save_model(loaded.model, tokenizer, output_dir)
+    def record_metrics(self, result: TrainResult, ctx: TrainingContext) -> dict[str, Any]:
+        """The accuracy curve's summary and time to train."""
+        target = self.config.target_mlm_accuracy
         curve = [e for e in result.eval_history if "mlm_accuracy" in e]
         reached = next((e for e in curve if target is not None and e["mlm_accuracy"] >= target), None)
-        record = build_record(
-            {
-                "command": "pretrain",
-                "task": "mlm",
-                **loaded.describe(),
-                "init_from": config.init_from,
-                "corpus": [str(p) for p in config.corpus],
-                "eval_corpus": [str(p) for p in config.eval_corpus],
-                "num_train_sequences": train.num_samples,
-                "num_eval_sequences": eval_set.num_samples if eval_set is not None else 0,
-                "max_seq_length": config.max_seq_length,
-                **{f"masking_{k}": v for k, v in asdict(config.masking).items()},
-                "nsp": config.nsp,
-                **{f"train_{k}": v for k, v in asdict(train_config).items()},
-                "eval_every_samples": config.eval_every_samples,
-                "dropout": config.dropout,
-                "world_size": dist.world_size,
-                "threads": threads,
-                "cache_dir": str(cache.root),
-            },
-            {
-                "target_mlm_accuracy": target,
-                "target_reached": reached is not None if target is not None else None,
-                "time_to_train_s": reached["wall_s"] if reached else None,
-                "samples_to_target": reached["samples_seen"] if reached else None,
-                "initial_mlm_accuracy": initial,
-                "mlm_accuracy": curve[-1]["mlm_accuracy"] if curve else None,
-                "best_mlm_accuracy": max((e["mlm_accuracy"] for e in curve), default=None),
-                "steps": result.global_step,
-                "total_steps": result.total_steps,
-                "samples_seen": result.samples_seen,
-                "train_s": result.train_s,
-                "train_samples_per_s": result.samples_per_s,
-                "final_loss": result.final_loss,
-                "resumed_from_step": result.resumed_from_step,
-                "training_wall_s": result.wall_s,
-                "wall_s": time.perf_counter() - wall_start,
-                "eval_history": result.eval_history,
-            },
-        )
-        write_metrics(output_dir, record)
-        print_result_table(
-            "bertbench pretrain",
-            record,
-            [
-                "model",
-                "num_train_sequences",
-                "steps",
-                "samples_seen",
-                "final_loss",
-                "train_samples_per_s",
-                "initial_mlm_accuracy",
-                "mlm_accuracy",
-                "best_mlm_accuracy",
-                "target_mlm_accuracy",
-                "target_reached",
-                "time_to_train_s",
-                "wall_s",
-            ],
-        )
-        if target is not None and reached is None:
+        return {
+            "target_mlm_accuracy": target,
+            "target_reached": reached is not None if target is not None else None,
+            "time_to_train_s": reached["wall_s"] if reached else None,
+            "samples_to_target": reached["samples_seen"] if reached else None,
+            "initial_mlm_accuracy": ctx.initial_metrics.get("mlm_accuracy"),
+            "mlm_accuracy": curve[-1]["mlm_accuracy"] if curve else None,
+            "best_mlm_accuracy": max((e["mlm_accuracy"] for e in curve), default=None),
+        }
+
+    def report(self, record: dict[str, Any]) -> None:
+        """Say whether the target was reached, and when."""
+        target = self.config.target_mlm_accuracy
+        if target is not None and not record["target_reached"]:
             warn(f"target mlm_accuracy {target} NOT reached (best {record['best_mlm_accuracy']})")
-        elif reached is not None:
+        elif record.get("target_reached"):
             info(
-                f"target mlm_accuracy {target} reached after {reached['samples_seen']} samples, "
-                f"{reached['wall_s']:.1f} s"
+                f"target mlm_accuracy {target} reached after {record['samples_to_target']} samples, "
+                f"{record['time_to_train_s']:.1f} s"
             )
-        info(f"saved model to {output_dir}")
-    dist.barrier()
-    return record
+
+
+def run_pretrain(config: PretrainConfig) -> dict[str, Any]:
+    """Pretrain, evaluate every N samples, stop at the target; saves the model and metrics.json."""
+    return run_training(PretrainSpec(config))

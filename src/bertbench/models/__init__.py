@@ -1,7 +1,7 @@
 """BERT configuration, encoder and heads, checkpoint loading and saving. Nothing about data or devices."""
 
 from bertbench.models.bert import (
-    HEADS,
+    INPUT_NAMES,
     BertForMaskedLM,
     BertForPreTraining,
     BertForQuestionAnswering,
@@ -13,7 +13,7 @@ from bertbench.models.loading import LoadedModel, ModelSource, load_model, resol
 from bertbench.models.tokenizer import WordPieceTokenizer
 
 __all__ = [
-    "HEADS",
+    "INPUT_NAMES",
     "PRESETS",
     "BertConfig",
     "BertForMaskedLM",

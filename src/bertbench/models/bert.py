@@ -16,6 +16,8 @@ from torch import nn
 from bertbench.models.config import BertConfig
 
 ATTENTION_IMPLEMENTATIONS = ("sdpa", "eager")
+# What every head takes, in forward() order: the names runtimes, exporters and the trainer feed by.
+INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 
 
 def _activation(name: str) -> nn.Module:
@@ -236,10 +238,6 @@ class BertHeadModel(nn.Module):
             elif isinstance(module, BertSelfAttention):
                 module.dropout_prob = probability
 
-    def flops_per_forward(self, tokens: int, seq_len: int) -> float:
-        """Forward FLOPs of the encoder for `tokens` tokens in sequences of `seq_len` (see BertConfig)."""
-        return self.config.forward_flops(tokens, seq_len)
-
 
 class BertForQuestionAnswering(BertHeadModel):
     """Extractive QA: a start and an end logit for every token."""
@@ -297,6 +295,14 @@ class BertLMPredictionHead(nn.Module):
         return self.decoder(t.LayerNorm(t.transform_act_fn(t.dense(hidden)))) + self.bias
 
 
+def _scored_positions(hidden: torch.Tensor, masked_positions: torch.Tensor | None) -> torch.Tensor:
+    """(batch, predictions) indices -> only the hidden states that are scored (all of them without indices)."""
+    if masked_positions is None:
+        return hidden
+    index = masked_positions[..., None].expand(-1, -1, hidden.shape[-1])
+    return torch.gather(hidden, 1, index)
+
+
 class BertForMaskedLM(BertHeadModel):
     """Masked-LM head; with `masked_positions` only those positions are decoded (as MLPerf does)."""
 
@@ -321,11 +327,7 @@ class BertForMaskedLM(BertHeadModel):
         masked_positions: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor]:
         hidden = self.bert(input_ids, attention_mask, token_type_ids)
-        if masked_positions is not None:
-            # (batch, predictions) indices -> gather only the hidden states that are scored.
-            index = masked_positions[..., None].expand(-1, -1, hidden.shape[-1])
-            hidden = torch.gather(hidden, 1, index)
-        return (self.cls.predictions(hidden),)
+        return (self.cls.predictions(_scored_positions(hidden, masked_positions)),)
 
 
 class BertForPreTraining(BertForMaskedLM):
@@ -349,15 +351,4 @@ class BertForPreTraining(BertForMaskedLM):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         hidden = self.bert(input_ids, attention_mask, token_type_ids)
         nsp = self.cls.seq_relationship(self.bert.pooler(hidden))
-        if masked_positions is not None:
-            index = masked_positions[..., None].expand(-1, -1, hidden.shape[-1])
-            hidden = torch.gather(hidden, 1, index)
-        return self.cls.predictions(hidden), nsp
-
-
-HEADS: dict[str, type[BertHeadModel]] = {
-    "question-answering": BertForQuestionAnswering,
-    "sequence-classification": BertForSequenceClassification,
-    "masked-lm": BertForMaskedLM,
-    "pretraining": BertForPreTraining,
-}
+        return self.cls.predictions(_scored_positions(hidden, masked_positions)), nsp

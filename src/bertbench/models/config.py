@@ -92,11 +92,12 @@ class BertConfig:
         emb = (self.vocab_size + self.max_position_embeddings + self.type_vocab_size) * h + 2 * h
         return self.num_hidden_layers * per_layer + h * h + h + (emb if include_embeddings else 0)
 
-    def forward_flops(self, tokens: int, seq_len: int) -> float:
-        """Forward FLOPs for `tokens` tokens in sequences of length `seq_len` (matmuls only, 2 per MAC).
+    def forward_flops(self, tokens: int, tokens_x_len: int) -> float:
+        """Encoder forward FLOPs (2 per multiply-add, matmuls only) for `tokens` token positions fed, padding
+        included, where `tokens_x_len` = sum over sequences of (padded length)^2.
 
-        Per layer and token: QKV and output projections 4·2h², feed-forward 2·2hi, attention scores and
-        weighted sum 2·2·h·seq_len. Embedding look-ups, LayerNorm, softmax and heads are ignored.
+        Per layer: QKV and output projections 8h^2 and feed-forward 4hi per token; attention scores and the
+        weighted sum 4h per (query, key) pair. Embedding look-ups, LayerNorm, softmax and heads are ignored.
         """
         h, i, n = self.hidden_size, self.intermediate_size, self.num_hidden_layers
-        return float(tokens) * n * (8 * h * h + 4 * h * i + 4 * h * seq_len)
+        return float(n * (tokens * (8 * h * h + 4 * h * i) + 4 * h * tokens_x_len))

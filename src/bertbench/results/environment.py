@@ -1,4 +1,4 @@
-"""What a result depends on besides its config: code version, library versions, machine, load."""
+"""What a result depends on besides its config: code version, library versions, machine."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-LIBRARIES = ("torch", "numpy", "tokenizers", "safetensors", "transformers", "onnx", "onnxruntime")
+from bertbench.hardware import available_cores, cpu_model, isa_flags
+
+LIBRARIES = ("torch", "numpy", "tokenizers", "safetensors", "transformers", "onnx", "onnxruntime", "mlcommons-loadgen")
 
 
 @functools.cache
@@ -39,39 +41,55 @@ def library_versions() -> dict[str, str | None]:
     """`<lib>_version` for the ML stack (None when not installed); read from metadata, nothing imported."""
     versions: dict[str, str | None] = {"python_version": platform.python_version()}
     for name in ("bertbench", *LIBRARIES):
+        key = f"{name.replace('-', '_')}_version"
         try:
-            versions[f"{name}_version"] = metadata.version(name)
+            versions[key] = metadata.version(name)
         except metadata.PackageNotFoundError:
-            versions[f"{name}_version"] = None
+            versions[key] = None
     return versions
 
 
-def available_cores() -> int:
-    """CPU cores this process may run on (affinity mask), not the machine's total."""
+@functools.cache
+def _physical_cores() -> int | None:
+    """Distinct (package, core) pairs in sysfs; None where the OS does not say."""
+    cores = set()
+    for cpu in Path("/sys/devices/system/cpu").glob("cpu[0-9]*"):
+        try:
+            package = (cpu / "topology" / "physical_package_id").read_text().strip()
+            core = (cpu / "topology" / "core_id").read_text().strip()
+        except OSError:
+            continue
+        cores.add((package, core))
+    return len(cores) or None
+
+
+def _memory_gib() -> float | None:
     try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return round(int(line.split()[1]) / 2**20, 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 @functools.cache
-def cpu_model() -> str:
-    """The CPU's marketing name from /proc/cpuinfo, or the platform's processor string."""
+def _gpu() -> dict[str, Any]:
+    """GPU model and driver from nvidia-smi, when there is one (nothing is imported)."""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def load_average() -> float:
-    """1-minute load average (0.0 where the OS has none)."""
-    try:
-        return os.getloadavg()[0]
-    except OSError:
-        return 0.0
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        out = ""
+    rows = [line.split(", ") for line in out.splitlines() if line.strip()]
+    if not rows:
+        return {"gpu_model": None, "gpu_driver": None, "gpu_count": 0}
+    return {"gpu_model": rows[0][0], "gpu_driver": rows[0][-1], "gpu_count": len(rows)}
 
 
 def machine() -> dict[str, Any]:
@@ -81,10 +99,14 @@ def machine() -> dict[str, Any]:
         "platform": platform.platform(),
         "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
+        "physical_cores": _physical_cores(),
         "cores_available": available_cores(),
+        "memory_gib": _memory_gib(),
+        **isa_flags(),
+        **_gpu(),
     }
 
 
-def machine_busy(load_before: float, cores: int) -> bool:
-    """True when other work was already running: the 1-minute load exceeded half the available cores."""
-    return load_before > 0.5 * cores
+def environment() -> dict[str, Any]:
+    """Everything a record needs besides config and metrics: git SHA, library versions, machine."""
+    return {"git_sha": git_sha(), **library_versions(), **machine()}

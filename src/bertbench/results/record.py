@@ -1,33 +1,66 @@
-"""metrics.json: one flat record per run (config, metrics, environment), written atomically."""
+"""RunRecord: one run's command, config, metrics and environment; flattened into metrics.json.
+
+The flat file is the contract other tools read (GUIDE §3). Flattening refuses a key that two sections both
+define: a metric must never silently overwrite a config key, nor the environment a metric.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import math
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from bertbench.io_utils import atomic_write_json
-from bertbench.results.environment import git_sha, library_versions, machine
+from bertbench.results.environment import environment
 
 SCHEMA_VERSION = 1
 
 
-def build_record(config: dict[str, Any], metrics: dict[str, Any]) -> dict[str, Any]:
-    """Merge config, metrics and environment into the flat dict that metrics.json holds."""
-    record: dict[str, Any] = {
-        "schema_version": SCHEMA_VERSION,
-        "timestamp": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "git_sha": git_sha(),
-    }
-    record.update(config)
-    record.update(metrics)
-    record.update(library_versions())
-    record.update(machine())
-    return record
+class RecordKeyCollision(ValueError):
+    """Two sections of a record define the same key (a bug in the code that built it)."""
 
 
-def write_metrics(output_dir: str | Path, record: dict[str, Any]) -> Path:
-    """Write DIR/metrics.json atomically and return its path."""
-    path = Path(output_dir) / "metrics.json"
-    atomic_write_json(path, record)
-    return path
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def json_safe(value: Any) -> Any:
+    """NaN and infinities become None (strict JSON readers reject them), recursively."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value
+
+
+@dataclass
+class RunRecord:
+    """What one run was asked (config), what it measured (metrics) and where it ran (environment)."""
+
+    command: str
+    config: dict[str, Any]
+    metrics: dict[str, Any]
+    environment: dict[str, Any] = field(default_factory=environment)
+    timestamp: str = field(default_factory=_now)
+
+    def flat(self) -> dict[str, Any]:
+        """The flat dict metrics.json holds; raises RecordKeyCollision when two sections share a key."""
+        out: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "timestamp": self.timestamp, "command": self.command}
+        owner = dict.fromkeys(out, "header")
+        for section, values in (("config", self.config), ("metrics", self.metrics), ("environment", self.environment)):
+            for key, value in values.items():
+                if key in owner:
+                    raise RecordKeyCollision(f"record key {key!r} is set by both {owner[key]} and {section}")
+                owner[key] = section
+                out[key] = value
+        return json_safe(out)
+
+    def write(self, output_dir: str | Path) -> Path:
+        """Write DIR/metrics.json atomically and return its path."""
+        path = Path(output_dir) / "metrics.json"
+        atomic_write_json(path, self.flat())
+        return path

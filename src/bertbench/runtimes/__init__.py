@@ -1,6 +1,5 @@
-"""Runtimes: prepare a model once, then infer(dict of numpy) -> dict of numpy. Runtimes know no timing."""
+"""Runtimes: prepare a model once, then infer(dict of numpy) -> dict of numpy. Runtimes know no timing.
 
-from bertbench.runtimes.base import Runtime, RuntimeOptions
-from bertbench.runtimes.registry import RUNTIMES, create_runtime
-
-__all__ = ["RUNTIMES", "Runtime", "RuntimeOptions", "create_runtime"]
+`options` (what the user asks) and `registry` (backend name -> implementation) import nothing heavy; the
+implementations (`torch_runtime`, `ort_runtime`) are imported when a run needs them.
+"""

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import warnings
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -17,9 +16,8 @@ import onnx
 import torch
 from onnx import numpy_helper
 
-from bertbench.models import BertHeadModel
+from bertbench.models import INPUT_NAMES, BertHeadModel
 
-INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 OPSET = 17
 
 
@@ -70,11 +68,6 @@ def optimize_bert_graph(
         )
     optimized.save_model_to_file(str(target))
     return {k: v for k, v in optimized.get_fused_operator_statistics().items() if v}
-
-
-def op_counts(path: Path) -> dict[str, int]:
-    """How many nodes of each operator type the graph holds."""
-    return dict(Counter(node.op_type for node in onnx.load(str(path), load_external_data=False).graph.node))
 
 
 # Operator -> index of its weight input, for the linear operators we count.

@@ -21,9 +21,12 @@ from typing import Any
 import numpy as np
 import onnx
 
-from bertbench.runtimes.onnx_graph import INPUT_NAMES
+from bertbench.choices import CALIBRATION_METHODS
+from bertbench.models.bert import INPUT_NAMES
 
+# --calibration-method -> onnxruntime.quantization.CalibrationMethod member
 METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
+assert set(METHODS) == set(CALIBRATION_METHODS), "choices.CALIBRATION_METHODS and the ORT mapping disagree"
 
 
 @contextlib.contextmanager

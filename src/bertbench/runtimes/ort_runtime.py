@@ -16,11 +16,11 @@ import onnx
 from bertbench.cache import Cache
 from bertbench.errors import BertbenchError
 from bertbench.io_utils import atomic_write_json
-from bertbench.models import BertForMaskedLM, LoadedModel
+from bertbench.models import INPUT_NAMES, BertForMaskedLM, LoadedModel
 from bertbench.models.loading import model_fingerprint
-from bertbench.runtimes.base import RuntimeOptions
-from bertbench.runtimes.onnx_graph import INPUT_NAMES, OPSET, export_onnx, int8_linear_census, optimize_bert_graph
+from bertbench.runtimes.onnx_graph import OPSET, export_onnx, int8_linear_census, optimize_bert_graph
 from bertbench.runtimes.onnx_quant import quantize_dynamic_int8, quantize_static_int8
+from bertbench.runtimes.options import RuntimeOptions
 
 CALIBRATION_BATCH = 8
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}

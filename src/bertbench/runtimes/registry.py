@@ -1,17 +1,22 @@
 """Runtime registry: `--backend` name -> the class implementing it (imported on first use, so that a torch run
-never pays for importing onnx and onnxruntime)."""
+never pays for importing onnx and onnxruntime, and parsing a command line imports neither)."""
 
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING
 
+from bertbench.choices import BACKENDS
 from bertbench.errors import UsageError
-from bertbench.runtimes.base import Runtime
+
+if TYPE_CHECKING:
+    from bertbench.runtimes.base import Runtime
 
 RUNTIMES: dict[str, str] = {
     "torch": "bertbench.runtimes.torch_runtime:TorchRuntime",
     "onnxruntime": "bertbench.runtimes.ort_runtime:OrtRuntime",
 }
+assert set(RUNTIMES) == set(BACKENDS), "choices.BACKENDS and the runtime registry disagree"
 
 
 def create_runtime(name: str) -> Runtime:

@@ -10,9 +10,9 @@ import numpy as np
 import torch
 
 from bertbench.errors import BertbenchError
+from bertbench.hardware import has_native_bf16
 from bertbench.models import BertHeadModel, LoadedModel
-from bertbench.runtimes.base import RuntimeOptions
-from bertbench.runtimes.hardware import has_native_bf16
+from bertbench.runtimes.options import RuntimeOptions
 from bertbench.runtimes.torch_quant import int8_linear_fraction, quantize_linear_dynamic
 
 

@@ -8,14 +8,13 @@ checkpoint captures optimizer, scheduler, position and every RNG, so a resumed r
 from __future__ import annotations
 
 import json
-import math
 import random
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,58 +22,18 @@ from torch.nn.parallel import DistributedDataParallel
 
 from bertbench.errors import BertbenchError
 from bertbench.io_utils import atomic_write_text
-from bertbench.models import BertHeadModel, WordPieceTokenizer
+from bertbench.models import INPUT_NAMES, BertHeadModel, WordPieceTokenizer
 from bertbench.progress import progress_bar
 from bertbench.results.console import info, warn
+from bertbench.tasks.base import TrainData
 from bertbench.training.checkpoint import list_checkpoints, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from bertbench.training.config import TrainConfig
 from bertbench.training.distributed import DistEnv
 from bertbench.training.optim import build_optimizer, parameter_groups, warmup_decay_schedule
 from bertbench.training.sampler import epoch_order, length_grouped_order, micro_batches, steps_per_epoch
 
-MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 # Config fields that do not change the trajectory: they may differ between a run and its resumption.
 NON_TRAJECTORY_FIELDS = ("save_steps", "keep_checkpoints", "log_every", "eval_every_steps")
-
-
-@dataclass
-class TrainConfig:
-    """Optimisation hyper-parameters (batch_size is per process)."""
-
-    learning_rate: float = 5e-5
-    epochs: int = 2
-    max_steps: int | None = None
-    batch_size: int = 16
-    grad_accum: int = 1
-    warmup_ratio: float = 0.1
-    warmup_steps: int | None = None
-    weight_decay: float = 0.01
-    max_grad_norm: float = 1.0
-    seed: int = 42
-    optimizer: str = "adamw"
-    decay_power: float = 1.0
-    save_steps: int = 0
-    keep_checkpoints: int = 2
-    log_every: int = 10
-    eval_every_steps: int = 0  # 0: evaluate at epoch ends only
-    group_by_length: bool = False  # batches of similar lengths (less padding); off for paired comparisons
-    amp: str = "fp32"  # "bf16" / "fp16": autocast mixed precision (fp16 with loss scaling, CUDA only)
-
-    def validate(self) -> None:
-        """Reject settings that cannot train."""
-        if self.learning_rate <= 0 or self.batch_size < 1 or self.grad_accum < 1 or self.epochs < 1:
-            raise BertbenchError("training: learning rate, batch size, grad accumulation and epochs must be positive")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise BertbenchError(f"--max-steps {self.max_steps}: must be at least 1")
-
-
-class TrainSource(Protocol):
-    """Training samples that can be batched by row indices."""
-
-    num_samples: int
-    lengths: np.ndarray
-
-    def training_batch(self, rows: np.ndarray, epoch: int) -> dict[str, np.ndarray]:
-        """Inputs and labels for `rows` (`epoch` lets a source vary e.g. its masks deterministically)."""
 
 
 LossFn = Callable[[tuple[torch.Tensor, ...], dict[str, torch.Tensor]], torch.Tensor]
@@ -89,14 +48,12 @@ class TrainResult:
 
     global_step: int
     total_steps: int
-    epochs_completed: int
     samples_seen: int
     train_s: float
     final_loss: float
     resumed_from_step: int | None
     eval_history: list[dict[str, Any]]
     wall_s: float = 0.0
-    stopped_early: bool = False
 
     @property
     def samples_per_s(self) -> float:
@@ -105,13 +62,13 @@ class TrainResult:
 
 
 class Trainer:
-    """Runs optimisation steps over a TrainSource for any head model."""
+    """Runs optimisation steps over a task's training data for any head model."""
 
     def __init__(
         self,
         model: BertHeadModel,
         tokenizer: WordPieceTokenizer,
-        source: TrainSource,
+        source: TrainData,
         loss_fn: LossFn,
         config: TrainConfig,
         output_dir: Path,
@@ -119,13 +76,11 @@ class Trainer:
         *,
         on_evaluate: EvalHook | None = None,
         show_progress: bool = True,
-        extra_state: dict[str, Any] | None = None,
     ) -> None:
         config.validate()
         self.model, self.tokenizer, self.source, self.loss_fn = model, tokenizer, source, loss_fn
         self.config, self.output_dir, self.dist = config, output_dir, dist
         self.on_evaluate, self.show_progress = on_evaluate, show_progress
-        self.extra_state = extra_state or {}
         self.parts = dist.world_size * config.grad_accum
         self.global_batch = config.batch_size * self.parts
         self.steps_per_epoch = steps_per_epoch(source.num_samples, self.global_batch, self.parts)
@@ -166,7 +121,6 @@ class Trainer:
             "config": asdict(self.config),
             "world_size": self.dist.world_size,
             "eval_history": self.eval_history,
-            **self.extra_state,
         }
 
     def save(self) -> None:
@@ -280,14 +234,12 @@ class Trainer:
         return TrainResult(
             global_step=self.global_step,
             total_steps=self.total_steps,
-            epochs_completed=math.ceil(self.global_step / self.steps_per_epoch),
             samples_seen=self.samples_seen,
             train_s=self.train_s,
             final_loss=loss_value,
             resumed_from_step=self.resumed_from,
             eval_history=self.eval_history,
             wall_s=self.wall_s,
-            stopped_early=stopped,
         )
 
     def _order(self, epoch: int) -> np.ndarray:
@@ -316,7 +268,7 @@ class Trainer:
             sync = nullcontext() if last or not self.dist.distributed else wrapped.no_sync()
             with sync:
                 with self._autocast():
-                    outputs = wrapped(*(batch[k] for k in MODEL_INPUTS), **self._extra_inputs(batch))
+                    outputs = wrapped(*(batch[k] for k in INPUT_NAMES), **self._extra_inputs(batch))
                     per_sample = self.loss_fn(outputs, batch).float()
                 self.scaler.scale(per_sample.sum() * scale).backward()
             loss_sum += float(per_sample.detach().sum())

@@ -3,7 +3,8 @@ mlm_accuracy (correctly predicted masked tokens / masked tokens, as MLPerf)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -13,17 +14,14 @@ import torch
 import torch.nn.functional as F
 
 from bertbench.cache import Cache
-from bertbench.models import BertForMaskedLM, WordPieceTokenizer
+from bertbench.errors import BertbenchError
+from bertbench.models import BertForMaskedLM, BertForPreTraining, WordPieceTokenizer
 from bertbench.tasks.mlm.corpus import corpus_fingerprint, read_documents
 from bertbench.tasks.mlm.masking import IGNORE, MaskingParams, SpecialIds, mask_sequence
+from bertbench.tasks.mlm.options import MlmOptions
 from bertbench.tasks.mlm.sequences import Sequences, build_sequences
-from bertbench.tasks.options import TaskOptions
+from bertbench.tasks.paths import path_list
 
-NAME = "mlm"
-HEAD = BertForMaskedLM
-PER_TOKEN_OUTPUTS: tuple[str, ...] = ()
-PRIMARY_METRIC = "mlm_accuracy"
-DEFAULT_MAX_SEQ_LENGTH = 128
 SEQUENCES_VERSION = 1
 EVAL_MASK_SEED = 12345  # the evaluation masks are drawn once, from this seed, whatever the run's --seed
 
@@ -62,14 +60,8 @@ def load_sequences(
 
     read_documents(paths)  # validate the files (one clear error) even when the cache has them
     entry, hit = cache.get_or_build("mlm-sequences", parts, build)
-    arrays = {f.name: np.load(entry / f"{f.name}.npy", mmap_mode="r") for f in _fields()}
+    arrays = {f.name: np.load(entry / f"{f.name}.npy", mmap_mode="r") for f in fields(Sequences)}
     return Sequences(**arrays), hit
-
-
-def _fields() -> list[Any]:
-    from dataclasses import fields
-
-    return list(fields(Sequences))
 
 
 def _batch_arrays(
@@ -126,6 +118,10 @@ class MlmTrainSource:
         """Tokens per sequence."""
         return self.sequences.lengths
 
+    def describe(self) -> dict[str, Any]:
+        """Data facts for records."""
+        return {"num_train_sequences": self.num_samples}
+
     def training_batch(self, rows: np.ndarray, epoch: int) -> dict[str, np.ndarray]:
         """Masked inputs padded to the longest sequence, masked positions and their labels."""
         masked, positions, labels = [], [], []
@@ -178,8 +174,6 @@ class MlmEvalDataset:
         return {
             "data": ",".join(str(p) for p in self.path),
             "num_samples_available": self.num_samples,
-            "num_masked_tokens": int((self.masked_labels != IGNORE).sum()),
-            "max_seq_length": self.max_seq_length,
             "eval_mask_seed": EVAL_MASK_SEED,
             "features_cache_hit": self.cache_hit,
         }
@@ -244,44 +238,83 @@ def load_eval_set(
         )
 
 
-def load_dataset(
-    path: str | Path,
-    tokenizer: WordPieceTokenizer,
-    options: TaskOptions,
-    cache: Cache,
-    training: bool = False,
-    max_examples: int | None = None,
-) -> MlmEvalDataset:
-    """`bertbench eval mlm --data FILE`: the fixed evaluation set of that corpus file."""
-    masking = MaskingParams(options.mask_prob, options.max_predictions_per_seq, options.whole_word_masking)
-    return load_eval_set([Path(path)], tokenizer, options.max_seq_length, masking, cache, max_examples)
+class MlmTask:
+    """Masked-LM (optionally with next-sentence prediction): pretraining sequences, a fixed evaluation set,
+    mlm_accuracy."""
+
+    name = "mlm"
+    options_class = MlmOptions
+    outputs = ("logits",)
+    per_token_outputs: tuple[str, ...] = ()
+    primary_metric = "mlm_accuracy"
+    metrics = ("mlm_accuracy", "num_masked_tokens")
+
+    def __init__(self, nsp: bool = False) -> None:
+        self.nsp = nsp
+        self.head = BertForPreTraining if nsp else BertForMaskedLM
+
+    def load_eval_data(
+        self,
+        paths: Path | Sequence[Path],
+        tokenizer: WordPieceTokenizer,
+        options: MlmOptions,
+        cache: Cache,
+        max_examples: int | None = None,
+    ) -> MlmEvalDataset:
+        """The fixed evaluation set of held-out corpora (its first `max_examples` sequences)."""
+        _validate(options)
+        return load_eval_set(path_list(paths), tokenizer, options.max_seq_length, options.masking, cache, max_examples)
+
+    def load_train_data(
+        self,
+        paths: Path | Sequence[Path],
+        tokenizer: WordPieceTokenizer,
+        options: MlmOptions,
+        cache: Cache,
+        seed: int,
+        max_examples: int | None = None,
+    ) -> MlmTrainSource:
+        """Packed sequences of the corpora; masks drawn per (seed, epoch, row) as batches are built."""
+        _validate(options)
+        sequences, _ = load_sequences(path_list(paths), tokenizer, options.max_seq_length, self.nsp, seed, cache)
+        return MlmTrainSource(
+            sequences, options.masking, special_ids(tokenizer), continuation_table(tokenizer), seed, self.nsp
+        )
+
+    def reduce_outputs(self, outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Keep the argmax of the vocabulary logits per masked position (full logits would not fit in memory)."""
+        return {"predicted_ids": outputs["logits"].argmax(axis=-1).astype(np.int32)}
+
+    def loss(self, outputs: tuple[torch.Tensor, ...], batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Per-sample loss: mean cross-entropy over the sample's masked tokens (+ NSP cross-entropy when present)."""
+        logits, labels = outputs[0], batch["masked_labels"]
+        token_loss = F.cross_entropy(logits.transpose(1, 2), labels, ignore_index=IGNORE, reduction="none")
+        counts = (labels != IGNORE).sum(dim=1).clamp(min=1)
+        per_sample = token_loss.sum(dim=1) / counts
+        if len(outputs) > 1 and "nsp_labels" in batch:
+            per_sample = per_sample + F.cross_entropy(outputs[1], batch["nsp_labels"], reduction="none")
+        return per_sample
+
+    def score(
+        self, dataset: MlmEvalDataset, outputs: dict[str, np.ndarray], options: MlmOptions
+    ) -> tuple[None, dict[str, Any]]:
+        """mlm_accuracy over every masked token of the evaluation set."""
+        labels = dataset.masked_labels
+        scored = labels != IGNORE
+        correct = int(((outputs["predicted_ids"] == labels) & scored).sum())
+        total = int(scored.sum())
+        return None, {"mlm_accuracy": correct / total if total else None, "num_masked_tokens": total}
+
+    def write_predictions(self, predictions: None, output_dir: Path, dataset: MlmEvalDataset) -> None:
+        """Masked-LM evaluation has no predictions file (metrics.json holds the accuracy)."""
+        return None
 
 
-def reduce_outputs(outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Keep the argmax of the vocabulary logits per masked position (full logits would not fit in memory)."""
-    return {"predicted_ids": outputs["logits"].argmax(axis=-1).astype(np.int32)}
+def _validate(options: MlmOptions) -> None:
+    try:
+        options.validate()
+    except ValueError as exc:
+        raise BertbenchError(f"feature options: {exc}") from None
 
 
-def loss(outputs: tuple[torch.Tensor, ...], batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Per-sample loss: mean cross-entropy over the sample's masked tokens (+ NSP cross-entropy when present)."""
-    logits, labels = outputs[0], batch["masked_labels"]
-    token_loss = F.cross_entropy(logits.transpose(1, 2), labels, ignore_index=IGNORE, reduction="none")
-    counts = (labels != IGNORE).sum(dim=1).clamp(min=1)
-    per_sample = token_loss.sum(dim=1) / counts
-    if len(outputs) > 1 and "nsp_labels" in batch:
-        per_sample = per_sample + F.cross_entropy(outputs[1], batch["nsp_labels"], reduction="none")
-    return per_sample
-
-
-def score(dataset: MlmEvalDataset, outputs: dict[str, np.ndarray], options: TaskOptions) -> tuple[None, dict]:
-    """mlm_accuracy over every masked token of the evaluation set."""
-    labels = dataset.masked_labels
-    scored = labels != IGNORE
-    correct = int(((outputs["predicted_ids"] == labels) & scored).sum())
-    total = int(scored.sum())
-    return None, {"mlm_accuracy": correct / total if total else float("nan"), "num_masked_tokens": total}
-
-
-def write_predictions(predictions: None, output_dir: Path, dataset: MlmEvalDataset) -> None:
-    """Masked-LM evaluation has no predictions file (metrics.json holds the accuracy)."""
-    return None
+MLM = MlmTask()

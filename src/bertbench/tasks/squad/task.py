@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from bertbench.cache import Cache
 from bertbench.errors import BertbenchError
 from bertbench.io_utils import atomic_write_json, sha256_file
 from bertbench.models import BertForQuestionAnswering, WordPieceTokenizer
-from bertbench.tasks.options import TaskOptions
+from bertbench.tasks.paths import single_path
 from bertbench.tasks.squad.data import SquadData, load_squad
 from bertbench.tasks.squad.features import (
     FEATURES_VERSION,
@@ -25,13 +26,8 @@ from bertbench.tasks.squad.features import (
     locate_answer,
 )
 from bertbench.tasks.squad.metrics import squad_v1_metrics, squad_v2_metrics
+from bertbench.tasks.squad.options import SquadOptions
 from bertbench.tasks.squad.postprocess import DecodeParams, decode_predictions
-
-NAME = "squad"
-HEAD = BertForQuestionAnswering
-PER_TOKEN_OUTPUTS = ("start_logits", "end_logits")
-PRIMARY_METRIC = "f1"
-DEFAULT_MAX_SEQ_LENGTH = 384
 
 
 @dataclass
@@ -70,7 +66,6 @@ class SquadDataset:
             "data": str(self.data.path),
             "data_sha256": sha256_file(self.data.path),
             **self.data.report(),
-            **self.params.as_dict(),
             "num_features": self.num_samples,
             "features_cache_hit": self.cache_hit,
         }
@@ -79,17 +74,17 @@ class SquadDataset:
 def load_dataset(
     path: str | Path,
     tokenizer: WordPieceTokenizer,
-    options: TaskOptions,
+    options: SquadOptions,
     cache: Cache,
     training: bool = False,
     max_examples: int | None = None,
 ) -> SquadDataset:
     """Read a SQuAD file and get its windows from the cache (built on a miss)."""
-    params = FeatureParams(options.max_seq_length, options.doc_stride, options.max_query_length)
     try:
-        params.validate()
+        options.validate()
     except ValueError as exc:
         raise BertbenchError(f"feature options: {exc}") from None
+    params = FeatureParams(options.max_seq_length, options.doc_stride, options.max_query_length)
     data = load_squad(path, require_answers=True)
     if max_examples is not None:
         data.examples = data.examples[:max_examples]
@@ -123,35 +118,73 @@ def load_dataset(
     return SquadDataset(data, features, hit, params)
 
 
-def qa_loss(outputs: tuple[torch.Tensor, ...], batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Per-sample loss: mean of start and end cross-entropy (as BertForQuestionAnswering computes it)."""
-    start_logits, end_logits = outputs
-    start = F.cross_entropy(start_logits, batch["start_positions"], reduction="none")
-    end = F.cross_entropy(end_logits, batch["end_positions"], reduction="none")
-    return (start + end) / 2
+class SquadTask:
+    """Extractive question answering (SQuAD v1.1, and v2.0 files with unanswerable questions)."""
+
+    name = "squad"
+    options_class = SquadOptions
+    head = BertForQuestionAnswering
+    outputs = ("start_logits", "end_logits")
+    per_token_outputs = ("start_logits", "end_logits")
+    primary_metric = "f1"
+    metrics = ("exact_match", "f1")
+
+    def load_eval_data(
+        self,
+        paths: Path | Sequence[Path],
+        tokenizer: WordPieceTokenizer,
+        options: SquadOptions,
+        cache: Cache,
+        max_examples: int | None = None,
+    ) -> SquadDataset:
+        """Windows of every question of a SQuAD file (the first `max_examples` questions)."""
+        return load_dataset(single_path(paths), tokenizer, options, cache, max_examples=max_examples)
+
+    def load_train_data(
+        self,
+        paths: Path | Sequence[Path],
+        tokenizer: WordPieceTokenizer,
+        options: SquadOptions,
+        cache: Cache,
+        seed: int,
+        max_examples: int | None = None,
+    ) -> SquadDataset:
+        """Windows with start/end labels; questions whose answer cannot be located are dropped (and counted)."""
+        return load_dataset(single_path(paths), tokenizer, options, cache, training=True, max_examples=max_examples)
+
+    def reduce_outputs(self, outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Logits are kept whole (post-processing needs every position)."""
+        return outputs
+
+    def loss(self, outputs: tuple[torch.Tensor, ...], batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Per-sample loss: mean of start and end cross-entropy (as BertForQuestionAnswering computes it)."""
+        start_logits, end_logits = outputs
+        start = F.cross_entropy(start_logits, batch["start_positions"], reduction="none")
+        end = F.cross_entropy(end_logits, batch["end_positions"], reduction="none")
+        return (start + end) / 2
+
+    def score(
+        self, dataset: SquadDataset, outputs: dict[str, np.ndarray], options: SquadOptions
+    ) -> tuple[dict[str, str], dict[str, Any]]:
+        """Raw logits -> (official-format predictions, official metrics); v2.0 data enables null answers."""
+        version_2 = dataset.data.has_impossible
+        decode = DecodeParams(options.n_best, options.max_answer_length, options.null_score_threshold, version_2)
+        predictions = decode_predictions(
+            dataset.data.examples, dataset.features, outputs["start_logits"], outputs["end_logits"], decode
+        )
+        metric = squad_v2_metrics if version_2 else squad_v1_metrics
+        metrics = metric(dataset.data.examples, predictions)
+        metrics.pop("total", None)
+        extra = {"null_score_threshold": decode.null_score_threshold} if version_2 else {}
+        return predictions, {**metrics, **extra}
+
+    def write_predictions(
+        self, predictions: dict[str, str], output_dir: Path, dataset: SquadDataset | None = None
+    ) -> Path:
+        """predictions.json in the official format: {question_id: answer_text}."""
+        path = output_dir / "predictions.json"
+        atomic_write_json(path, predictions)
+        return path
 
 
-loss = qa_loss
-
-
-def score(
-    dataset: SquadDataset, outputs: dict[str, np.ndarray], options: TaskOptions
-) -> tuple[dict[str, str], dict[str, Any]]:
-    """Raw logits -> (official-format predictions, official metrics); v2.0 data enables null answers."""
-    version_2 = dataset.data.has_impossible
-    decode = DecodeParams(options.n_best, options.max_answer_length, options.null_score_threshold, version_2)
-    predictions = decode_predictions(
-        dataset.data.examples, dataset.features, outputs["start_logits"], outputs["end_logits"], decode
-    )
-    metric = squad_v2_metrics if version_2 else squad_v1_metrics
-    metrics = metric(dataset.data.examples, predictions)
-    metrics.pop("total", None)
-    extra = {"null_score_threshold": decode.null_score_threshold} if version_2 else {}
-    return predictions, {**metrics, "n_best": decode.n_best, "max_answer_length": decode.max_answer_length, **extra}
-
-
-def write_predictions(predictions: dict[str, str], output_dir: Path, dataset: SquadDataset | None = None) -> Path:
-    """predictions.json in the official format: {question_id: answer_text}."""
-    path = output_dir / "predictions.json"
-    atomic_write_json(path, predictions)
-    return path
+SQUAD = SquadTask()

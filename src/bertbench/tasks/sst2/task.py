@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,14 +16,10 @@ from bertbench.cache import Cache
 from bertbench.errors import BertbenchError
 from bertbench.io_utils import atomic_write_text, sha256_file
 from bertbench.models import BertForSequenceClassification, WordPieceTokenizer
-from bertbench.tasks.options import TaskOptions
+from bertbench.tasks.paths import single_path
 from bertbench.tasks.sst2.data import Sst2Data, load_sst2
+from bertbench.tasks.sst2.options import Sst2Options
 
-NAME = "sst2"
-HEAD = BertForSequenceClassification
-PER_TOKEN_OUTPUTS: tuple[str, ...] = ()
-PRIMARY_METRIC = "accuracy"
-DEFAULT_MAX_SEQ_LENGTH = 128
 FEATURES_VERSION = 1
 
 
@@ -61,7 +58,6 @@ class Sst2Dataset:
             "data_sha256": sha256_file(self.data.path),
             **self.data.report(),
             "labelled": self.labels is not None,
-            "max_seq_length": self.max_seq_length,
             "truncated_sentences": int((self.lengths == self.max_seq_length).sum()),
             "num_features": self.num_samples,
             "features_cache_hit": self.cache_hit,
@@ -71,12 +67,16 @@ class Sst2Dataset:
 def load_dataset(
     path: str | Path,
     tokenizer: WordPieceTokenizer,
-    options: TaskOptions,
+    options: Sst2Options,
     cache: Cache,
     training: bool = False,
     max_examples: int | None = None,
 ) -> Sst2Dataset:
     """Read a SST-2 TSV and get its token ids from the cache (built on a miss)."""
+    try:
+        options.validate()
+    except ValueError as exc:
+        raise BertbenchError(f"feature options: {exc}") from None
     data = load_sst2(path)
     if training and data.labels is None:
         raise BertbenchError(f"{data.path}: has no labels (GLUE test layout): cannot train on it")
@@ -110,25 +110,64 @@ def load_dataset(
     return Sst2Dataset(data, ids, lengths, labels, length, hit)
 
 
-def loss(outputs: tuple[torch.Tensor, ...], batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Per-sample cross-entropy of the class logits."""
-    return F.cross_entropy(outputs[0], batch["labels"], reduction="none")
+class Sst2Task:
+    """Binary sentence sentiment (GLUE SST-2), from the pooled [CLS] representation."""
+
+    name = "sst2"
+    options_class = Sst2Options
+    head = BertForSequenceClassification
+    outputs = ("logits",)
+    per_token_outputs: tuple[str, ...] = ()
+    primary_metric = "accuracy"
+    metrics = ("accuracy",)
+
+    def load_eval_data(
+        self,
+        paths: Path | Sequence[Path],
+        tokenizer: WordPieceTokenizer,
+        options: Sst2Options,
+        cache: Cache,
+        max_examples: int | None = None,
+    ) -> Sst2Dataset:
+        """Sentences of a GLUE TSV (labelled or test layout)."""
+        return load_dataset(single_path(paths), tokenizer, options, cache, max_examples=max_examples)
+
+    def load_train_data(
+        self,
+        paths: Path | Sequence[Path],
+        tokenizer: WordPieceTokenizer,
+        options: Sst2Options,
+        cache: Cache,
+        seed: int,
+        max_examples: int | None = None,
+    ) -> Sst2Dataset:
+        """Labelled sentences (a file without labels is refused)."""
+        return load_dataset(single_path(paths), tokenizer, options, cache, training=True, max_examples=max_examples)
+
+    def reduce_outputs(self, outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Class logits are already small."""
+        return outputs
+
+    def loss(self, outputs: tuple[torch.Tensor, ...], batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Per-sample cross-entropy of the class logits."""
+        return F.cross_entropy(outputs[0], batch["labels"], reduction="none")
+
+    def score(
+        self, dataset: Sst2Dataset, outputs: dict[str, np.ndarray], options: Sst2Options
+    ) -> tuple[list[int], dict[str, Any]]:
+        """Class logits -> (predicted labels in input order, accuracy in 0-1 as GLUE reports it)."""
+        predictions = outputs["logits"].argmax(axis=1).astype(int).tolist()
+        if dataset.labels is None:
+            return predictions, {}
+        accuracy = float((np.asarray(predictions) == dataset.labels).mean())
+        return predictions, {"accuracy": accuracy}
+
+    def write_predictions(self, predictions: list[int], output_dir: Path, dataset: Sst2Dataset) -> Path:
+        """predictions.tsv: `index<TAB>prediction` with a header (GLUE submission layout)."""
+        path = output_dir / "predictions.tsv"
+        rows = "".join(f"{index}\t{label}\n" for index, label in zip(dataset.data.indices, predictions, strict=True))
+        atomic_write_text(path, "index\tprediction\n" + rows)
+        return path
 
 
-def score(
-    dataset: Sst2Dataset, outputs: dict[str, np.ndarray], options: TaskOptions
-) -> tuple[list[int], dict[str, Any]]:
-    """Class logits -> (predicted labels in input order, accuracy in 0-1 as GLUE reports it)."""
-    predictions = outputs["logits"].argmax(axis=1).astype(int).tolist()
-    if dataset.labels is None:
-        return predictions, {}
-    accuracy = float((np.asarray(predictions) == dataset.labels).mean())
-    return predictions, {"accuracy": accuracy}
-
-
-def write_predictions(predictions: list[int], output_dir: Path, dataset: Sst2Dataset) -> Path:
-    """predictions.tsv: `index<TAB>prediction` with a header (GLUE submission layout)."""
-    path = output_dir / "predictions.tsv"
-    rows = "".join(f"{index}\t{label}\n" for index, label in zip(dataset.data.indices, predictions, strict=True))
-    atomic_write_text(path, "index\tprediction\n" + rows)
-    return path
+SST2 = Sst2Task()

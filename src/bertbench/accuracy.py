@@ -1,38 +1,38 @@
-"""The accuracy guard: every reduced-precision or other-runtime result is compared with FP32 PyTorch on the same
-model and data (computed once, then found in the cache), and layer-wise INT8 fallback to meet a target."""
+"""The accuracy guard (a library, used by `eval` and `bench`): every reduced-precision or other-runtime result
+is compared with FP32 PyTorch on the same model and data (computed once, then found in the cache), and
+layer-wise INT8 fallback to meet a target."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from bertbench.cache import Cache
+from bertbench.evaluation import evaluate_loaded
 from bertbench.models import LoadedModel
 from bertbench.models.loading import model_fingerprint
 from bertbench.results.console import info
-from bertbench.runtimes import RuntimeOptions
-from bertbench.tasks.options import TaskOptions
-from bertbench.tasks.registry import TASKS
+from bertbench.runtimes.options import RuntimeOptions
+from bertbench.tasks.base import EvalData, Task
 
 
 def reference_metrics(
     loaded: LoadedModel,
-    dataset: Any,
-    task_name: str,
-    task_options: TaskOptions,
+    dataset: EvalData,
+    task: Task,
+    task_options: Any,
     data_key: str,
     threads: int,
     cache: Cache,
     batch_size: int = 32,
 ) -> tuple[dict[str, Any], bool]:
     """(FP32 PyTorch metrics of this model on this data, whether they came from the cache)."""
-    from bertbench.jobs.evaluate import evaluate_loaded
-
     parts = {
         "model": model_fingerprint(loaded.model),
-        "task": task_name,
+        "task": task.name,
         "data": data_key,
         "options": task_options.as_dict(),
         "torch": metadata.version("torch"),
@@ -43,9 +43,8 @@ def reference_metrics(
         _, metrics = evaluate_loaded(
             loaded,
             dataset,
-            task_name,
+            task,
             RuntimeOptions(threads=threads),
-            backend="torch",
             batch_size=batch_size,
             task_options=task_options,
             show_progress=False,
@@ -72,27 +71,19 @@ def guard(metrics: dict[str, Any], reference: dict[str, Any], primary: str, targ
 
 def choose_fp32_layers(
     loaded: LoadedModel,
-    tuning: Any,
-    task_name: str,
-    task_options: TaskOptions,
-    backend: str,
+    tuning: EvalData,
+    task: Task,
+    task_options: Any,
     options: RuntimeOptions,
     target: float,
-    threads: int,
 ) -> tuple[tuple[str, ...], list[dict[str, Any]]]:
     """Keep the most INT8-sensitive encoder layers in FP32 until relative accuracy on `tuning` (training data,
     never the evaluated file) meets `target`. Each layer's effect is measured by leaving it alone in FP32."""
-    from dataclasses import replace
-
-    from bertbench.jobs.evaluate import evaluate_loaded
-
-    primary = TASKS[task_name].PRIMARY_METRIC
+    primary = task.primary_metric
 
     def score(keep: tuple[str, ...], precision: str = "int8") -> float:
         run = replace(options, precision=precision, keep_fp32=keep)
-        _, metrics = evaluate_loaded(
-            loaded, tuning, task_name, run, backend=backend, task_options=task_options, show_progress=False
-        )
+        _, metrics = evaluate_loaded(loaded, tuning, task, run, task_options=task_options, show_progress=False)
         return float(metrics[primary])
 
     reference = score((), precision="fp32")

@@ -1,0 +1,29 @@
+"""Command lines the benchmark scripts run: bertbench in a fresh process per path (never two at once)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+
+def bertbench(*args: str) -> list[str]:
+    """`python -m bertbench ARGS` with this interpreter."""
+    return [sys.executable, "-m", "bertbench", *args]
+
+
+def eval_squad(model: str | Path, data: Path, output_dir: Path, threads: int, *extra: str) -> list[str]:
+    """`bertbench eval squad` of one model on one file into a fresh output directory."""
+    return bertbench(
+        "eval",
+        "squad",
+        "--model",
+        str(model),
+        "--data",
+        str(data),
+        "--output-dir",
+        str(output_dir),
+        "--overwrite",
+        "--threads",
+        str(threads),
+        *extra,
+    )

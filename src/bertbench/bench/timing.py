@@ -1,0 +1,51 @@
+"""The timing harness's clock-side helpers: timed prepare, and the machine's load around a timed run.
+
+Runtimes never time themselves; everything that reads a clock or the load average lives in `bench/`.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bertbench.models import LoadedModel
+    from bertbench.runtimes.base import Runtime
+    from bertbench.runtimes.options import RuntimeOptions
+
+
+def load_average() -> float:
+    """1-minute load average (0.0 where the OS has none)."""
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return 0.0
+
+
+def machine_busy(load_before: float, cores: int) -> bool:
+    """True when other work was already running: the 1-minute load exceeded half the available cores."""
+    return load_before > 0.5 * cores
+
+
+def prepare_timed(runtime: Runtime, loaded: LoadedModel, options: RuntimeOptions) -> float:
+    """Prepare `runtime` (load, export, quantize, compile: outside every timed region); returns the seconds."""
+    start = time.perf_counter()
+    runtime.prepare(loaded, options)
+    return time.perf_counter() - start
+
+
+class LoadWindow:
+    """The load average before and after a timed region: `with LoadWindow() as load: …; load.facts()`."""
+
+    def __enter__(self) -> LoadWindow:
+        self.before = load_average()
+        self.after = self.before
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.after = load_average()
+
+    def facts(self) -> dict[str, Any]:
+        """`load_avg_before`, `load_avg_after` for the record."""
+        return {"load_avg_before": self.before, "load_avg_after": self.after}

@@ -1,0 +1,13 @@
+"""Every closed list of values the command line accepts, in one module that imports nothing heavy."""
+
+from __future__ import annotations
+
+BACKENDS = ("torch", "onnxruntime")
+BACKEND_ALIASES = {"ort": "onnxruntime"}
+PRECISIONS = ("fp32", "bf16", "fp16", "int8")
+TRAINING_PRECISIONS = ("fp32", "bf16", "fp16")  # autocast mixed precision; INT8 is inference-only
+QUANTIZATION_MODES = ("dynamic", "static")
+CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+PADDING_MODES = ("sorted", "longest", "fixed")
+PROVIDERS = ("cpu", "cuda", "tensorrt")
+OPTIMIZERS = ("adamw", "lamb")

@@ -1,0 +1,55 @@
+"""What this machine is: CPU model, feature flags, cores this process may use (read from /proc/cpuinfo once)."""
+
+from __future__ import annotations
+
+import functools
+import os
+import platform
+from pathlib import Path
+
+# The ISA features that decide which kernels a BERT run gets (recorded with every result).
+ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "avx512fp16")
+
+
+@functools.cache
+def _cpuinfo() -> dict[str, str]:
+    """The first processor's fields of /proc/cpuinfo (empty where there is none)."""
+    fields: dict[str, str] = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if not line.strip():
+                break  # end of the first processor
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
+    except OSError:
+        pass
+    return fields
+
+
+def cpu_flags() -> frozenset[str]:
+    """The CPU feature flags of the first processor ("avx2", "avx512_vnni", …)."""
+    return frozenset(_cpuinfo().get("flags", "").split())
+
+
+def cpu_model() -> str:
+    """The CPU's marketing name, or the platform's processor string."""
+    return _cpuinfo().get("model name") or platform.processor() or "unknown"
+
+
+def has_native_bf16() -> bool:
+    """BF16 arithmetic in hardware (AVX512-BF16 or AMX-BF16)."""
+    return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (affinity mask), not the machine's total."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def isa_flags() -> dict[str, bool]:
+    """`isa_<flag>` for the features that matter to BERT kernels."""
+    flags = cpu_flags()
+    return {f"isa_{name}": name in flags for name in ISA_FLAGS}

@@ -1,0 +1,191 @@
+"""The one skeleton of every training command (`finetune`, `pretrain`): distributed set-up, checks, model, data
+(rank 0 fills the cache first), Trainer, save, record, table. A TrainingSpec supplies what differs."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+from safetensors.torch import save
+
+from bertbench.cache import Cache
+from bertbench.evaluation import evaluate_sharded
+from bertbench.io_utils import atomic_write_bytes
+from bertbench.jobs.common import check_output_dir, check_training_precision, configure_threads
+from bertbench.jobs.configs import TrainingRun
+from bertbench.models import BertHeadModel, LoadedModel, load_model, resolve_model, save_model
+from bertbench.results.console import info, print_result_table, warn
+from bertbench.results.record import RunRecord
+from bertbench.runtimes.options import RuntimeOptions
+from bertbench.tasks.base import EvalData, Task, TrainData
+from bertbench.training.config import TrainConfig
+from bertbench.training.distributed import DistEnv, init_distributed, shutdown_distributed
+from bertbench.training.loop import Trainer, TrainResult
+
+INITIAL_HEAD = "initial_head.safetensors"
+
+
+class TrainingSpec(Protocol):
+    """What one training command adds to the shared skeleton."""
+
+    command: str
+    task: Task
+    config: TrainingRun
+    training: TrainConfig
+    eval_every_samples: int | None
+    table_keys: tuple[str, ...]
+
+    def prepare_model(self, loaded: LoadedModel) -> None:
+        """Adjust the freshly loaded model (e.g. --init-from) before training."""
+
+    def load_data(self, loaded: LoadedModel, cache: Cache) -> tuple[TrainData, EvalData | None]:
+        """Training samples and, when asked for, the evaluation set."""
+
+    def on_evaluation(
+        self, progress: dict[str, Any], predictions: Any, metrics: dict[str, Any], ctx: TrainingContext
+    ) -> dict[str, Any]:
+        """What an evaluation adds to the training history (may hold "stop": True); every rank calls it."""
+
+    def evaluates_at_start(self) -> bool:
+        """Whether to score the model once before the first step."""
+
+    def record_config(self, ctx: TrainingContext) -> dict[str, Any]:
+        """Command-specific config keys of the final record."""
+
+    def record_metrics(self, result: TrainResult, ctx: TrainingContext) -> dict[str, Any]:
+        """Command-specific metrics of the final record."""
+
+    def report(self, record: dict[str, Any]) -> None:
+        """Final lines on the terminal (rank 0)."""
+
+
+class TrainingContext:
+    """What the skeleton built, for the spec's hooks."""
+
+    def __init__(self, dist: DistEnv, output_dir: Path, loaded: LoadedModel, threads: int, cache: Cache) -> None:
+        self.dist, self.output_dir, self.loaded, self.threads, self.cache = dist, output_dir, loaded, threads, cache
+        self.train_data: TrainData | None = None
+        self.eval_data: EvalData | None = None
+        self.initial_metrics: dict[str, Any] = {}
+
+
+def run_training(spec: TrainingSpec) -> dict[str, Any]:
+    """Train as `spec` says; returns the flat record on rank 0 ({} on the other ranks)."""
+    dist = init_distributed(spec.config.device, spec.config.dist_timeout)
+    try:
+        return _run(spec, dist)
+    finally:
+        shutdown_distributed()
+
+
+def _save_initial_head(loaded: LoadedModel, output_dir: Path) -> None:
+    """Store a freshly initialised head so a paired reference run can start from the very same weights."""
+    state = {
+        k: v.detach().contiguous()
+        for k, v in loaded.model.state_dict().items()
+        if k.startswith(tuple(loaded.fresh_parameters))
+    }
+    atomic_write_bytes(output_dir / INITIAL_HEAD, save(state, metadata={"format": "pt"}))
+
+
+def _eval_cadence(spec: TrainingSpec, dist: DistEnv) -> TrainConfig:
+    """--eval-every-samples as optimizer steps of this job's global batch."""
+    training = spec.training
+    if not spec.eval_every_samples:
+        return training
+    global_batch = training.batch_size * training.grad_accum * dist.world_size
+    return replace(training, eval_every_steps=max(1, math.ceil(spec.eval_every_samples / global_batch)))
+
+
+def _run(spec: TrainingSpec, dist: DistEnv) -> dict[str, Any]:
+    wall_start = time.perf_counter()
+    config = spec.config
+    check_training_precision(spec.training.amp, config.device)
+    output_dir = check_output_dir(config.output_dir, dist, config.overwrite, config.resume)
+    threads = configure_threads(config.threads)
+    cache = Cache(config.cache_dir)
+    source = resolve_model(config.model, allow_pickle=config.allow_pickle)
+    loaded = load_model(source, spec.task.head, seed=spec.training.seed)
+    spec.prepare_model(loaded)
+    if config.dropout is not None:
+        loaded.model.set_dropout(config.dropout)
+    if dist.is_main and source.random_weights:
+        warn(f"model {config.model} starts from random weights (a size preset)")
+    if dist.is_main and loaded.fresh_head:
+        info(f"{', '.join(loaded.fresh_parameters)}: freshly initialised (seed {spec.training.seed})")
+        _save_initial_head(loaded, output_dir)
+    ctx = TrainingContext(dist, output_dir, loaded, threads, cache)
+    ctx.train_data, ctx.eval_data = dist.main_first(lambda: spec.load_data(loaded, cache))
+    runtime_options = RuntimeOptions(device=dist.device, threads=threads)
+    task_options = config.task_options
+
+    def evaluate(progress: dict[str, Any], model: BertHeadModel) -> dict[str, Any]:
+        if ctx.eval_data is None:
+            return {}
+        predictions, metrics = evaluate_sharded(
+            model,
+            loaded.tokenizer,
+            source,
+            ctx.eval_data,
+            spec.task,
+            dist,
+            runtime_options,
+            task_options,
+            config.eval_batch_size,
+        )
+        return spec.on_evaluation(progress, predictions, metrics, ctx)
+
+    if ctx.eval_data is not None and not config.resume and spec.evaluates_at_start():
+        ctx.initial_metrics = evaluate({"epoch": 0, "step": 0, "samples_seen": 0, "wall_s": 0.0}, loaded.model.eval())
+    training = _eval_cadence(spec, dist)
+    trainer = Trainer(
+        loaded.model,
+        loaded.tokenizer,
+        ctx.train_data,
+        spec.task.loss,
+        training,
+        output_dir,
+        dist,
+        on_evaluate=evaluate,
+        show_progress=config.show_progress,
+    )
+    result = trainer.train(resume=config.resume)
+    flat: dict[str, Any] = {}
+    if dist.is_main:
+        save_model(loaded.model, loaded.tokenizer, output_dir)
+        record = RunRecord(
+            spec.command,
+            {
+                "task": spec.task.name,
+                **loaded.describe(),
+                **spec.record_config(ctx),
+                **{f"train_{k}": v for k, v in asdict(training).items()},
+                "dropout": config.dropout,
+                "world_size": dist.world_size,
+                "threads": threads,
+                "cache_dir": str(cache.root),
+            },
+            {
+                "steps": result.global_step,
+                "total_steps": result.total_steps,
+                "samples_seen": result.samples_seen,
+                "train_s": result.train_s,
+                "train_samples_per_s": result.samples_per_s,
+                "final_loss": result.final_loss,
+                "resumed_from_step": result.resumed_from_step,
+                "training_wall_s": result.wall_s,
+                "wall_s": time.perf_counter() - wall_start,
+                "eval_history": result.eval_history,
+                **spec.record_metrics(result, ctx),
+            },
+        )
+        record.write(output_dir)
+        flat = record.flat()
+        print_result_table(f"bertbench {spec.command}", flat, list(spec.table_keys))
+        spec.report(flat)
+        info(f"saved model to {output_dir}")
+    dist.barrier()
+    return flat
