@@ -101,3 +101,25 @@ def choose_fp32_layers(
         if relative >= target:
             break
     return keep, log
+
+
+def accuracy_facts(
+    loaded: LoadedModel,
+    dataset: EvalData,
+    task: Task,
+    task_options: Any,
+    metrics: dict[str, Any],
+    runtime: RuntimeOptions,
+    data_key: str,
+    target: float,
+    cache: Cache,
+) -> dict[str, Any]:
+    """The guard's keys for one measured run: FP32 PyTorch is its own reference; anything else is compared
+    with FP32 PyTorch on the same model and data (cached); random weights and unlabelled data compare nothing."""
+    primary = task.primary_metric
+    if loaded.source.random_weights or metrics.get(primary) is None:
+        return {"relative_accuracy": None}
+    if runtime.backend == "torch" and runtime.precision == "fp32":
+        return guard(metrics, metrics, primary, target)
+    reference, hit = reference_metrics(loaded, dataset, task, task_options, data_key, runtime.threads, cache)
+    return {**guard(metrics, reference, primary, target), "reference_cache_hit": hit}

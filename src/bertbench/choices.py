@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-BACKENDS = ("torch", "onnxruntime")
+BACKENDS = ("torch", "onnxruntime", "null")  # null: answers at once with zeros (the harness's ceiling)
 BACKEND_ALIASES = {"ort": "onnxruntime"}
 PRECISIONS = ("fp32", "bf16", "fp16", "int8")
 TRAINING_PRECISIONS = ("fp32", "bf16", "fp16")  # autocast mixed precision; INT8 is inference-only
@@ -11,3 +11,5 @@ CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 PADDING_MODES = ("sorted", "longest", "fixed")
 PROVIDERS = ("cpu", "cuda", "tensorrt")
 OPTIMIZERS = ("adamw", "lamb")
+SCENARIOS = ("offline", "singlestream", "multistream", "server")  # MLPerf LoadGen scenarios
+BENCH_MODES = ("performance", "accuracy")

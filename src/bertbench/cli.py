@@ -12,7 +12,14 @@ from typing import NoReturn
 from bertbench import __version__
 from bertbench.cliargs import add_arguments, from_namespace
 from bertbench.errors import BertbenchError, UsageError
-from bertbench.jobs.configs import BuildCorpusConfig, EvalConfig, FinetuneConfig, PretrainConfig
+from bertbench.jobs.configs import (
+    BenchConfig,
+    BenchRoofConfig,
+    BuildCorpusConfig,
+    EvalConfig,
+    FinetuneConfig,
+    PretrainConfig,
+)
 from bertbench.tasks.registry import TASKS
 
 
@@ -31,11 +38,20 @@ class Command:
     config: type
     job: str
     tasks: tuple[str, ...] = ()
+    # (config, job) run when no task is given: options on the command itself (`bench --roof`)
+    standalone: tuple[type, str] | None = None
 
 
 COMMANDS: dict[str, Command] = {
     "eval": Command(
         "accuracy mode: score a model on a task's data", EvalConfig, "bertbench.jobs.evaluate:run_eval", tuple(TASKS)
+    ),
+    "bench": Command(
+        "performance mode: MLPerf LoadGen scenarios, pinned instances, honest timing",
+        BenchConfig,
+        "bertbench.jobs.bench:run_bench",
+        ("squad", "sst2"),
+        standalone=(BenchRoofConfig, "bertbench.jobs.bench:run_roof"),
     ),
     "finetune": Command(
         "fine-tune a model on a task",
@@ -64,8 +80,13 @@ def build_parser() -> argparse.ArgumentParser:
         if not command.tasks:
             add_arguments(sub, command.config)
             continue
+        if command.standalone:
+            add_arguments(sub, command.standalone[0])
         tasks = sub.add_subparsers(
-            dest="task", required=True, parser_class=_Parser, metavar="{" + ",".join(command.tasks) + "}"
+            dest="task",
+            required=command.standalone is None,
+            parser_class=_Parser,
+            metavar="{" + ",".join(command.tasks) + "}",
         )
         for task in command.tasks:
             task_parser = tasks.add_parser(task, help=f"{name} {task}", description=f"{command.help} ({task})")
@@ -74,21 +95,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def parse(argv: list[str] | None) -> tuple[Command, object]:
-    """(command, its config) from a command line."""
+def parse(argv: list[str] | None) -> tuple[str, object]:
+    """(the job to run as "module:function", its config) from a command line."""
     args = build_parser().parse_args(argv)
     command = COMMANDS[args.command]
     if not command.tasks:
-        return command, from_namespace(command.config, args)
+        return command.job, from_namespace(command.config, args)
+    if getattr(args, "task", None) is None:
+        config_class, job = command.standalone  # the parser requires a task when there is no standalone form
+        return job, from_namespace(config_class, args)
     options = from_namespace(TASKS[args.task].options_class, args)
-    return command, from_namespace(command.config, args, task=args.task, task_options=options)
+    return command.job, from_namespace(command.config, args, task=args.task, task_options=options)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command; bad input ends with one line on stderr and a non-zero return code."""
     try:
-        command, config = parse(argv)
-        module, function = command.job.split(":")
+        job, config = parse(argv)
+        module, function = job.split(":")
         getattr(importlib.import_module(module), function)(config)
     except BertbenchError as exc:
         print(f"bertbench: error: {exc}", file=sys.stderr)

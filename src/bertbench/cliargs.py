@@ -34,6 +34,7 @@ class CliSpec:
     positional: bool = False
     repeat: bool = False  # may be given several times (collected into a tuple)
     normalise: dict[str, str] | None = None  # alias values, e.g. {"ort": "onnxruntime"}
+    one_token: bool = False  # a sequence given as one token ("1,8,32"), split by `parse`
 
 
 def option(
@@ -47,10 +48,11 @@ def option(
     positional: bool = False,
     repeat: bool = False,
     normalise: dict[str, str] | None = None,
+    one_token: bool = False,
     default_factory: Any = dataclasses.MISSING,
 ) -> Any:
     """A dataclass field that is also a command-line option."""
-    spec = CliSpec(help, choices, parse, aliases, flag, positional, repeat, normalise)
+    spec = CliSpec(help, choices, parse, aliases, flag, positional, repeat, normalise, one_token)
     if default_factory is not dataclasses.MISSING:
         return dataclasses.field(default_factory=default_factory, metadata={CLI: spec})
     return dataclasses.field(default=default, metadata={CLI: spec})
@@ -102,6 +104,25 @@ def non_negative_float(text: str) -> float:
     if value < 0:
         raise argparse.ArgumentTypeError(f"{text} is negative")
     return value
+
+
+def positive_int_list(text: str) -> tuple[int, ...]:
+    """ "1,8,32" -> (1, 8, 32), every value >= 1."""
+    try:
+        values = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text} is not a comma-separated list of integers") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"{text}: every value must be a positive integer")
+    return values
+
+
+def key_value(text: str) -> str:
+    """KEY=VALUE with a non-empty key."""
+    key, sep, _ = text.partition("=")
+    if not sep or not key.strip() or " " in key:
+        raise argparse.ArgumentTypeError(f"{text} is not KEY=VALUE")
+    return text
 
 
 def fraction(text: str) -> float:
@@ -193,7 +214,7 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, seen: set[str] | N
             kwargs["metavar"] = "{" + ",".join(spec.choices or ()) + "}"
         if spec.repeat:
             kwargs["action"] = "append"
-        elif _is_sequence(annotation):
+        elif _is_sequence(annotation) and not spec.one_token:
             kwargs["nargs"] = "+"
         if default is dataclasses.MISSING:
             kwargs["required"] = True

@@ -10,11 +10,9 @@ from typing import Any
 import numpy as np
 
 from bertbench.bench.batching import BatchSource, plan_batches
+from bertbench.bench.codec import PAD_LOGIT
 from bertbench.progress import progress_bar
 from bertbench.runtimes.base import Runtime
-
-# Per-token outputs are scattered into rows of max_seq_length; positions past a sample's length hold this.
-PAD_LOGIT = -1e4
 
 
 @dataclass

@@ -7,8 +7,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bertbench.choices import PADDING_MODES
-from bertbench.cliargs import fraction, nested, option, positive_float, positive_int
+from bertbench.choices import BENCH_MODES, PADDING_MODES, SCENARIOS
+from bertbench.cliargs import (
+    fraction,
+    key_value,
+    nested,
+    non_negative_float,
+    option,
+    positive_float,
+    positive_int,
+    positive_int_list,
+)
 from bertbench.runtimes.options import RuntimeOptions
 from bertbench.tasks.mlm.options import MlmOptions
 from bertbench.training.config import PretrainTrainConfig, TrainConfig
@@ -63,6 +72,69 @@ class EvalConfig(ModelChoice, RunPlace):
         200, help="samples of --calibration-data the fallback search scores", parse=positive_int
     )
     task_options: Any = None  # the task's own options dataclass, from the task's sub-command
+
+
+def instances_value(text: str) -> int | str:
+    """A positive integer, or "auto" (= available cores // --cores-per-instance)."""
+    return "auto" if text == "auto" else positive_int(text)
+
+
+@dataclass(kw_only=True)
+class BenchConfig(ModelChoice, RunPlace):
+    """`bertbench bench TASK`: performance mode through MLPerf LoadGen (or its accuracy pass)."""
+
+    task: str = "squad"  # the sub-command
+    data: Path = option(help="SQuAD JSON or SST-2 TSV (the QSL: one sample per window / sentence)")
+    runtime: RuntimeOptions = nested(RuntimeOptions)
+    scenario: str = option("offline", help="MLPerf LoadGen scenario", choices=SCENARIOS)
+    mode: str = option(
+        "performance", help="performance, or accuracy (LoadGen's AccuracyOnly pass, scored)", choices=BENCH_MODES
+    )
+    batch_size: tuple[int, ...] = option(
+        (32,),
+        help="largest batch the SUT forms; a list (1,8,32) sweeps, one record each",
+        parse=positive_int_list,
+        one_token=True,
+    )
+    padding: str = option("sorted", help="batch padding (sorted: Offline queries by length)", choices=PADDING_MODES)
+    max_samples: int | None = option(None, help="SQuAD: first N questions; else first N rows", parse=positive_int)
+    min_duration: float = option(10.0, help="seconds a test runs at least (MLPerf: 600)", parse=positive_float)
+    min_query_count: int | None = option(
+        None, help="queries a test issues at least (default: Offline 1, else 64)", parse=positive_int
+    )
+    max_duration: float = option(0.0, help="stop issuing after N s (0: no limit)", parse=non_negative_float)
+    mlperf_defaults: bool = option(False, help="MLPerf's own BERT settings (600 s, 130 ms Server bound, …)")
+    target_qps: float | None = option(
+        None,
+        help="Offline expected / Server target QPS (default: measured at warm-up; Server half of it)",
+        parse=positive_float,
+    )
+    target_latency_ms: float | None = option(
+        None, help="Server latency bound (default 130); SingleStream/MultiStream expected latency", parse=positive_float
+    )
+    samples_per_query: int = option(8, help="MultiStream samples per query", parse=positive_int)
+    instances: int | str = option(
+        1, help="worker processes, or auto (= cores // --cores-per-instance)", parse=instances_value
+    )
+    cores_per_instance: int | None = option(
+        None, help="cores pinned to each instance (default: available cores // instances)", parse=positive_int
+    )
+    oversubscribe: bool = option(False, help="allow more pinned cores than this process may use")
+    env: tuple[str, ...] = option((), help="KEY=VALUE set in every instance (repeatable)", parse=key_value, repeat=True)
+    require_quiet: bool = option(False, help="refuse to time on a contended machine")
+    calibration_data: Path | None = option(None, help="training data for static INT8 (never the benchmarked file)")
+    calibration_samples: int = option(1000, help="calibration samples for static INT8", parse=positive_int)
+    accuracy_target: float = option(0.99, help="accuracy mode: relative to FP32 (MLPerf bert-99)", parse=fraction)
+    strict: bool = option(False, help="accuracy mode: exit 3 when the accuracy target is missed")
+    task_options: Any = None
+
+
+@dataclass(kw_only=True)
+class BenchRoofConfig:
+    """`bertbench bench --roof`: measure this machine's quiet FP32 GEMM roof once (cached)."""
+
+    roof: bool = option(False, help="measure the quiet FP32 GEMM roof for 1..N threads and cache it")
+    cache_dir: Path | None = option(None, help="cache root (default ${XDG_CACHE_HOME:-~/.cache}/bertbench)")
 
 
 @dataclass(kw_only=True)

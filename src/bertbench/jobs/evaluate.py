@@ -6,12 +6,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from bertbench.accuracy import choose_fp32_layers, guard, reference_metrics
-from bertbench.bench.batching import RowSubset
+from bertbench.accuracy import accuracy_facts, choose_fp32_layers
 from bertbench.bench.timing import machine_busy
 from bertbench.cache import Cache
+from bertbench.calibration import calibration_sample, check_calibration_file
 from bertbench.errors import BertbenchError
 from bertbench.evaluation import evaluate_loaded
 from bertbench.io_utils import sha256_file
@@ -35,30 +33,19 @@ def _calibration(
 ) -> tuple[Any, EvalData | None, dict[str, Any]]:
     """(calibration sample, tuning set, facts) from --calibration-data, which must not be the evaluated file."""
     runtime = config.runtime
-    needs = runtime.precision == "int8" and (runtime.quantization == "static" or config.int8_fallback)
-    if not needs:
+    if not (runtime.precision == "int8" and (runtime.quantization == "static" or config.int8_fallback)):
         return None, None, {}
-    if config.calibration_data is None:
-        raise BertbenchError(
-            "--quantization static and --int8-fallback need --calibration-data FILE (training data, never the "
-            "evaluated file)"
-        )
+    facts = check_calibration_file(config.calibration_data, config.data)
     path = Path(config.calibration_data)
-    if not path.is_file():
-        raise BertbenchError(f"{path}: file not found")
-    digest = sha256_file(path)
-    if digest == sha256_file(config.data):
-        raise BertbenchError(f"{path}: calibration data is the evaluated file ({config.data}); use training data")
-    full = task.load_eval_data(path, loaded.tokenizer, config.task_options, cache)
-    rng = np.random.default_rng(config.seed)
-    rows = np.sort(rng.choice(full.num_samples, min(config.calibration_samples, full.num_samples), replace=False))
+    sample = calibration_sample(
+        task, loaded.tokenizer, config.task_options, cache, path, config.calibration_samples, config.seed
+    )
     tuning = None
     if config.int8_fallback:
         tuning = task.load_eval_data(
             path, loaded.tokenizer, config.task_options, cache, max_examples=config.tuning_samples
         )
-    facts = {"calibration_data": str(path), "calibration_data_sha256": digest}
-    return RowSubset(full, rows), tuning, facts
+    return sample, tuning, facts
 
 
 def run_eval(config: EvalConfig) -> dict[str, Any]:
@@ -95,7 +82,10 @@ def run_eval(config: EvalConfig) -> dict[str, Any]:
         task_options=config.task_options,
         show_progress=config.show_progress,
     )
-    accuracy = _accuracy(config, task, loaded, dataset, metrics, threads, cache)
+    data_key = f"{sha256_file(config.data)}:{config.max_samples}"
+    accuracy = accuracy_facts(
+        loaded, dataset, task, config.task_options, metrics, options, data_key, config.accuracy_target, cache
+    )
     record = RunRecord(
         "eval",
         {
@@ -123,27 +113,6 @@ def run_eval(config: EvalConfig) -> dict[str, Any]:
             f"{config.accuracy_target} (--strict)"
         )
     return flat
-
-
-def _accuracy(
-    config: EvalConfig,
-    task: Task,
-    loaded: LoadedModel,
-    dataset: EvalData,
-    metrics: dict[str, Any],
-    threads: int,
-    cache: Cache,
-) -> dict[str, Any]:
-    primary = task.primary_metric
-    if loaded.source.random_weights:
-        return {"relative_accuracy": None}  # random weights: no accuracy worth comparing
-    if metrics.get(primary) is None:  # unlabelled data: nothing to compare
-        return {"relative_accuracy": None}
-    if config.runtime.backend == "torch" and config.runtime.precision == "fp32":
-        return guard(metrics, metrics, primary, config.accuracy_target)  # this run is its own reference
-    data_key = f"{sha256_file(config.data)}:{config.max_samples}"
-    reference, hit = reference_metrics(loaded, dataset, task, config.task_options, data_key, threads, cache)
-    return {**guard(metrics, reference, primary, config.accuracy_target), "reference_cache_hit": hit}
 
 
 def _report(record: dict[str, Any], task: Task, loaded: LoadedModel, config: EvalConfig) -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-stdout_console = Console(highlight=False)
+# Off a terminal (CI logs, pipes) rich would wrap tables at 80 columns; results tables are wider than that.
+stdout_console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
 warn_console = Console(stderr=True, highlight=False)
 
 
@@ -25,6 +27,18 @@ def print_result_table(title: str, record: dict[str, Any], keys: list[str]) -> N
     for key in keys:
         if key in record:
             table.add_row(key, _fmt(record[key]))
+    stdout_console.print(table)
+
+
+def print_rows_table(title: str, rows: list[dict[str, Any]]) -> None:
+    """A table with one row per dict (columns from the first row's keys)."""
+    if not rows:
+        return
+    table = Table(title=title)
+    for column in rows[0]:
+        table.add_column(column, justify="left" if isinstance(rows[0][column], str) else "right")
+    for row in rows:
+        table.add_row(*(_fmt(row.get(column)) for column in rows[0]))
     stdout_console.print(table)
 
 

@@ -1,0 +1,85 @@
+"""Read what LoadGen wrote: the summary (figures exactly as printed), the detail log (validity, reasons, errors)
+and the accuracy log (every sample's response bytes)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+SUMMARY = "mlperf_log_summary.txt"
+DETAIL = "mlperf_log_detail.txt"
+ACCURACY = "mlperf_log_accuracy.json"
+
+_NUMBER = re.compile(r"^-?\d+(\.\d+)?$")
+
+
+def _slug(label: str) -> str:
+    """'90.00 percentile latency (ns)' -> '90.00_percentile_latency_ns'."""
+    text = label.strip().lower().replace("w/o", "without").replace("w/", "with")
+    text = re.sub(r"[()]", "", text)
+    return re.sub(r"[^a-z0-9.]+", "_", text).strip("_")
+
+
+def _number(text: str) -> int | float:
+    return float(text) if "." in text else int(text)
+
+
+def parse_summary(path: Path) -> dict[str, Any]:
+    """Every `label : number` line of the summary, as `loadgen_<slug>` -> the number LoadGen printed, plus
+    `loadgen_result` ("VALID"/"INVALID"), the failed checks and LoadGen's recommendations."""
+    figures: dict[str, Any] = {}
+    failed: list[str] = []
+    notes: list[str] = []
+    in_notes = False
+    for line in path.read_text().splitlines():
+        if line.startswith("Recommendations:") or line.startswith("Early Stopping Result:"):
+            in_notes = True
+            continue
+        if in_notes and line.startswith(" * "):
+            notes.append(line[3:].strip())
+            continue
+        in_notes = False
+        label, sep, value = line.partition(":")
+        value = value.strip()
+        if not sep or not label.strip():
+            continue
+        if label.strip() == "Result is":
+            figures["loadgen_result"] = value
+        elif value in ("Yes", "NO") and label.strip().endswith("satisfied"):
+            if value == "NO":
+                failed.append(label.strip())
+        elif _NUMBER.match(value):
+            figures.setdefault(f"loadgen_{_slug(label)}", _number(value))
+    figures["loadgen_failed_checks"] = failed
+    figures["loadgen_notes"] = notes
+    return figures
+
+
+def parse_detail(path: Path) -> dict[str, Any]:
+    """result_* values, and LoadGen's errors and warnings, from the detail log's :::MLLOG lines."""
+    results: dict[str, Any] = {}
+    errors: list[str] = []
+    warnings: list[str] = []
+    for line in path.read_text().splitlines():
+        if not line.startswith(":::MLLOG "):
+            continue
+        try:
+            entry = json.loads(line[len(":::MLLOG ") :])
+        except json.JSONDecodeError:
+            continue
+        key, value, meta = entry.get("key", ""), entry.get("value"), entry.get("metadata", {})
+        if key.startswith("result_"):
+            results[key] = value
+        if meta.get("is_error"):
+            errors.append(f"{key}: {value}")
+        elif meta.get("is_warning"):
+            warnings.append(f"{key}: {value}")
+    return {"results": results, "errors": errors, "warnings": warnings}
+
+
+def read_accuracy_log(path: Path) -> dict[int, bytes]:
+    """QSL index -> the response bytes LoadGen logged for it."""
+    entries = json.loads(path.read_text() or "[]")
+    return {int(e["qsl_idx"]): bytes.fromhex(e["data"]) for e in entries}

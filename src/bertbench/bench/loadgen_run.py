@@ -1,0 +1,152 @@
+"""MLPerf LoadGen around the instance pool: test settings from the command's options, a QSL over prebuilt
+features, and a SUT that batches queries up to the batch size and hands them to the instances."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bertbench.bench.instances import InstancePool
+
+SCENARIOS = {"offline": "Offline", "singlestream": "SingleStream", "multistream": "MultiStream", "server": "Server"}
+MODES = {"performance": "PerformanceOnly", "accuracy": "AccuracyOnly"}
+# Scaled to a 2-core machine: a test lasts seconds, not MLPerf's 600 s (--mlperf-defaults restores those).
+DEFAULT_MIN_QUERIES = {"offline": 1, "singlestream": 64, "multistream": 64, "server": 64}
+MLPERF_MODEL = "bert"  # the built-in mlperf.conf's entry: 130 ms Server bound, 600 s minimum, …
+
+
+@dataclass
+class TestPlan:
+    """What one LoadGen test is asked to do."""
+
+    scenario: str
+    mode: str
+    num_samples: int
+    min_duration_s: float
+    min_query_count: int | None
+    max_duration_s: float
+    mlperf_defaults: bool
+    target_qps: float | None  # Offline expected QPS, Server target QPS
+    target_latency_ms: float | None  # Server bound; SingleStream/MultiStream expected latency
+    samples_per_query: int  # MultiStream
+
+
+def build_settings(plan: TestPlan, conf_dir: Path) -> object:
+    """LoadGen TestSettings for `plan` (MLPerf's built-in BERT settings first, with --mlperf-defaults)."""
+    import mlperf_loadgen as lg
+
+    settings = lg.TestSettings()
+    scenario = SCENARIOS[plan.scenario]
+    if plan.mlperf_defaults:
+        user_conf = conf_dir / "user.conf"
+        user_conf.write_text("")
+        settings.FromConfig(str(user_conf), MLPERF_MODEL, scenario, 0)
+    else:
+        settings.min_duration_ms = int(plan.min_duration_s * 1000)
+        settings.min_query_count = plan.min_query_count or DEFAULT_MIN_QUERIES[plan.scenario]
+        if plan.max_duration_s:
+            settings.max_duration_ms = int(plan.max_duration_s * 1000)
+        if plan.target_latency_ms is not None:
+            settings.server_target_latency_ns = int(plan.target_latency_ms * 1e6)
+    settings.scenario = getattr(lg.TestScenario, scenario)
+    settings.mode = getattr(lg.TestMode, MODES[plan.mode])
+    settings.performance_sample_count_override = plan.num_samples  # every feature is in memory
+    settings.multi_stream_samples_per_query = plan.samples_per_query
+    if plan.target_qps is not None:
+        settings.offline_expected_qps = plan.target_qps
+        settings.server_target_qps = plan.target_qps
+    if plan.target_latency_ms is not None:
+        settings.single_stream_expected_latency_ns = int(plan.target_latency_ms * 1e6)
+        settings.multi_stream_expected_latency_ns = int(plan.target_latency_ms * 1e6)
+    return settings
+
+
+class BatchingSut:
+    """LoadGen's system under test: queries -> batches of at most `batch_size` -> the instance pool."""
+
+    def __init__(self, pool: InstancePool, lengths: np.ndarray, batch_size: int, padding: str, accuracy: bool) -> None:
+        self.pool, self.lengths, self.batch_size = pool, lengths, batch_size
+        self.padding, self.accuracy = padding, accuracy
+        self.issued = 0
+        self.outstanding: set[int] = set()
+        self.lock = threading.Lock()
+        self.failed = False
+
+    def issue_queries(self, query_samples: list) -> None:
+        """LoadGen's callback: queue the samples (Offline: all at once; sorted by length for `sorted` padding)."""
+        items = [(q.id, q.index) for q in query_samples]
+        with self.lock:
+            self.issued += len(items)
+            if self.failed:
+                self._complete_now([i for i, _ in items])
+                return
+            self.outstanding.update(i for i, _ in items)
+        if self.padding == "sorted" and len(items) > 1:
+            # The same order as eval's sorted plan: longest first, ties in input order.
+            items.sort(key=lambda item: (-int(self.lengths[item[1]]), item[1]))
+        fixed = self.padding == "fixed"
+        for start in range(0, len(items), self.batch_size):
+            self.pool.submit(items[start : start + self.batch_size], self.batch_size, self.accuracy, fixed)
+
+    def flush_queries(self) -> None:
+        """Nothing is held back: batches leave as soon as they are formed."""
+
+    def on_done(self, ids: list[int], payloads: list[bytes] | None) -> None:
+        """An instance finished a batch: tell LoadGen (with each sample's outputs in accuracy mode)."""
+        import mlperf_loadgen as lg
+
+        with self.lock:
+            if self.failed:  # on_failure has completed every outstanding sample already
+                return
+            self.outstanding.difference_update(ids)
+        if payloads is None:
+            lg.QuerySamplesComplete([lg.QuerySampleResponse(i, 0, 0) for i in ids])
+            return
+        buffers = [np.frombuffer(p, dtype=np.uint8) for p in payloads]  # alive until LoadGen has copied them
+        lg.QuerySamplesComplete(
+            [lg.QuerySampleResponse(i, b.ctypes.data, b.nbytes) for i, b in zip(ids, buffers, strict=True)]
+        )
+
+    def on_failure(self, reason: str) -> None:
+        """An instance failed: complete everything outstanding so LoadGen can end; the job reports the failure."""
+        with self.lock:
+            if self.failed:
+                return
+            self.failed = True
+            ids = list(self.outstanding)
+            self.outstanding.clear()
+        self.pool.drain()
+        self._complete_now(ids)
+
+    @staticmethod
+    def _complete_now(ids: list[int]) -> None:
+        import mlperf_loadgen as lg
+
+        if ids:
+            lg.QuerySamplesComplete([lg.QuerySampleResponse(i, 0, 0) for i in ids])
+
+
+def run_test(sut: BatchingSut, settings: object, num_samples: int, log_dir: Path) -> float:
+    """One LoadGen test; its logs go to `log_dir` untouched. Returns the wall seconds of StartTest."""
+    import mlperf_loadgen as lg
+
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_settings = lg.LogSettings()
+    log_settings.log_output.outdir = str(log_dir)
+    log_settings.log_output.copy_summary_to_stdout = False
+    log_settings.enable_trace = False
+    handle = lg.ConstructSUT(sut.issue_queries, sut.flush_queries)
+    qsl = lg.ConstructQSL(num_samples, num_samples, lambda samples: None, lambda samples: None)
+    sut.pool.start_collecting(sut.on_done, sut.on_failure)
+    try:
+        start = time.perf_counter()
+        lg.StartTestWithLogSettings(handle, qsl, settings, log_settings)
+        return time.perf_counter() - start
+    finally:
+        sut.pool.stop_collecting()
+        lg.DestroyQSL(qsl)
+        lg.DestroySUT(handle)

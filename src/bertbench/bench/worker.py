@@ -1,0 +1,201 @@
+"""One inference instance: a process pinned to its own cores, serving batches that the parent's SUT queues.
+
+The module imports only the standard library at the top: a spawned child sets its affinity and environment
+(`--env KEY=VALUE`, thread knobs) before torch or onnxruntime are imported.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import queue
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class WorkerSpec:
+    """Everything one instance needs to build its runtime (picklable: it crosses a spawn)."""
+
+    instance: int
+    cores: list[int]
+    threads: int
+    env: dict[str, str]
+    model: str
+    allow_pickle: bool
+    seed: int
+    task: str
+    task_options: Any
+    data: Path
+    max_samples: int | None
+    cache_dir: Path | None
+    runtime: Any  # RuntimeOptions without calibration samples
+    calibration_data: Path | None = None
+    calibration_samples: int = 1000
+    max_seq_length: int = 384
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class _Instance:
+    """The loaded model, features and prepared runtime of one instance, and its counters."""
+
+    def __init__(self, spec: WorkerSpec) -> None:
+        from dataclasses import replace
+
+        import numpy as np
+
+        from bertbench.bench.timing import prepare_timed
+        from bertbench.cache import Cache
+        from bertbench.calibration import calibration_sample
+        from bertbench.jobs.common import configure_threads
+        from bertbench.models import load_model, resolve_model
+        from bertbench.runtimes.registry import create_runtime
+        from bertbench.tasks.registry import get_task
+
+        self.np = np
+        self.spec = spec
+        threads = configure_threads(spec.threads)
+        cache = Cache(spec.cache_dir)
+        self.task = get_task(spec.task)
+        loaded = load_model(resolve_model(spec.model, allow_pickle=spec.allow_pickle), self.task.head, seed=spec.seed)
+        self.config = loaded.model.config
+        self.dataset = self.task.load_eval_data(
+            spec.data, loaded.tokenizer, spec.task_options, cache, max_examples=spec.max_samples
+        )
+        calibration = None
+        if spec.runtime.precision == "int8" and spec.runtime.quantization == "static":
+            calibration = calibration_sample(
+                self.task,
+                loaded.tokenizer,
+                spec.task_options,
+                cache,
+                Path(spec.calibration_data),
+                spec.calibration_samples,
+                spec.seed,
+            )
+        options = replace(spec.runtime, threads=threads, cache_dir=spec.cache_dir, calibration=calibration)
+        self.runtime = create_runtime(options.backend)
+        self.prepare_s = prepare_timed(self.runtime, loaded, options)
+        self.lengths = np.asarray(self.dataset.lengths)
+        self.reset()
+
+    def reset(self) -> None:
+        """Zero the counters (after warm-up, after each test)."""
+        self.samples = self.tokens = self.padded_tokens = self.tokens_x_len = 0
+        self.busy_s = 0.0
+
+    def run(self, rows: list[int], fixed: bool) -> dict[str, Any]:
+        """One batch: pad, infer, reduce; count what was computed."""
+        np = self.np
+        rows_array = np.asarray(rows)
+        lengths = self.lengths[rows_array]
+        seq_len = self.spec.max_seq_length if fixed else int(lengths.max())
+        start = time.perf_counter()
+        outputs = self.task.reduce_outputs(self.runtime.infer(self.dataset.model_inputs(rows_array, seq_len)))
+        self.busy_s += time.perf_counter() - start
+        self.samples += len(rows)
+        self.tokens += int(lengths.sum())
+        self.padded_tokens += len(rows) * seq_len
+        self.tokens_x_len += len(rows) * seq_len * seq_len
+        return outputs
+
+    def warmup(self, batch_size: int) -> tuple[float, float]:
+        """Run the longest batch once (untimed shapes), then time a seeded random batch: (warm-up s, samples/s)."""
+        np = self.np
+        order = np.argsort(-self.lengths, kind="stable")
+        start = time.perf_counter()
+        self.run([int(r) for r in order[:batch_size]], fixed=False)
+        warmup_s = time.perf_counter() - start
+        rng = np.random.default_rng(0)
+        rows = rng.choice(len(self.lengths), min(batch_size, len(self.lengths)), replace=False)
+        start = time.perf_counter()
+        self.run([int(r) for r in rows], fixed=False)
+        estimate = len(rows) / (time.perf_counter() - start)
+        self.reset()
+        return warmup_s, estimate
+
+    def stats(self) -> dict[str, Any]:
+        """Counters since the last reset, with the FLOPs of the token positions fed."""
+        return {
+            "instance": self.spec.instance,
+            "pid": os.getpid(),
+            "cores": self.spec.cores,
+            "threads": self.spec.threads,
+            "samples": self.samples,
+            "tokens": self.tokens,
+            "padded_tokens": self.padded_tokens,
+            "flops": self.config.forward_flops(self.padded_tokens, self.tokens_x_len),
+            "busy_s": self.busy_s,
+        }
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"
+
+
+def serve(spec: WorkerSpec, tasks: Any, results: Any, barrier: Any) -> None:
+    """Process entry point: pin, build, report ready, then serve messages until "stop"."""
+    os.environ.update(spec.env)
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, spec.cores)
+    try:
+        instance = _Instance(spec)
+    except BaseException as exc:  # reported to the parent as one line; the parent decides the exit
+        from bertbench.errors import BertbenchError
+
+        detail = str(exc) if isinstance(exc, BertbenchError) else _one_line(exc)
+        results.put(("error", spec.instance, detail, traceback.format_exc()))
+        return
+    results.put(("ready", spec.instance, os.getpid(), instance.prepare_s, instance.runtime.describe()))
+    pending: collections.deque = collections.deque()
+    while True:
+        message = pending.popleft() if pending else tasks.get()
+        kind = message[0]
+        try:
+            if kind == "stop":
+                return
+            if kind == "warmup":
+                warmup_s, estimate = instance.warmup(message[1])
+                results.put(("warm", spec.instance, warmup_s, estimate))
+                barrier.wait(timeout=600)
+            elif kind == "stats":
+                results.put(("stats", spec.instance, instance.stats()))
+                instance.reset()
+                barrier.wait(timeout=600)
+            elif kind == "run":
+                _serve_batch(instance, message, tasks, results, pending)
+        except BaseException as exc:
+            results.put(("error", spec.instance, _one_line(exc), traceback.format_exc()))
+            return
+
+
+def _serve_batch(instance: _Instance, message: tuple, tasks: Any, results: Any, pending: collections.deque) -> None:
+    """Coalesce queued queries up to the batch size (Server, MultiStream), run them, send the ids back."""
+    from bertbench.bench.codec import encode_sample, split_batch
+
+    _, items, batch_size, accuracy, fixed = message
+    items = list(items)
+    while len(items) < batch_size:
+        try:
+            more = tasks.get_nowait()
+        except queue.Empty:
+            break
+        if more[0] != "run":
+            pending.append(more)
+            break
+        items += more[1]
+    if len(items) > batch_size:
+        pending.appendleft(("run", items[batch_size:], batch_size, accuracy, fixed))
+        items = items[:batch_size]
+    rows = [index for _, index in items]
+    outputs = instance.run(rows, fixed)
+    payloads = None
+    if accuracy:
+        lengths = instance.lengths[rows]
+        per_sample = split_batch(outputs, lengths, instance.task.per_token_outputs)
+        payloads = [encode_sample(sample) for sample in per_sample]
+    results.put(("done", [sample_id for sample_id, _ in items], payloads))

@@ -1,0 +1,45 @@
+"""The null runtime: answers every batch at once with zeros of the right shapes. Timing it measures the harness
+alone (batching, padding, queues, LoadGen), which is the ceiling no model can beat on this machine."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from bertbench.models import BertForQuestionAnswering, BertForSequenceClassification, LoadedModel
+from bertbench.runtimes.options import RuntimeOptions
+
+
+class NullRuntime:
+    """No model computation at all."""
+
+    name = "null"
+
+    def __init__(self) -> None:
+        self.options = RuntimeOptions(backend="null")
+        self.output_names: tuple[str, ...] = ()
+        self.num_labels = 2
+        self.per_token = False
+
+    def prepare(self, loaded: LoadedModel, options: RuntimeOptions) -> None:
+        """Remember the head's output names and shapes; nothing else to do."""
+        self.options = options
+        self.output_names = loaded.model.output_names
+        self.per_token = isinstance(loaded.model, BertForQuestionAnswering)
+        if isinstance(loaded.model, BertForSequenceClassification):
+            self.num_labels = loaded.model.config.num_labels
+
+    def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Zeros: (batch, seq) per token for QA; (batch, labels) for classification; (batch, P, 1) for MLM."""
+        batch, seq = inputs["input_ids"].shape
+        if self.per_token:
+            return {name: np.zeros((batch, seq), dtype=np.float32) for name in self.output_names}
+        if "masked_positions" in inputs:
+            predictions = inputs["masked_positions"].shape[1]
+            return {name: np.zeros((batch, predictions, 1), dtype=np.float32) for name in self.output_names}
+        return {name: np.zeros((batch, self.num_labels), dtype=np.float32) for name in self.output_names}
+
+    def describe(self) -> dict[str, Any]:
+        """Backend facts for metrics.json."""
+        return {"backend": self.name, "precision": self.options.precision, "device": "none", "emulated": False}
