@@ -15,6 +15,14 @@ SQUAD_TRAIN = DATA / "squad" / "train.json"
 SQUAD_DEV = DATA / "squad" / "dev.json"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every command records into a results store of this session, never the user's."""
+    data_home = tmp_path_factory.mktemp("xdg-data")
+    os.environ["XDG_DATA_HOME"] = str(data_home)
+    return data_home / "bertbench" / "results.sqlite"
+
+
 @pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One feature cache for the whole session (features are built once)."""

@@ -99,15 +99,17 @@ def test_help_of_every_command_imports_neither_torch_nor_onnxruntime() -> None:
 
 def test_defaults_and_choices_come_from_the_config_dataclasses() -> None:
     base = ["--model", "m", "--output-dir", "o"]
-    _, squad = parse(["eval", "squad", *base, "--data", "d"])
-    _, sst2 = parse(["eval", "sst2", *base, "--data", "d"])
+    _, _, squad = parse(["eval", "squad", *base, "--data", "d"])
+    _, _, sst2 = parse(["eval", "sst2", *base, "--data", "d"])
     assert squad.task_options.max_seq_length == 384 and sst2.task_options.max_seq_length == 128
     assert squad.runtime.backend == "torch" and squad.runtime.per_channel is True
-    _, ort = parse(["eval", "squad", *base, "--data", "d", "--backend", "ort", "--no-per-channel", "--provider", "cpu"])
+    _, _, ort = parse(
+        ["eval", "squad", *base, "--data", "d", "--backend", "ort", "--no-per-channel", "--provider", "cpu"]
+    )
     assert ort.runtime.backend == "onnxruntime" and ort.runtime.per_channel is False
     assert ort.runtime.providers == ("cpu",)
-    _, finetune = parse(["finetune", "squad", *base, "--train", "t", "--lr", "3e-5"])
-    _, pretrain = parse(["pretrain", *base, "--corpus", "a", "b"])
+    _, _, finetune = parse(["finetune", "squad", *base, "--train", "t", "--lr", "3e-5"])
+    _, _, pretrain = parse(["pretrain", *base, "--corpus", "a", "b"])
     assert finetune.training.learning_rate == 3e-5 and finetune.training.optimizer == "adamw"
     assert pretrain.training.optimizer == "lamb" and pretrain.training.learning_rate == 1e-3
     assert [str(p) for p in pretrain.corpus] == ["a", "b"] and pretrain.task_options.max_seq_length == 128

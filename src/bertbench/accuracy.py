@@ -30,13 +30,7 @@ def reference_metrics(
     batch_size: int = 32,
 ) -> tuple[dict[str, Any], bool]:
     """(FP32 PyTorch metrics of this model on this data, whether they came from the cache)."""
-    parts = {
-        "model": model_fingerprint(loaded.model),
-        "task": task.name,
-        "data": data_key,
-        "options": task_options.as_dict(),
-        "torch": metadata.version("torch"),
-    }
+    parts = _reference_parts(loaded, task, task_options, data_key)
 
     def build(directory: Path) -> None:
         info("computing the FP32 reference (torch) for the accuracy guard")
@@ -53,6 +47,27 @@ def reference_metrics(
 
     entry, hit = cache.get_or_build("reference-metrics", parts, build)
     return json.loads((entry / "metrics.json").read_text()), hit
+
+
+def _reference_parts(loaded: LoadedModel, task: Task, task_options: Any, data_key: str) -> dict[str, Any]:
+    return {
+        "model": model_fingerprint(loaded.model),
+        "task": task.name,
+        "data": data_key,
+        "options": task_options.as_dict(),
+        "torch": metadata.version("torch"),
+    }
+
+
+def remember_reference(
+    loaded: LoadedModel, task: Task, task_options: Any, data_key: str, metrics: dict[str, Any], cache: Cache
+) -> None:
+    """An FP32 PyTorch evaluation is the reference of every later precision on the same model and data: keep it
+    where reference_metrics() looks, so that they need not recompute it."""
+    parts = _reference_parts(loaded, task, task_options, data_key)
+    cache.get_or_build(
+        "reference-metrics", parts, lambda d: (d / "metrics.json").write_text(json.dumps(metrics, default=str))
+    )
 
 
 def guard(metrics: dict[str, Any], reference: dict[str, Any], primary: str, target: float) -> dict[str, Any]:
@@ -119,7 +134,8 @@ def accuracy_facts(
     primary = task.primary_metric
     if loaded.source.random_weights or metrics.get(primary) is None:
         return {"relative_accuracy": None}
-    if runtime.backend == "torch" and runtime.precision == "fp32":
+    if runtime.backend == "torch" and runtime.precision == "fp32" and not runtime.compile:
+        remember_reference(loaded, task, task_options, data_key, metrics, cache)
         return guard(metrics, metrics, primary, target)
     reference, hit = reference_metrics(loaded, dataset, task, task_options, data_key, runtime.threads, cache)
     return {**guard(metrics, reference, primary, target), "reference_cache_hit": hit}

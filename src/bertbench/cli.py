@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
+import threading
 from dataclasses import dataclass
 from typing import NoReturn
 
@@ -19,7 +21,11 @@ from bertbench.jobs.configs import (
     EvalConfig,
     FinetuneConfig,
     PretrainConfig,
+    ReportConfig,
+    ResultsConfig,
+    RunConfig,
 )
+from bertbench.results.recording import recorded_run
 from bertbench.tasks.registry import TASKS
 
 
@@ -40,9 +46,15 @@ class Command:
     tasks: tuple[str, ...] = ()
     # (config, job) run when no task is given: options on the command itself (`bench --roof`)
     standalone: tuple[type, str] | None = None
+    recorded: bool = True  # its runs become rows of the results store (reading commands do not)
 
 
 COMMANDS: dict[str, Command] = {
+    "run": Command(
+        "the main job: run a workload's cases (default: the built-in main job), then the KPI table and report",
+        RunConfig,
+        "bertbench.jobs.run:run_workload",
+    ),
     "eval": Command(
         "accuracy mode: score a model on a task's data", EvalConfig, "bertbench.jobs.evaluate:run_eval", tuple(TASKS)
     ),
@@ -66,6 +78,18 @@ COMMANDS: dict[str, Command] = {
         "write a pretraining corpus from SQuAD contexts and SST-2 sentences",
         BuildCorpusConfig,
         "bertbench.jobs.corpus:run_build_corpus",
+    ),
+    "report": Command(
+        "the KPI table from the results store (terminal, Markdown, CSV, JSON), --html with plots, --compare",
+        ReportConfig,
+        "bertbench.jobs.report:run_report",
+        recorded=False,
+    ),
+    "results": Command(
+        "manage the results store: `results import DIR` loads metrics.json files",
+        ResultsConfig,
+        "bertbench.jobs.report:run_results",
+        recorded=False,
     ),
 }
 
@@ -95,28 +119,50 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def parse(argv: list[str] | None) -> tuple[str, object]:
-    """(the job to run as "module:function", its config) from a command line."""
+def parse(argv: list[str] | None) -> tuple[str, str, object]:
+    """(command name, the job to run as "module:function", its config) from a command line."""
+    if argv is None:
+        argv = sys.argv[1:]
+    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version")):
+        raise UsageError("choose a command: " + ", ".join(COMMANDS) + " (bertbench --help)")
     args = build_parser().parse_args(argv)
     command = COMMANDS[args.command]
     if not command.tasks:
-        return command.job, from_namespace(command.config, args)
+        return args.command, command.job, from_namespace(command.config, args)
     if getattr(args, "task", None) is None:
         config_class, job = command.standalone  # the parser requires a task when there is no standalone form
-        return job, from_namespace(config_class, args)
+        return args.command, job, from_namespace(config_class, args)
     options = from_namespace(TASKS[args.task].options_class, args)
-    return command.job, from_namespace(command.config, args, task=args.task, task_options=options)
+    return args.command, command.job, from_namespace(command.config, args, task=args.task, task_options=options)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM: handled like Ctrl-C (one line, nothing half-written, the run recorded as interrupted)."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Terminated()
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command; bad input ends with one line on stderr and a non-zero return code."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        job, config = parse(argv)
+        command, job, config = parse(argv)
         module, function = job.split(":")
-        getattr(importlib.import_module(module), function)(config)
+        run = getattr(importlib.import_module(module), function)
+        if not COMMANDS[command].recorded:
+            run(config)
+            return 0
+        with recorded_run(command, config) as recorder:
+            recorder.finished(run(config))
     except BertbenchError as exc:
         print(f"bertbench: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except Terminated:
+        print("bertbench: terminated (SIGTERM)", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("bertbench: interrupted", file=sys.stderr)
         return 130

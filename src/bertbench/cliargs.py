@@ -198,6 +198,12 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, seen: set[str] | N
             choices += [alias for alias in spec.normalise if alias not in choices]
         base = _base_type(annotation)
         if spec.positional:
+            if _is_sequence(annotation):
+                kwargs["nargs"] = "+"
+            elif default is not dataclasses.MISSING:
+                kwargs.update(nargs="?", default=default)
+            if base is Path:
+                kwargs["type"] = Path
             parser.add_argument(field.name, choices=choices, **kwargs)
             continue
         flags = [_flag(field), *spec.aliases]

@@ -11,3 +11,13 @@ class UsageError(BertbenchError):
     """A malformed command line (unknown option, bad value)."""
 
     exit_code = 2
+
+
+class AccuracyGuardError(BertbenchError):
+    """--strict and the accuracy target was missed; the records were written and travel with the error."""
+
+    exit_code = 3
+
+    def __init__(self, message: str, records: list | None = None) -> None:
+        super().__init__(message)
+        self.records = records or []

@@ -17,7 +17,7 @@ from bertbench.bench.timing import LoadWindow
 from bertbench.bench.worker import WorkerSpec
 from bertbench.cache import Cache
 from bertbench.calibration import check_calibration_file
-from bertbench.errors import BertbenchError, UsageError
+from bertbench.errors import AccuracyGuardError, BertbenchError, UsageError
 from bertbench.hardware import available_cores
 from bertbench.io_utils import sha256_file
 from bertbench.jobs.common import prepare_output_dir
@@ -34,12 +34,6 @@ SERVER_SHARE = 0.5  # Server's default target: half the capacity measured at war
 # Offline's default expected QPS: twice the warm-up estimate (a random batch pads more than sorted batches do, so
 # the estimate is low); LoadGen issues 1.1 x expected QPS x min duration samples, so a test rather runs long.
 OFFLINE_SHARE = 2.0
-
-
-class AccuracyGuardError(BertbenchError):
-    """--strict and the accuracy target was missed (the record is still written)."""
-
-    exit_code = 3
 
 
 @dataclass
@@ -79,7 +73,7 @@ def _env(config: BenchConfig) -> dict[str, str]:
     return dict(item.split("=", 1) for item in config.env)
 
 
-def run_roof(config: BenchRoofConfig) -> list[dict[str, Any]]:
+def run_roof(config: BenchRoofConfig) -> list[RunRecord]:
     """`bertbench bench --roof`: the quiet FP32 GEMM roof at 1..N threads, cached per CPU model and threads."""
     if not config.roof:
         raise UsageError("bench: choose a task (squad, sst2), or pass --roof to measure the GEMM roof")
@@ -95,10 +89,10 @@ def run_roof(config: BenchRoofConfig) -> list[dict[str, Any]]:
         )
         if not record["quiet"]:
             warn(f"other processes used {record['other_cpu_cores']:.2f} cores: roof not cached; measure it again")
-    return records
+    return [RunRecord("bench-roof", {"threads": r["threads"], "cpu": r["cpu_model"]}, dict(r)) for r in records]
 
 
-def run_bench(config: BenchConfig) -> list[dict[str, Any]]:
+def run_bench(config: BenchConfig) -> list[RunRecord]:
     """Run one LoadGen test per batch size; writes metrics.json (and LoadGen's logs) for each; returns records."""
     task = get_task(config.task)
     layout = plan_layout(config)
@@ -169,12 +163,14 @@ def run_bench(config: BenchConfig) -> list[dict[str, Any]]:
                 advance(1)
     finally:
         pool.close()
-    _print_summary(config, records)
-    failed = [r for r in records if r.get("meets_accuracy_target") is False]
+    flats = [r.flat() for r in records]
+    _print_summary(config, flats)
+    failed = [r for r in flats if r.get("meets_accuracy_target") is False]
     if config.strict and failed:
         raise AccuracyGuardError(
             f"{output_dir}: relative accuracy {failed[0]['relative_accuracy']:.4f} is below the target "
-            f"{config.accuracy_target} (--strict)"
+            f"{config.accuracy_target} (--strict)",
+            records,
         )
     return records
 
@@ -231,7 +227,7 @@ def _one_test(
     model_facts: dict[str, Any],
     calibration_facts: dict[str, Any],
     reference_runtime: Any,
-) -> dict[str, Any]:
+) -> RunRecord:
     output_dir.mkdir(parents=True, exist_ok=True)
     warm = pool.warmup(batch_size)
     estimate = sum(rate for _, rate in warm)
@@ -304,7 +300,7 @@ def _one_test(
         metrics,
     )
     record.write(output_dir)
-    return record.flat()
+    return record
 
 
 def _performance(

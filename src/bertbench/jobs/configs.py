@@ -33,7 +33,16 @@ class ModelChoice:
 
 
 @dataclass(kw_only=True)
-class RunPlace:
+class StoreChoice:
+    """Where the run's row goes."""
+
+    store: Path | None = option(
+        None, help="results store (default ${XDG_DATA_HOME:-~/.local/share}/bertbench/results.sqlite)"
+    )
+
+
+@dataclass(kw_only=True)
+class RunPlace(StoreChoice):
     """Where a run writes, caches and computes."""
 
     output_dir: Path = option(help="results directory (metrics.json, predictions, model)")
@@ -130,7 +139,7 @@ class BenchConfig(ModelChoice, RunPlace):
 
 
 @dataclass(kw_only=True)
-class BenchRoofConfig:
+class BenchRoofConfig(StoreChoice):
     """`bertbench bench --roof`: measure this machine's quiet FP32 GEMM roof once (cached)."""
 
     roof: bool = option(False, help="measure the quiet FP32 GEMM roof for 1..N threads and cache it")
@@ -176,9 +185,59 @@ class PretrainConfig(TrainingRun):
 
 
 @dataclass(kw_only=True)
-class BuildCorpusConfig:
+class BuildCorpusConfig(StoreChoice):
     """`bertbench build-corpus`."""
 
     squad: list[Path] = option(help="SQuAD files whose contexts become documents", default_factory=list)
     sst2: list[Path] = option(help="SST-2 files whose sentences become documents", default_factory=list)
     output: Path = option(help="the corpus file to write")
+
+
+@dataclass(kw_only=True)
+class RunConfig(StoreChoice):
+    """`bertbench run [WORKLOAD]`: run a workload's cases, each in its own process."""
+
+    workload: str = option(
+        "default", help="a workload YAML file or a built-in name (default: the main job)", positional=True
+    )
+    list_cases: bool = option(False, help="print the cases and exit (like ctest -N)", flag="--list")
+    select: str | None = option(
+        None, help="only cases matching this regular expression (and what they need)", flag="-k"
+    )
+    dry_run: bool = option(False, help="print each case's command line and exit")
+    force: bool = option(False, help="rerun cases that finished before with the same config, code and data")
+    data_dir: Path | None = option(
+        None, help="directory with squad/ and sst2/ (default: $BERTBENCH_DATA_DIR, ./data, ../shared/data)"
+    )
+    output_root: Path = option(Path("runs"), help="cases write to OUTPUT_ROOT/WORKLOAD/CASE")
+    cache_dir: Path | None = option(None, help="cache root passed to every case")
+    no_progress: bool = option(False, help="no progress bar")
+
+    @property
+    def show_progress(self) -> bool:
+        """Progress bar on stderr unless --no-progress."""
+        return not self.no_progress
+
+
+@dataclass(kw_only=True)
+class ReportConfig(StoreChoice):
+    """`bertbench report`: the KPI table (terminal, Markdown, CSV, JSON) and the HTML page, from the store."""
+
+    where: tuple[str, ...] = option(
+        (), help="KEY=VALUE a run must match (repeatable), e.g. precision=int8", parse=key_value, repeat=True
+    )
+    last: int | None = option(None, help="only the newest N runs", parse=positive_int)
+    workload: str | None = option(None, help="only the cases of this workload")
+    format: str = option("table", help="output format", choices=("table", "markdown", "csv", "json"))
+    output: Path | None = option(None, help="write the table to this file instead of stdout")
+    html: Path | None = option(None, help="also write a self-contained HTML report with plots here")
+    compare: tuple[str, ...] = option((), help="A B: two run sets (uid, git SHA, hostname or KEY=VALUE), ratios B/A")
+    include_failed: bool = option(False, help="also list failed and interrupted runs")
+
+
+@dataclass(kw_only=True)
+class ResultsConfig(StoreChoice):
+    """`bertbench results import DIR…`: load metrics.json files (searched recursively) into the store."""
+
+    action: str = option(help="what to do with the store", choices=("import",), positional=True)
+    paths: list[Path] = option(help="directories (searched recursively) or metrics.json files", positional=True)

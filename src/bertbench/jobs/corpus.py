@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from bertbench.jobs.configs import BuildCorpusConfig
 from bertbench.results.console import info
+from bertbench.results.record import RunRecord
 from bertbench.tasks.mlm.corpus import build_corpus
 
 
-def run_build_corpus(config: BuildCorpusConfig) -> dict[str, int]:
-    """Write the corpus file; returns its document and sentence counts."""
+def run_build_corpus(config: BuildCorpusConfig) -> RunRecord:
+    """Write the corpus file; the record holds its document and sentence counts."""
     counts = build_corpus(config.squad, config.sst2, config.output)
     info(f"wrote {config.output}: {counts['documents']} documents, {counts['sentences']} sentences")
-    return counts
+    sources = {"squad": [str(p) for p in config.squad], "sst2": [str(p) for p in config.sst2]}
+    return RunRecord("build-corpus", {**sources, "output": str(config.output)}, dict(counts))

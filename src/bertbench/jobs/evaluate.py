@@ -10,7 +10,7 @@ from bertbench.accuracy import accuracy_facts, choose_fp32_layers
 from bertbench.bench.timing import machine_busy
 from bertbench.cache import Cache
 from bertbench.calibration import calibration_sample, check_calibration_file
-from bertbench.errors import BertbenchError
+from bertbench.errors import AccuracyGuardError
 from bertbench.evaluation import evaluate_loaded
 from bertbench.io_utils import sha256_file
 from bertbench.jobs.common import configure_threads, prepare_output_dir
@@ -20,12 +20,6 @@ from bertbench.results.console import info, print_result_table, warn
 from bertbench.results.record import RunRecord
 from bertbench.tasks.base import EvalData, Task
 from bertbench.tasks.registry import get_task
-
-
-class AccuracyGuardError(BertbenchError):
-    """--strict and the accuracy target was missed (the record is still written)."""
-
-    exit_code = 3
 
 
 def _calibration(
@@ -48,7 +42,7 @@ def _calibration(
     return sample, tuning, facts
 
 
-def run_eval(config: EvalConfig) -> dict[str, Any]:
+def run_eval(config: EvalConfig) -> RunRecord:
     """`bertbench eval`: writes predictions and metrics.json into the output directory; returns the record."""
     task = get_task(config.task)
     output_dir = prepare_output_dir(config.output_dir, overwrite=config.overwrite)
@@ -110,9 +104,10 @@ def run_eval(config: EvalConfig) -> dict[str, Any]:
     if config.strict and accuracy.get("meets_accuracy_target") is False:
         raise AccuracyGuardError(
             f"{output_dir}/metrics.json: relative accuracy {accuracy['relative_accuracy']:.4f} is below the target "
-            f"{config.accuracy_target} (--strict)"
+            f"{config.accuracy_target} (--strict)",
+            [record],
         )
-    return flat
+    return record
 
 
 def _report(record: dict[str, Any], task: Task, loaded: LoadedModel, config: EvalConfig) -> None:

@@ -106,6 +106,6 @@ class FinetuneSpec:
         """The table says it all."""
 
 
-def run_finetune(config: FinetuneConfig) -> dict[str, Any]:
+def run_finetune(config: FinetuneConfig) -> RunRecord | None:
     """Fine-tune, evaluate after each epoch, save the model in Hugging Face format; returns the record."""
     return run_training(FinetuneSpec(config))

@@ -17,6 +17,7 @@ from bertbench.jobs.training_job import TrainingContext, run_training
 from bertbench.models import LoadedModel
 from bertbench.models.loading import init_weights_from
 from bertbench.results.console import info, warn
+from bertbench.results.record import RunRecord
 from bertbench.tasks.base import EvalData, TrainData
 from bertbench.tasks.mlm.task import MlmTask
 from bertbench.training.loop import TrainResult
@@ -125,6 +126,6 @@ class PretrainSpec:
             )
 
 
-def run_pretrain(config: PretrainConfig) -> dict[str, Any]:
+def run_pretrain(config: PretrainConfig) -> RunRecord | None:
     """Pretrain, evaluate every N samples, stop at the target; saves the model and metrics.json."""
     return run_training(PretrainSpec(config))

@@ -72,8 +72,8 @@ class TrainingContext:
         self.initial_metrics: dict[str, Any] = {}
 
 
-def run_training(spec: TrainingSpec) -> dict[str, Any]:
-    """Train as `spec` says; returns the flat record on rank 0 ({} on the other ranks)."""
+def run_training(spec: TrainingSpec) -> RunRecord | None:
+    """Train as `spec` says; returns the record on rank 0 (None on the other ranks)."""
     dist = init_distributed(spec.config.device, spec.config.dist_timeout)
     try:
         return _run(spec, dist)
@@ -100,7 +100,7 @@ def _eval_cadence(spec: TrainingSpec, dist: DistEnv) -> TrainConfig:
     return replace(training, eval_every_steps=max(1, math.ceil(spec.eval_every_samples / global_batch)))
 
 
-def _run(spec: TrainingSpec, dist: DistEnv) -> dict[str, Any]:
+def _run(spec: TrainingSpec, dist: DistEnv) -> RunRecord | None:
     wall_start = time.perf_counter()
     config = spec.config
     check_training_precision(spec.training.amp, config.device)
@@ -153,7 +153,7 @@ def _run(spec: TrainingSpec, dist: DistEnv) -> dict[str, Any]:
         show_progress=config.show_progress,
     )
     result = trainer.train(resume=config.resume)
-    flat: dict[str, Any] = {}
+    record: RunRecord | None = None
     if dist.is_main:
         save_model(loaded.model, loaded.tokenizer, output_dir)
         record = RunRecord(
@@ -188,4 +188,4 @@ def _run(spec: TrainingSpec, dist: DistEnv) -> dict[str, Any]:
         spec.report(flat)
         info(f"saved model to {output_dir}")
     dist.barrier()
-    return flat
+    return record

@@ -10,7 +10,7 @@ from rich.table import Table
 
 # Off a terminal (CI logs, pipes) rich would wrap tables at 80 columns; results tables are wider than that.
 stdout_console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
-warn_console = Console(stderr=True, highlight=False)
+warn_console = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 200)
 
 
 def _fmt(value: Any) -> str:

@@ -1,0 +1,197 @@
+"""Performance mode, measured honestly: several `bertbench bench` configurations run interleaved (A B C A B C …)
+over rounds, each in its own process, never two at once; the median and the spread (min–max) of each figure,
+and every round's contention flag. Refuses to start on a busy machine.
+
+    python benchmarks/bench_matrix.py --output runs/bench-matrix --rounds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench_cli import bertbench
+
+HERE = Path(__file__).resolve().parent
+SQUAD = HERE.parent.parent / "shared" / "data" / "squad" / "dev.json"
+
+# name -> bench arguments (model, runtime, scenario, layout); every path on the same windows
+CONFIGS: dict[str, list[str]] = {
+    "null offline bs32": ["--model", "bert-tiny", "--backend", "null", "--batch-size", "32"],
+    "null singlestream": [
+        "--model",
+        "bert-tiny",
+        "--backend",
+        "null",
+        "--scenario",
+        "singlestream",
+        "--batch-size",
+        "1",
+    ],
+    "minilm torch fp32 offline bs32": ["--model", "minilm-l6", "--batch-size", "32"],
+    "minilm ort int8 offline bs32": [
+        "--model",
+        "minilm-l6",
+        "--backend",
+        "onnxruntime",
+        "--precision",
+        "int8",
+        "--batch-size",
+        "32",
+    ],
+    "minilm torch fp32 singlestream": ["--model", "minilm-l6", "--scenario", "singlestream", "--batch-size", "1"],
+    "minilm ort int8 singlestream": [
+        "--model",
+        "minilm-l6",
+        "--backend",
+        "onnxruntime",
+        "--precision",
+        "int8",
+        "--scenario",
+        "singlestream",
+        "--batch-size",
+        "1",
+    ],
+    "bert-base torch fp32 offline bs32 1x2": ["--model", "bert-base", "--batch-size", "32"],
+    "bert-base torch fp32 offline bs32 2x1": [
+        "--model",
+        "bert-base",
+        "--batch-size",
+        "32",
+        "--instances",
+        "2",
+        "--cores-per-instance",
+        "1",
+    ],
+    "bert-base torch fp32 offline bs1 1x2": ["--model", "bert-base", "--batch-size", "1"],
+    "bert-base torch fp32 offline bs1 2x1": [
+        "--model",
+        "bert-base",
+        "--batch-size",
+        "1",
+        "--instances",
+        "2",
+        "--cores-per-instance",
+        "1",
+    ],
+    "bert-base ort int8 offline bs32": [
+        "--model",
+        "bert-base",
+        "--backend",
+        "onnxruntime",
+        "--precision",
+        "int8",
+        "--batch-size",
+        "32",
+    ],
+    "bert-base torch fp32 singlestream": ["--model", "bert-base", "--scenario", "singlestream", "--batch-size", "1"],
+    "bert-base ort int8 singlestream": [
+        "--model",
+        "bert-base",
+        "--backend",
+        "onnxruntime",
+        "--precision",
+        "int8",
+        "--scenario",
+        "singlestream",
+        "--batch-size",
+        "1",
+    ],
+}
+EVALS: dict[str, list[str]] = {
+    "minilm torch fp32 eval bs32": ["--model", "minilm-l6"],
+    "minilm ort int8 eval bs32": ["--model", "minilm-l6", "--backend", "onnxruntime", "--precision", "int8"],
+    "bert-base torch fp32 eval bs32": ["--model", "bert-base"],
+    "bert-base ort int8 eval bs32": ["--model", "bert-base", "--backend", "onnxruntime", "--precision", "int8"],
+}
+FIGURES = ("throughput", "latency_p50_ms", "latency_p90_ms", "roof_fraction")
+
+
+def busy_now() -> float:
+    """The 1-minute load average (a fresh start needs a quiet machine)."""
+    return os.getloadavg()[0]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--output", type=Path, default=Path("runs/bench-matrix"))
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--questions", type=int, default=120, help="first N questions of squad/dev.json")
+    parser.add_argument("--min-duration", type=float, default=10.0)
+    parser.add_argument("--only", nargs="+", default=[], help="run only these configuration names")
+    args = parser.parse_args()
+    if busy_now() > 0.5:
+        sys.exit(f"load average {busy_now():.2f}: stop what runs (tests, training, helpers) and start again")
+    args.output.mkdir(parents=True, exist_ok=True)
+    common = ["--data", str(SQUAD), "--max-samples", str(args.questions), "--no-progress", "--overwrite"]
+    plan = [(n, "bench", a) for n, a in CONFIGS.items()] + [(n, "eval", a) for n, a in EVALS.items()]
+    plan = [p for p in plan if not args.only or p[0] in args.only]
+    results: dict[str, list[dict]] = {name: [] for name, _, _ in plan}
+    for round_number in range(1, args.rounds + 1):
+        for name, job, extra in plan:
+            out = args.output / name.replace(" ", "_") / f"round{round_number}"
+            if job == "bench":
+                argv = bertbench(
+                    "bench",
+                    "squad",
+                    *common,
+                    "--min-duration",
+                    str(args.min_duration),
+                    *extra,
+                    "--output-dir",
+                    str(out),
+                )
+            else:
+                argv = bertbench("eval", "squad", *common, *extra, "--output-dir", str(out))
+            start = time.perf_counter()
+            subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
+            record = json.loads((out / "metrics.json").read_text())
+            record["wall_s"] = time.perf_counter() - start
+            results[name].append(record)
+            print(
+                f"round {round_number} {name}: {record['throughput']:.3g} samples/s"
+                f"{' (contended)' if record.get('contended') or record.get('load_avg_before', 0) > 1 else ''}",
+                flush=True,
+            )
+    rows = []
+    for name, records in results.items():
+        row = {
+            "path": name,
+            "rounds": len(records),
+            "contended_rounds": sum(bool(r.get("contended")) for r in records),
+            "valid_rounds": sum(r.get("result_valid") is True for r in records),
+        }
+        for figure in FIGURES:
+            values = [r[figure] for r in records if isinstance(r.get(figure), int | float)]
+            if values:
+                row[figure] = {"median": statistics.median(values), "min": min(values), "max": max(values)}
+        rows.append(row)
+    (args.output / "summary.json").write_text(json.dumps(rows, indent=2) + "\n")
+    print("\n| path | samples/s median (min–max) | p50 ms | p90 ms | roof | rounds contended | LoadGen VALID |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for row in rows:
+        roof = row.get("roof_fraction")
+        roof_text = f"{roof['median']:.0%}" if roof else "-"
+        print(
+            f"| {row['path']} | {_cell(row, 'throughput')} | {_cell(row, 'latency_p50_ms')} | "
+            f"{_cell(row, 'latency_p90_ms')} | {roof_text} | "
+            f"{row['contended_rounds']}/{row['rounds']} | "
+            f"{row['valid_rounds']}/{row['rounds'] if not row['path'].endswith('eval bs32') else '-'} |"
+        )
+
+
+def _cell(row: dict, figure: str) -> str:
+    value = row.get(figure)
+    if not value:
+        return "-"
+    return f"{value['median']:.3g} ({value['min']:.3g}–{value['max']:.3g})"
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,164 @@
+"""`bertbench report` and `bertbench results import`: read the store, print the KPI table, write the HTML page."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from bertbench.errors import UsageError
+from bertbench.io_utils import atomic_write_text
+from bertbench.jobs.configs import ReportConfig, ResultsConfig
+from bertbench.results.console import info, print_rows_table, stdout_console, warn
+from bertbench.results.html import render_html
+from bertbench.results.record import RunRecord
+from bertbench.results.report import compare, flag_regressions, kpi_row, references, render, select, table_rows
+from bertbench.results.store import ResultsStore
+
+RECORD_COMMANDS = ("eval", "bench", "finetune", "pretrain")  # the commands whose rows make KPI rows
+
+
+def _kpi_runs(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r for r in runs if r.get("command") in RECORD_COMMANDS and r.get("status") == "finished"]
+
+
+def write_html(path: Path, title: str, runs: list[dict[str, Any]], history: list[dict[str, Any]]) -> None:
+    """The self-contained HTML report of `runs` (regressions judged against `history`)."""
+    rows = [kpi_row(r) for r in _kpi_runs(runs)]
+    flag_regressions(rows, history)
+    atomic_write_text(path, render_html(title, rows, _kpi_runs(runs), references()))
+
+
+def workload_report(store: ResultsStore, workload: str, cases: list[str], html_path: Path) -> None:
+    """After `bertbench run`: the KPI table of the latest finished row of each case, and the HTML page."""
+    history = [r.flat() for r in store.runs("status = 'finished'")]
+    latest: dict[str, list[dict[str, Any]]] = {}
+    for run in store.runs("workload = ? AND status = 'finished'", (workload,)):
+        flat = run.flat()
+        key = run.parent_uid or run.uid
+        if run.case_name in cases:
+            # a case's newest run replaces its older ones (a sweep's rows hang under one parent)
+            group = run.case_name
+            if run.parent_uid is None:
+                latest[group] = [flat]
+            elif latest.get(group) and latest[group][0]["uid"] == key:
+                latest[group].append(flat)
+    runs = [r for case in cases for r in latest.get(case, [])]
+    rows = [kpi_row(r) for r in _kpi_runs(runs)]
+    flag_regressions(rows, history)
+    print_rows_table(f"bertbench run {workload}: KPIs", table_rows(rows))
+    write_html(html_path, f"bertbench — workload {workload}", runs, history)
+
+
+def run_report(config: ReportConfig) -> None:
+    """Select runs, then print or write the table; --html writes the page; --compare prints ratios."""
+    store = ResultsStore(config.store)
+    statuses = ("finished", "failed", "interrupted", "running") if config.include_failed else ("finished",)
+    where = list(config.where) + ([f"workload={config.workload}"] if config.workload else [])
+    everything = store.runs()
+    runs = select(everything, where, config.last, statuses)
+    history = [r.flat() for r in everything if r.status == "finished"]
+    if config.compare:
+        if len(config.compare) != 2:
+            raise UsageError(f"--compare takes two run sets, got {len(config.compare)}")
+        rows = compare(_kpi_runs(runs), *config.compare)
+        _emit(rows, config, f"compare {config.compare[0]} (A) with {config.compare[1]} (B)")
+        return
+    if config.include_failed:
+        rows = [
+            {
+                "uid": r["uid"][:8],
+                "command": r["command"],
+                "status": r["status"],
+                "case": r.get("case_name"),
+                "started": r["started_at"],
+                "output": r.get("output_dir"),
+            }
+            for r in runs
+        ]
+        _emit(rows, config, "runs")
+    else:
+        kpis = [kpi_row(r) for r in _kpi_runs(runs)]
+        flag_regressions(kpis, history)
+        _emit(table_rows(kpis), config, f"bertbench KPIs ({store.path})")
+        for row in kpis:
+            if row.regressions:
+                warn(f"regression in {row.values['Model']} {row.values['Mode']}: {'; '.join(row.regressions)}")
+    if config.html:
+        write_html(config.html, "bertbench report", runs, history)
+        info(f"wrote {config.html}")
+
+
+def _emit(rows: list[dict[str, Any]], config: ReportConfig, title: str) -> None:
+    if not rows:
+        warn("no run matches (see --where, --last, --workload, --include-failed)")
+    if config.format == "table" and config.output is None:
+        print_rows_table(title, rows)
+        return
+    text = render(rows, "markdown" if config.format == "table" else config.format)
+    if config.output is not None:
+        atomic_write_text(config.output, text)
+        info(f"wrote {config.output}")
+    else:
+        stdout_console.print(text, end="", soft_wrap=True, markup=False, highlight=False)
+
+
+def run_results(config: ResultsConfig) -> None:
+    """`bertbench results import`: every metrics.json under the paths becomes a finished row (once)."""
+    store = ResultsStore(config.store)
+    known = {r.output_dir for r in store.runs() if r.output_dir}
+    files: list[Path] = []
+    for path in config.paths:
+        if path.is_file():
+            files.append(path)
+        elif path.is_dir():
+            files += sorted(path.rglob("metrics.json"))
+        else:
+            raise UsageError(f"{path}: no such file or directory")
+    imported = skipped = 0
+    for file in files:
+        try:
+            flat = json.loads(file.read_text())
+        except (OSError, ValueError) as exc:
+            warn(f"{file}: not readable as JSON ({exc}); skipped")
+            skipped += 1
+            continue
+        if not isinstance(flat, dict) or "schema_version" not in flat:
+            warn(f"{file}: not a bertbench metrics.json (no schema_version); skipped")
+            skipped += 1
+            continue
+        if str(file.parent) in known:
+            skipped += 1
+            continue
+        store.add(_record_from_flat(flat), str(file.parent))
+        known.add(str(file.parent))
+        imported += 1
+    info(f"imported {imported} run(s) into {store.path}; {skipped} skipped (already there or not bertbench)")
+
+
+ENVIRONMENT_PREFIXES = ("isa_", "gpu_")
+ENVIRONMENT_KEYS = {
+    "git_sha",
+    "hostname",
+    "platform",
+    "cpu_model",
+    "cpu_count",
+    "physical_cores",
+    "cores_available",
+    "memory_gib",
+    "python_version",
+}
+
+
+def _record_from_flat(flat: dict[str, Any]) -> RunRecord:
+    """A flat metrics.json split back into sections (environment by name; the rest kept as metrics)."""
+    environment = {
+        k: v
+        for k, v in flat.items()
+        if k in ENVIRONMENT_KEYS
+        or k.startswith(ENVIRONMENT_PREFIXES)
+        or (k.endswith("_version") and k != "schema_version" and k != "data_version")
+    }
+    header = {"schema_version", "timestamp", "command"}
+    metrics = {k: v for k, v in flat.items() if k not in environment and k not in header}
+    return RunRecord(str(flat.get("command", "unknown")), {}, metrics, environment, str(flat.get("timestamp", "")))

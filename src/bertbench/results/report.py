@@ -1,0 +1,288 @@
+"""From stored runs to the KPI table the model-zoo pages publish: selection, one row per run, regressions
+against the best earlier run of the same configuration, comparisons of two run sets, and text renderers."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import statistics
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bertbench.errors import UsageError
+from bertbench.results.store import StoredRun
+
+KPI_COLUMNS = (
+    "Model",
+    "Task",
+    "Mode",
+    "Scenario",
+    "BatchSize",
+    "Precision",
+    "Backend",
+    "Instances×Cores",
+    "samples/s",
+    "p90 ms",
+    "EM",
+    "F1",
+    "accuracy",
+    "relative accuracy",
+)
+# The configuration that makes two runs comparable (same work, same way of doing it).
+CONFIG_KEYS = (
+    "command",
+    "task",
+    "model",
+    "data_sha256",
+    "max_samples",
+    "backend",
+    "precision",
+    "quantization",
+    "per_channel",
+    "batch_size",
+    "padding",
+    "scenario",
+    "mode",
+    "instances",
+    "cores_per_instance",
+    "threads",
+    "max_seq_length",
+)
+# metric -> (higher is better, noise assumed when fewer than two earlier runs exist)
+WATCHED = {
+    "throughput": (True, ("relative", 0.05)),
+    "latency_p90_ms": (False, ("relative", 0.10)),
+    "f1": (True, ("absolute", 1.4)),  # standard error of F1 over ~800 questions
+    "exact_match": (True, ("absolute", 1.7)),
+    "accuracy": (True, ("absolute", 0.01)),
+    "mlm_accuracy": (True, ("absolute", 0.005)),
+}
+
+
+@dataclass
+class KpiRow:
+    """One run as a KPI row (values keyed by KPI_COLUMNS), with what the report needs besides."""
+
+    values: dict[str, Any]
+    run: dict[str, Any]
+    regressions: list[str] = field(default_factory=list)
+
+
+def model_label(run: dict[str, Any]) -> str:
+    """The model as people name it: the case or directory name for a local model, and (random) when random."""
+    name = str(run.get("model", "?"))
+    if "/" in name:
+        name = Path(name).name
+    return f"{name} (random)" if run.get("random_weights") else name
+
+
+def _mode(run: dict[str, Any]) -> str:
+    command = run.get("command")
+    if command == "bench":
+        return str(run.get("mode", "performance"))
+    if command == "eval":
+        return "accuracy"
+    if command in ("finetune", "pretrain"):
+        return "training"
+    return str(command)
+
+
+def _precision(run: dict[str, Any]) -> Any:
+    precision = run.get("precision", run.get("train_amp"))
+    if precision == "int8" and run.get("quantization"):
+        return f"int8 {run['quantization']}"
+    return precision
+
+
+def kpi_row(run: dict[str, Any]) -> KpiRow:
+    """The KPI columns of one flat run record."""
+    training = run.get("command") in ("finetune", "pretrain")
+    meaningful = not run.get("random_weights")
+    throughput = run.get("train_samples_per_s") if training else run.get("throughput")
+    instances = run.get("instances")
+    values = {
+        "Model": model_label(run),
+        "Task": run.get("task"),
+        "Mode": _mode(run),
+        "Scenario": run.get("scenario"),
+        "BatchSize": run.get("batch_size", run.get("train_batch_size")),
+        "Precision": _precision(run),
+        "Backend": run.get("backend", "torch" if training else None),
+        "Instances×Cores": f"{instances}×{run.get('cores_per_instance')}" if instances else None,
+        "samples/s": throughput,
+        "p90 ms": run.get("latency_p90_ms"),
+        "EM": run.get("exact_match") if meaningful else None,
+        "F1": run.get("f1") if meaningful else None,
+        "accuracy": (run.get("accuracy") if run.get("accuracy") is not None else run.get("mlm_accuracy"))
+        if meaningful
+        else None,
+        "relative accuracy": run.get("relative_accuracy") if meaningful else None,
+    }
+    return KpiRow(values, run)
+
+
+def config_key(run: dict[str, Any]) -> str:
+    """What must match for two runs to be the same experiment."""
+    return json.dumps([run.get(k) for k in CONFIG_KEYS], default=str)
+
+
+def _noise(metric: str, earlier: list[float], best: float) -> float:
+    if len(earlier) >= 2:
+        return statistics.stdev(earlier)
+    kind, amount = WATCHED[metric][1]
+    return amount * abs(best) if kind == "relative" else amount
+
+
+def flag_regressions(rows: list[KpiRow], history: list[dict[str, Any]]) -> None:
+    """Mark each metric worse than the best earlier run of the same config by more than its noise (the spread
+    of those earlier runs, or an assumed noise while there are fewer than two). Contended runs never count."""
+    by_config: dict[str, list[dict[str, Any]]] = {}
+    position = {run.get("uid"): i for i, run in enumerate(history)}  # history is oldest first
+    for run in history:
+        if not run.get("contended"):
+            by_config.setdefault(config_key(run), []).append(run)
+    for row in rows:
+        here = position.get(row.run.get("uid"), len(history))
+        earlier = [r for r in by_config.get(config_key(row.run), []) if position[r.get("uid")] < here]
+        if row.run.get("contended") or not earlier:
+            continue
+        for metric, (higher, _) in WATCHED.items():
+            value = row.run.get(metric)
+            past = [r[metric] for r in earlier if isinstance(r.get(metric), int | float)]
+            if not isinstance(value, int | float) or not past:
+                continue
+            best = max(past) if higher else min(past)
+            worse_by = (best - value) if higher else (value - best)
+            if worse_by > _noise(metric, past, best):
+                row.regressions.append(f"{metric} {value:.4g} vs best {best:.4g}")
+
+
+def select(runs: list[StoredRun], where: list[str], last: int | None, statuses: tuple[str, ...]) -> list[dict]:
+    """Flat runs with one of `statuses` matching every KEY=VALUE of `where` (compared as text); the newest
+    `last` of them."""
+    conditions = []
+    for item in where:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--where {item}: expected KEY=VALUE (e.g. precision=int8)")
+        conditions.append((key, value))
+    chosen = []
+    for run in runs:
+        if run.status not in statuses:
+            continue
+        flat = run.flat()
+        if all(_text(flat.get(key)) == value for key, value in conditions):
+            chosen.append(flat)
+    return chosen[-last:] if last else chosen
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    return "" if value is None else str(value)
+
+
+def references() -> list[dict[str, Any]]:
+    """The published KPIs of the pages we reproduce (their numbers, with their sources)."""
+    text = (resources.files("bertbench.results") / "references.yaml").read_text(encoding="utf-8")
+    return yaml.safe_load(text)
+
+
+# ---- comparison ------------------------------------------------------------------------------------------------
+
+
+def compare(runs: list[dict[str, Any]], a: str, b: str) -> list[dict[str, Any]]:
+    """Rows of the same config in set A and set B, with B/A ratios. A selector is a run uid (prefix), a git SHA
+    (prefix), a hostname or KEY=VALUE."""
+    side_a, side_b = _side(runs, a), _side(runs, b)
+    if not side_a or not side_b:
+        missing = a if not side_a else b
+        raise UsageError(f"--compare {missing}: no finished run matches (a uid, git SHA, hostname or KEY=VALUE)")
+    latest_a = {config_key(r): r for r in side_a}
+    rows = []
+    for key, right in {config_key(r): r for r in side_b}.items():
+        left = latest_a.get(key)
+        if left is None:
+            continue
+        row = {
+            "Model": model_label(right),
+            "Task": right.get("task"),
+            "Mode": _mode(right),
+            "BatchSize": right.get("batch_size"),
+            "Precision": right.get("precision"),
+            "Backend": right.get("backend"),
+        }
+        for metric in ("throughput", "latency_p90_ms", "f1", "accuracy", "mlm_accuracy"):
+            x, y = left.get(metric), right.get(metric)
+            if isinstance(x, int | float) and isinstance(y, int | float):
+                row[f"{metric} A"] = x
+                row[f"{metric} B"] = y
+                row[f"{metric} B/A"] = y / x if x else None
+        rows.append(row)
+    if not rows:
+        raise UsageError(f"--compare {a} {b}: the two sets share no configuration")
+    return rows
+
+
+def _side(runs: list[dict[str, Any]], selector: str) -> list[dict[str, Any]]:
+    key, sep, value = selector.partition("=")
+    if sep:
+        return [r for r in runs if _text(r.get(key)) == value]
+    return [
+        r
+        for r in runs
+        if str(r.get("uid", "")).startswith(selector)
+        or str(r.get("git_sha", "")).startswith(selector)
+        or r.get("hostname") == selector
+    ]
+
+
+# ---- renderers -------------------------------------------------------------------------------------------------
+
+
+def format_cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.4f}" if abs(value) < 10 else f"{value:.4g}" if abs(value) < 1000 else f"{value:.0f}"
+    return str(value)
+
+
+def table_rows(rows: list[KpiRow]) -> list[dict[str, Any]]:
+    """KPI values plus the marks a reader needs (regressions, contention, validity)."""
+    out = []
+    for row in rows:
+        marks = []
+        if row.run.get("contended"):
+            marks.append("contended")
+        if row.run.get("result_valid") is False:
+            marks.append("INVALID")
+        if row.regressions:
+            marks.append("regression: " + "; ".join(row.regressions))
+        out.append({**row.values, "notes": ", ".join(marks)})
+    return out
+
+
+def render(rows: list[dict[str, Any]], fmt: str) -> str:
+    """markdown, csv or json text of plain row dicts."""
+    if fmt == "json":
+        return json.dumps(rows, indent=2, default=str) + "\n"
+    if not rows:
+        return ""
+    columns = list(rows[0])
+    if fmt == "csv":
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+        return buffer.getvalue()
+    lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
+    lines += ["| " + " | ".join(format_cell(row.get(c)) for c in columns) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
