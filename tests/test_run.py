@@ -460,3 +460,32 @@ def test_regressions_are_flagged_against_the_best_earlier_run(tmp_path: Path, ca
     flagged = [r for r in rows if "regression" in r["notes"]]
     assert len(flagged) == 1 and flagged[0]["samples/s"] == 70.0
     assert "regression" in captured.err
+
+
+@pytest.mark.slow
+def test_the_default_workload_from_a_fresh_cache(tmp_path: Path) -> None:
+    """`bertbench run` as a new user runs it (~6 min here): every case finishes, accuracy comes from trained
+    weights, INT8 keeps the guard, the SQuAD rows are speed only, and a second run skips everything."""
+    argv = [
+        "run",
+        "--data-dir",
+        str(DATA),
+        "--output-root",
+        str(tmp_path / "runs"),
+        "--store",
+        str(tmp_path / "store.sqlite"),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--no-progress",
+    ]
+    assert main(argv) == 0
+    store = ResultsStore(tmp_path / "store.sqlite")
+    cases = {r.case_name: r.flat() for r in store.runs("workload = 'default' AND parent_uid IS NULL")}
+    assert len(cases) == 8 and all(r["status"] == "finished" for r in cases.values())
+    assert cases["sst2-minilm-accuracy-fp32"]["accuracy"] > 0.8
+    for name in ("sst2-minilm-accuracy-int8-dynamic", "sst2-minilm-accuracy-int8-static"):
+        assert cases[name]["relative_accuracy"] > 0.97 and cases[name]["random_weights"] is False
+    assert all("f1" not in r for name, r in cases.items() if name.startswith("squad"))
+    start = time.perf_counter()
+    assert main(argv) == 0
+    assert time.perf_counter() - start < 120

@@ -85,7 +85,16 @@ def run_roof(config: BenchRoofConfig) -> list[RunRecord]:
         print_result_table(
             f"FP32 GEMM roof, {threads} thread(s)",
             record,
-            ["cpu_model", "threads", "roof_gflops", "probe_gflops", "other_cpu_cores", "quiet"],
+            [
+                "cpu_model",
+                "threads",
+                "roof_gflops",
+                "roof_median_gflops",
+                "roof_min_gflops",
+                "probe_gflops",
+                "other_cpu_cores",
+                "quiet",
+            ],
         )
         if not record["quiet"]:
             warn(f"other processes used {record['other_cpu_cores']:.2f} cores: roof not cached; measure it again")

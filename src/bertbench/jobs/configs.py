@@ -231,7 +231,9 @@ class ReportConfig(StoreChoice):
     format: str = option("table", help="output format", choices=("table", "markdown", "csv", "json"))
     output: Path | None = option(None, help="write the table to this file instead of stdout")
     html: Path | None = option(None, help="also write a self-contained HTML report with plots here")
-    compare: tuple[str, ...] = option((), help="A B: two run sets (uid, git SHA, hostname or KEY=VALUE), ratios B/A")
+    compare: tuple[str, ...] = option(
+        (), help="A B: two run sets (uid, git SHA, hostname, KEY=VALUE or KEY~TEXT), ratios B/A"
+    )
     include_failed: bool = option(False, help="also list failed and interrupted runs")
 
 

@@ -198,25 +198,22 @@ def references() -> list[dict[str, Any]]:
 
 def compare(runs: list[dict[str, Any]], a: str, b: str) -> list[dict[str, Any]]:
     """Rows of the same config in set A and set B, with B/A ratios. A selector is a run uid (prefix), a git SHA
-    (prefix), a hostname or KEY=VALUE."""
+    (prefix), a hostname, KEY=VALUE or KEY~SUBSTRING."""
     side_a, side_b = _side(runs, a), _side(runs, b)
     if not side_a or not side_b:
         missing = a if not side_a else b
-        raise UsageError(f"--compare {missing}: no finished run matches (a uid, git SHA, hostname or KEY=VALUE)")
+        raise UsageError(
+            f"--compare {missing}: no finished run matches (a uid, git SHA, hostname, KEY=VALUE or KEY~SUBSTRING)"
+        )
     latest_a = {config_key(r): r for r in side_a}
     rows = []
     for key, right in {config_key(r): r for r in side_b}.items():
         left = latest_a.get(key)
         if left is None:
             continue
-        row = {
-            "Model": model_label(right),
-            "Task": right.get("task"),
-            "Mode": _mode(right),
-            "BatchSize": right.get("batch_size"),
-            "Precision": right.get("precision"),
-            "Backend": right.get("backend"),
-        }
+        values = kpi_row(right).values
+        shown = ("Model", "Task", "Mode", "Scenario", "BatchSize", "Precision", "Backend", "Instances×Cores")
+        row: dict[str, Any] = {k: values[k] for k in shown}
         for metric in ("throughput", "latency_p90_ms", "f1", "accuracy", "mlm_accuracy"):
             x, y = left.get(metric), right.get(metric)
             if isinstance(x, int | float) and isinstance(y, int | float):
@@ -233,6 +230,9 @@ def _side(runs: list[dict[str, Any]], selector: str) -> list[dict[str, Any]]:
     key, sep, value = selector.partition("=")
     if sep:
         return [r for r in runs if _text(r.get(key)) == value]
+    key, sep, value = selector.partition("~")
+    if sep:
+        return [r for r in runs if value in _text(r.get(key))]
     return [
         r
         for r in runs
