@@ -21,94 +21,51 @@ from bertbench.bench.quiet import OtherLoadMeter
 HERE = Path(__file__).resolve().parent
 SQUAD = HERE.parent.parent / "shared" / "data" / "squad" / "dev.json"
 
+
+def path(
+    model: str,
+    *,
+    int8: bool = False,
+    batch: int = 32,
+    scenario: str = "offline",
+    instances: int = 1,
+    null: bool = False,
+) -> list[str]:
+    """The bench/eval arguments of one path: INT8 is ONNX Runtime dynamic; instances > 1 pins one core each."""
+    argv = ["--model", model, "--batch-size", str(batch)]
+    if null:
+        argv += ["--backend", "null"]
+    elif int8:
+        argv += ["--backend", "onnxruntime", "--precision", "int8"]
+    if scenario != "offline":
+        argv += ["--scenario", scenario]
+    if instances > 1:
+        argv += ["--instances", str(instances), "--cores-per-instance", "1"]
+    return argv
+
+
 # name -> bench arguments (model, runtime, scenario, layout); every path on the same windows
 CONFIGS: dict[str, list[str]] = {
-    "null offline bs32": ["--model", "bert-tiny", "--backend", "null", "--batch-size", "32"],
-    "null singlestream": [
-        "--model",
-        "bert-tiny",
-        "--backend",
-        "null",
-        "--scenario",
-        "singlestream",
-        "--batch-size",
-        "1",
-    ],
-    "minilm torch fp32 offline bs32": ["--model", "minilm-l6", "--batch-size", "32"],
-    "minilm ort int8 offline bs32": [
-        "--model",
-        "minilm-l6",
-        "--backend",
-        "onnxruntime",
-        "--precision",
-        "int8",
-        "--batch-size",
-        "32",
-    ],
-    "minilm torch fp32 singlestream": ["--model", "minilm-l6", "--scenario", "singlestream", "--batch-size", "1"],
-    "minilm ort int8 singlestream": [
-        "--model",
-        "minilm-l6",
-        "--backend",
-        "onnxruntime",
-        "--precision",
-        "int8",
-        "--scenario",
-        "singlestream",
-        "--batch-size",
-        "1",
-    ],
-    "bert-base torch fp32 offline bs32 1x2": ["--model", "bert-base", "--batch-size", "32"],
-    "bert-base torch fp32 offline bs32 2x1": [
-        "--model",
-        "bert-base",
-        "--batch-size",
-        "32",
-        "--instances",
-        "2",
-        "--cores-per-instance",
-        "1",
-    ],
-    "bert-base torch fp32 offline bs1 1x2": ["--model", "bert-base", "--batch-size", "1"],
-    "bert-base torch fp32 offline bs1 2x1": [
-        "--model",
-        "bert-base",
-        "--batch-size",
-        "1",
-        "--instances",
-        "2",
-        "--cores-per-instance",
-        "1",
-    ],
-    "bert-base ort int8 offline bs32": [
-        "--model",
-        "bert-base",
-        "--backend",
-        "onnxruntime",
-        "--precision",
-        "int8",
-        "--batch-size",
-        "32",
-    ],
-    "bert-base torch fp32 singlestream": ["--model", "bert-base", "--scenario", "singlestream", "--batch-size", "1"],
-    "bert-base ort int8 singlestream": [
-        "--model",
-        "bert-base",
-        "--backend",
-        "onnxruntime",
-        "--precision",
-        "int8",
-        "--scenario",
-        "singlestream",
-        "--batch-size",
-        "1",
-    ],
+    "null offline bs32": path("bert-tiny", null=True),
+    "null singlestream": path("bert-tiny", null=True, batch=1, scenario="singlestream"),
+    "minilm torch fp32 offline bs32": path("minilm-l6"),
+    "minilm ort int8 offline bs32": path("minilm-l6", int8=True),
+    "minilm torch fp32 singlestream": path("minilm-l6", batch=1, scenario="singlestream"),
+    "minilm ort int8 singlestream": path("minilm-l6", int8=True, batch=1, scenario="singlestream"),
+    "bert-base torch fp32 offline bs32 1x2": path("bert-base"),
+    "bert-base torch fp32 offline bs32 2x1": path("bert-base", instances=2),
+    "bert-base torch fp32 offline bs1 1x2": path("bert-base", batch=1),
+    "bert-base torch fp32 offline bs1 2x1": path("bert-base", batch=1, instances=2),
+    "bert-base ort int8 offline bs32": path("bert-base", int8=True),
+    "bert-base torch fp32 singlestream": path("bert-base", batch=1, scenario="singlestream"),
+    "bert-base ort int8 singlestream": path("bert-base", int8=True, batch=1, scenario="singlestream"),
 }
+# eval's throughput of the same paths (batch 32, each window once)
 EVALS: dict[str, list[str]] = {
-    "minilm torch fp32 eval bs32": ["--model", "minilm-l6"],
-    "minilm ort int8 eval bs32": ["--model", "minilm-l6", "--backend", "onnxruntime", "--precision", "int8"],
-    "bert-base torch fp32 eval bs32": ["--model", "bert-base"],
-    "bert-base ort int8 eval bs32": ["--model", "bert-base", "--backend", "onnxruntime", "--precision", "int8"],
+    "minilm torch fp32 eval bs32": path("minilm-l6"),
+    "minilm ort int8 eval bs32": path("minilm-l6", int8=True),
+    "bert-base torch fp32 eval bs32": path("bert-base"),
+    "bert-base ort int8 eval bs32": path("bert-base", int8=True),
 }
 FIGURES = ("throughput", "latency_p50_ms", "latency_p90_ms", "roof_fraction")
 

@@ -466,18 +466,7 @@ def test_regressions_are_flagged_against_the_best_earlier_run(tmp_path: Path, ca
 def test_the_default_workload_from_a_fresh_cache(tmp_path: Path) -> None:
     """`bertbench run` as a new user runs it (~6 min here): every case finishes, accuracy comes from trained
     weights, INT8 keeps the guard, the SQuAD rows are speed only, and a second run skips everything."""
-    argv = [
-        "run",
-        "--data-dir",
-        str(DATA),
-        "--output-root",
-        str(tmp_path / "runs"),
-        "--store",
-        str(tmp_path / "store.sqlite"),
-        "--cache-dir",
-        str(tmp_path / "cache"),
-        "--no-progress",
-    ]
+    argv = run_args(tmp_path, "default", tmp_path / "cache")
     assert main(argv) == 0
     store = ResultsStore(tmp_path / "store.sqlite")
     cases = {r.case_name: r.flat() for r in store.runs("workload = 'default' AND parent_uid IS NULL")}

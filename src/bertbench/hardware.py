@@ -41,12 +41,17 @@ def has_native_bf16() -> bool:
     return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
 
 
-def available_cores() -> int:
-    """CPU cores this process may run on (affinity mask), not the machine's total."""
+def allowed_cores() -> list[int]:
+    """The ids of the CPU cores this process may run on (its affinity mask), sorted."""
     try:
-        return len(os.sched_getaffinity(0))
+        return sorted(os.sched_getaffinity(0))
     except AttributeError:
-        return os.cpu_count() or 1
+        return list(range(os.cpu_count() or 1))
+
+
+def available_cores() -> int:
+    """How many CPU cores this process may run on (affinity mask), not the machine's total."""
+    return len(allowed_cores())
 
 
 def isa_flags() -> dict[str, bool]:

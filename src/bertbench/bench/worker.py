@@ -11,7 +11,7 @@ import os
 import queue
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,6 @@ class WorkerSpec:
     calibration_data: Path | None = None
     calibration_samples: int = 1000
     max_seq_length: int = 384
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class _Instance:

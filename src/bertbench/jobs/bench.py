@@ -18,7 +18,7 @@ from bertbench.bench.worker import WorkerSpec
 from bertbench.cache import Cache
 from bertbench.calibration import check_calibration_file
 from bertbench.errors import AccuracyGuardError, BertbenchError, UsageError
-from bertbench.hardware import available_cores
+from bertbench.hardware import allowed_cores, available_cores
 from bertbench.io_utils import sha256_file
 from bertbench.jobs.common import prepare_output_dir
 from bertbench.jobs.configs import BenchConfig, BenchRoofConfig
@@ -50,9 +50,7 @@ class Layout:
 def plan_layout(config: BenchConfig) -> Layout:
     """--instances / --cores-per-instance on the cores this process may use; more than exist needs
     --oversubscribe."""
-    import os
-
-    allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(available_cores()))
+    allowed = allowed_cores()
     if config.instances == "auto":
         per = config.cores_per_instance or 1
         count = max(1, len(allowed) // per)

@@ -12,7 +12,16 @@ from bertbench.jobs.configs import ReportConfig, ResultsConfig
 from bertbench.results.console import info, print_rows_table, stdout_console, warn
 from bertbench.results.html import render_html
 from bertbench.results.record import RunRecord
-from bertbench.results.report import compare, flag_regressions, kpi_row, references, render, select, table_rows
+from bertbench.results.report import (
+    KpiRow,
+    compare,
+    flag_regressions,
+    kpi_row,
+    references,
+    render,
+    select,
+    table_rows,
+)
 from bertbench.results.store import ResultsStore
 
 RECORD_COMMANDS = ("eval", "bench", "finetune", "pretrain")  # the commands whose rows make KPI rows
@@ -22,11 +31,16 @@ def _kpi_runs(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r for r in runs if r.get("command") in RECORD_COMMANDS and r.get("status") == "finished"]
 
 
-def write_html(path: Path, title: str, runs: list[dict[str, Any]], history: list[dict[str, Any]]) -> None:
-    """The self-contained HTML report of `runs` (regressions judged against `history`)."""
+def kpi_rows(runs: list[dict[str, Any]], history: list[dict[str, Any]]) -> list[KpiRow]:
+    """KPI rows of the finished eval/bench/training runs, regressions judged against `history`."""
     rows = [kpi_row(r) for r in _kpi_runs(runs)]
     flag_regressions(rows, history)
-    atomic_write_text(path, render_html(title, rows, _kpi_runs(runs), references()))
+    return rows
+
+
+def write_html(path: Path, title: str, rows: list[KpiRow]) -> None:
+    """The self-contained HTML report of these KPI rows."""
+    atomic_write_text(path, render_html(title, rows, [row.run for row in rows], references()))
 
 
 def workload_report(store: ResultsStore, workload: str, cases: list[str], html_path: Path) -> None:
@@ -34,20 +48,15 @@ def workload_report(store: ResultsStore, workload: str, cases: list[str], html_p
     history = [r.flat() for r in store.runs("status = 'finished'")]
     latest: dict[str, list[dict[str, Any]]] = {}
     for run in store.runs("workload = ? AND status = 'finished'", (workload,)):
-        flat = run.flat()
-        key = run.parent_uid or run.uid
-        if run.case_name in cases:
-            # a case's newest run replaces its older ones (a sweep's rows hang under one parent)
-            group = run.case_name
-            if run.parent_uid is None:
-                latest[group] = [flat]
-            elif latest.get(group) and latest[group][0]["uid"] == key:
-                latest[group].append(flat)
-    runs = [r for case in cases for r in latest.get(case, [])]
-    rows = [kpi_row(r) for r in _kpi_runs(runs)]
-    flag_regressions(rows, history)
+        if run.case_name not in cases:
+            continue
+        if run.parent_uid is None:  # a case's newest row replaces its older ones
+            latest[run.case_name] = [run.flat()]
+        elif latest.get(run.case_name, [{}])[0].get("uid") == run.parent_uid:  # a sweep's further records
+            latest[run.case_name].append(run.flat())
+    rows = kpi_rows([r for case in cases for r in latest.get(case, [])], history)
     print_rows_table(f"bertbench run {workload}: KPIs", table_rows(rows))
-    write_html(html_path, f"bertbench — workload {workload}", runs, history)
+    write_html(html_path, f"bertbench — workload {workload}", rows)
 
 
 def run_report(config: ReportConfig) -> None:
@@ -78,14 +87,13 @@ def run_report(config: ReportConfig) -> None:
         ]
         _emit(rows, config, "runs")
     else:
-        kpis = [kpi_row(r) for r in _kpi_runs(runs)]
-        flag_regressions(kpis, history)
+        kpis = kpi_rows(runs, history)
         _emit(table_rows(kpis), config, f"bertbench KPIs ({store.path})")
         for row in kpis:
             if row.regressions:
                 warn(f"regression in {row.values['Model']} {row.values['Mode']}: {'; '.join(row.regressions)}")
     if config.html:
-        write_html(config.html, "bertbench report", runs, history)
+        write_html(config.html, "bertbench report", kpi_rows(runs, history))
         info(f"wrote {config.html}")
 
 

@@ -24,7 +24,7 @@ from bertbench.results.console import info, print_rows_table, stdout_console, wa
 from bertbench.results.environment import git_sha
 from bertbench.results.record import RunRecord
 from bertbench.results.recording import RUN_UID_ENV
-from bertbench.results.store import ResultsStore
+from bertbench.results.store import ResultsStore, default_store_path
 from bertbench.workloads import Case, Workload, WorkloadError, fill_placeholders, fingerprint, load_workload
 
 DATA_CANDIDATES = ("data", "../shared/data", "shared/data")
@@ -121,6 +121,7 @@ def plan_cases(workload: Workload, config: RunConfig, cases: list[Case]) -> list
             "BERTBENCH_DATA_DIR"
         )
     root = (config.output_root / workload.name).resolve()
+    store_path = config.store or default_store_path()
     directories = {c.name: root / c.name for c in cases}
     fingerprints: dict[str, str] = {}
     planned = []
@@ -128,7 +129,7 @@ def plan_cases(workload: Workload, config: RunConfig, cases: list[Case]) -> list
         directory = directories[case.name]
         options = {k: fill_placeholders(v, data_dir, directory, directories) for k, v in case.options.items()}
         argv = case_arguments(case, options, parser, workload.path)
-        extra = ["--store", str(ResultsStore(config.store).path)]
+        extra = ["--store", str(store_path)]
         if case.job != "build-corpus":
             extra += ["--output-dir", str(directory), "--no-progress"]
             if config.cache_dir is not None:
