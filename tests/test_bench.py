@@ -223,3 +223,35 @@ def test_bad_bench_input_is_one_line_and_exit_2(tmp_path: Path, capsys, extra: l
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.count("\n") == 0 and expected in err
     assert not out.exists()
+
+
+def test_multistream_through_loadgen(tmp_path: Path, cache_dir: Path) -> None:
+    code, out = bench(
+        tmp_path, cache_dir, "ms", "--scenario", "multistream", "--batch-size", "8", "--samples-per-query", "4"
+    )
+    assert code == 0
+    record = json.loads((out / "metrics.json").read_text())
+    summary = (out / "loadgen" / "mlperf_log_summary.txt").read_text()
+    assert record["result_valid"] == ("Result is : VALID" in summary)
+    summary_figures_match(record, summary)
+    assert record["loadgen_samples_per_query"] == 4 and record["samples_per_query"] == 4
+    assert record["throughput"] == pytest.approx(4 * 1e9 / record["loadgen_mean_latency_ns"])
+    assert sum(i["samples"] for i in record["per_instance"]) == record["num_samples"]
+    assert record["num_samples"] % 4 == 0
+
+
+def test_roof_is_measured_and_cached_per_thread_count(tmp_path: Path) -> None:
+    from bertbench.bench.quiet import cached_roof
+    from bertbench.hardware import available_cores
+    from bertbench.results.store import ResultsStore
+
+    assert main(["bench", "--roof", "--cache-dir", str(tmp_path), "--store", str(tmp_path / "s.sqlite")]) == 0
+    rows = ResultsStore(tmp_path / "s.sqlite").runs()
+    assert [r.config["threads"] for r in rows] == list(range(1, available_cores() + 1))
+    for row in rows:
+        roof = row.metrics
+        assert row.command == "bench-roof" and row.status == "finished"
+        assert 0 < roof["roof_min_gflops"] <= roof["roof_median_gflops"] <= roof["roof_gflops"]
+        cached = cached_roof(roof["threads"], tmp_path)
+        # only a quiet measurement becomes the roof later runs compare with
+        assert (cached is not None and cached["roof_gflops"] == roof["roof_gflops"]) == roof["quiet"]

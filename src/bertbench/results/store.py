@@ -188,9 +188,10 @@ class ResultsStore:
             row = db.execute("SELECT workload, case_name, fingerprint FROM runs WHERE uid = ?", (uid,)).fetchone()
             workload, case_name, fingerprint = row if row else (None, None, None)
             db.execute(
-                "UPDATE runs SET status = 'finished', ended_at = ?, git_sha = ?, config = ?, metrics = ?, "
+                "UPDATE runs SET status = 'finished', command = ?, ended_at = ?, git_sha = ?, config = ?, metrics = ?, "
                 "environment = ?, output_dir = COALESCE(?, output_dir) WHERE uid = ?",
                 (
+                    first.command,  # what the record says it is (`bench --roof` records `bench-roof`)
                     _now(),
                     first.environment.get("git_sha"),
                     _json(first.config),
