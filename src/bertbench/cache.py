@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import bertbench
+from bertbench.errors import BertbenchError
 from bertbench.io_utils import atomic_directory, atomic_write_json, sha256_file, sha256_text
 
 MANIFEST = "manifest.json"
@@ -30,6 +31,8 @@ class Cache:
 
     def __init__(self, root: str | Path | None = None) -> None:
         self.root = Path(root) if root else default_cache_dir()
+        if self.root.exists() and not self.root.is_dir():
+            raise BertbenchError(f"{self.root}: the cache directory is a file")
         self.rebuilt_corrupt = 0  # entries found corrupt and rebuilt during this process's life
 
     def key(self, kind: str, parts: dict[str, Any]) -> str:

@@ -4,11 +4,14 @@ main(argv). Parsing imports no torch: jobs are imported only when one runs."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import os
 import signal
 import sys
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import NoReturn
 
 from bertbench import __version__
@@ -144,19 +147,33 @@ def _on_sigterm(signum: int, frame: object) -> None:
     raise Terminated()
 
 
+TRACEBACK_ENV = "BERTBENCH_TRACEBACK"  # set to 1 to see the traceback of an internal error
+INTERNAL_ERROR = 70  # EX_SOFTWARE: a bug in bertbench, never a verdict on the user's input
+
+
+def _os_error_line(exc: OSError) -> str:
+    """`PATH: reason` of a file-system error (both names of a rename)."""
+    where = ": ".join(str(name) for name in (exc.filename, exc.filename2) if name is not None)
+    reason = exc.strerror or str(exc)
+    return f"{where}: {reason}" if where else reason
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one command; bad input ends with one line on stderr and a non-zero return code."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _on_sigterm)
+    created: Path | None = None
     try:
         command, job, config = parse(argv)
+        created = _new_output_dir(config)
         module, function = job.split(":")
         run = getattr(importlib.import_module(module), function)
         if not COMMANDS[command].recorded:
             run(config)
-            return 0
-        with recorded_run(command, config) as recorder:
-            recorder.finished(run(config))
+        else:
+            with recorded_run(command, config) as recorder:
+                recorder.finished(run(config))
+        created = None
     except BertbenchError as exc:
         print(f"bertbench: error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -166,4 +183,37 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("bertbench: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # a full disk, a path under a regular file, no permission: the environment's fault
+        print(f"bertbench: error: {_os_error_line(exc)}", file=sys.stderr)
+        return 1
+    except RecursionError:
+        print("bertbench: error: input nested too deeply to read", file=sys.stderr)
+        return 1
+    except Exception as exc:
+        if os.environ.get(TRACEBACK_ENV) == "1":
+            raise
+        print(
+            f"bertbench: internal error: {type(exc).__name__}: {str(exc)[:300]} "
+            f"(a bug: {TRACEBACK_ENV}=1 shows the traceback)",
+            file=sys.stderr,
+        )
+        return INTERNAL_ERROR
+    finally:
+        _remove_if_empty(created)
     return 0
+
+
+def _new_output_dir(config: object) -> Path | None:
+    """The command's output directory if it does not exist yet (so that a failure can take it away again)."""
+    path = getattr(config, "output_dir", None)
+    if path is None or os.environ.get("RANK", "0") != "0":
+        return None
+    return None if Path(path).exists() else Path(path)
+
+
+def _remove_if_empty(path: Path | None) -> None:
+    """A failed command leaves no empty output directory behind (one it did not create is left alone)."""
+    if path is None:
+        return
+    with contextlib.suppress(OSError):
+        path.rmdir()  # only succeeds when empty

@@ -74,6 +74,17 @@ def positive_int(text: str) -> int:
     return value
 
 
+MAX_BATCH_SIZE = 65536  # far above any micro-batch that fits a BERT in memory; larger batches use --grad-accum
+
+
+def batch_size_value(text: str) -> int:
+    """A batch size: 1 .. MAX_BATCH_SIZE."""
+    value = positive_int(text)
+    if value > MAX_BATCH_SIZE:
+        raise argparse.ArgumentTypeError(f"{text} is above {MAX_BATCH_SIZE} (use --grad-accum for larger batches)")
+    return value
+
+
 def non_negative_int(text: str) -> int:
     """An integer >= 0."""
     value = int(text)
@@ -114,6 +125,14 @@ def positive_int_list(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"{text} is not a comma-separated list of integers") from None
     if not values or min(values) < 1:
         raise argparse.ArgumentTypeError(f"{text}: every value must be a positive integer")
+    return values
+
+
+def batch_size_values(text: str) -> tuple[int, ...]:
+    """positive_int_list whose values are batch sizes."""
+    values = positive_int_list(text)
+    if max(values) > MAX_BATCH_SIZE:
+        raise argparse.ArgumentTypeError(f"{text}: a batch size is above {MAX_BATCH_SIZE}")
     return values
 
 

@@ -13,6 +13,12 @@ class UsageError(BertbenchError):
     exit_code = 2
 
 
+class DataProblemsError(BertbenchError):
+    """--strict-data and the data has skipped or suspect rows."""
+
+    exit_code = 2
+
+
 class AccuracyGuardError(BertbenchError):
     """--strict and the accuracy target was missed; the records were written and travel with the error."""
 

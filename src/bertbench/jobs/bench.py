@@ -20,7 +20,7 @@ from bertbench.calibration import check_calibration_file
 from bertbench.errors import AccuracyGuardError, BertbenchError, UsageError
 from bertbench.hardware import allowed_cores, available_cores
 from bertbench.io_utils import sha256_file
-from bertbench.jobs.common import prepare_output_dir
+from bertbench.jobs.common import announce_data_problems, prepare_output_dir
 from bertbench.jobs.configs import BenchConfig, BenchRoofConfig
 from bertbench.models import LoadedModel, load_model, resolve_model
 from bertbench.progress import progress_bar
@@ -112,6 +112,7 @@ def run_bench(config: BenchConfig) -> list[RunRecord]:
     dataset = task.load_eval_data(
         config.data, loaded.tokenizer, config.task_options, cache, max_examples=config.max_samples
     )
+    announce_data_problems(dataset, config.strict_data)
     reference_runtime = replace(config.runtime, threads=layout.threads * layout.instances, cache_dir=config.cache_dir)
     data_key = f"{sha256_file(config.data)}:{config.max_samples}"
     reference_path = not (config.runtime.backend == "torch" and config.runtime.precision == "fp32")

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import tempfile
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from bertbench.errors import BertbenchError
+from bertbench.errors import BertbenchError, DataProblemsError
 from bertbench.hardware import available_cores, has_native_bf16
 from bertbench.results.console import warn
+from bertbench.training.checkpoint import CHECKPOINTS, OWNER_FILE
 from bertbench.training.distributed import DistEnv
 
 
@@ -31,18 +35,87 @@ def configure_threads(requested: int | None) -> int:
     return threads
 
 
-def prepare_output_dir(path: str | Path, overwrite: bool = False, resume: bool = False) -> Path:
-    """Create DIR; refuse a non-empty one unless --overwrite (checkpoints are then cleared) or --resume."""
+# What a training run writes into its directory; `--overwrite` of that training clears these and nothing else.
+TRAINING_OUTPUTS = (
+    CHECKPOINTS,
+    "eval",
+    "train_log.jsonl",
+    "metrics.json",
+    "initial_head.safetensors",
+    "model.safetensors",
+    "config.json",
+)
+
+
+def prepare_output_dir(
+    path: str | Path, overwrite: bool = False, resume: bool = False, training: str | None = None
+) -> Path:
+    """Check the overwrite policy (check_output_policy), clear a retrained directory, create DIR writable."""
     path = Path(path)
+    check_output_policy(path, overwrite, resume, training)
+    if overwrite and not resume and training:
+        # Stale checkpoints and results of an earlier run must never be resumed into or mixed with a new one.
+        for name in TRAINING_OUTPUTS:
+            stale = path / name
+            if stale.is_dir():
+                shutil.rmtree(stale)
+            else:
+                stale.unlink(missing_ok=True)
+    _make_writable_dir(path)
+    return path
+
+
+def check_output_policy(path: Path, overwrite: bool, resume: bool, training: str | None) -> None:
+    """Refuse what would lose or mix results; reads only.
+
+    A non-empty DIR is refused unless --overwrite or --resume. `training` names the training command and task
+    ("finetune squad") when the caller is one: only that training may replace a directory that holds checkpoints
+    (the checkpoints of another run are never deleted by an eval's or a bench's --overwrite). --resume needs a
+    checkpoint to resume from in a non-empty directory, so stale outputs are never mixed with a fresh run's.
+    """
     if path.exists() and not path.is_dir():
         raise BertbenchError(f"{path}: output path exists and is not a directory")
-    if path.exists() and any(path.iterdir()) and not (overwrite or resume):
-        raise BertbenchError(f"{path}: output directory is not empty (pass --overwrite to replace its results)")
-    if overwrite and not resume:
-        # Stale checkpoints of an earlier run must never be resumed into a new one.
-        shutil.rmtree(path / "checkpoints", ignore_errors=True)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    non_empty = path.is_dir() and any(path.iterdir())
+    if non_empty and not (overwrite or resume):
+        hint = "--resume to continue or --overwrite" if training else "--overwrite to replace its results"
+        raise BertbenchError(f"{path}: output directory is not empty (pass {hint})")
+    owner = checkpoint_owner(path)
+    if non_empty and owner is not None and not resume and owner not in ("", training):
+        doer = f"`{training}`" if training else "this command"
+        raise BertbenchError(
+            f"{path}: holds the checkpoints of `{owner}`; {doer} will not overwrite them (choose another --output-dir)"
+        )
+    if non_empty and owner == "" and not training:
+        raise BertbenchError(f"{path}: holds training checkpoints; this command will not overwrite them")
+    if resume and non_empty and owner is None:
+        raise BertbenchError(
+            f"{path}: --resume, but the directory holds no checkpoint to resume from (pass --overwrite to start over)"
+        )
+
+
+def checkpoint_owner(path: Path) -> str | None:
+    """The training command whose checkpoints DIR holds: "" when unknown, None when DIR has no checkpoints."""
+    root = path / CHECKPOINTS
+    if not root.is_dir() or not any(root.glob("step-*")):
+        return None
+    try:
+        return str(json.loads((root / OWNER_FILE).read_text()).get("command", ""))
+    except (OSError, ValueError, AttributeError):
+        return ""
+
+
+def _make_writable_dir(path: Path) -> None:
+    """mkdir -p, then prove that a file can be created there: fail before any work, not after it."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except FileExistsError:
+        raise BertbenchError(f"{path}: a parent of the output directory is a file") from None
+    except NotADirectoryError:
+        raise BertbenchError(f"{path}: a parent of the output directory is not a directory") from None
+    except OSError as exc:
+        raise BertbenchError(f"{path}: cannot write to the output directory ({exc.strerror or exc})") from None
 
 
 def check_training_precision(amp: str, device: str) -> None:
@@ -53,12 +126,27 @@ def check_training_precision(amp: str, device: str) -> None:
         warn("--precision bf16 on this CPU: no native BF16, so autocast is emulated and slow")
 
 
-def check_output_dir(path: Path, dist: DistEnv, overwrite: bool, resume: bool) -> Path:
+def check_output_dir(path: Path, dist: DistEnv, overwrite: bool, resume: bool, training: str) -> Path:
     """prepare_output_dir for a (possibly distributed) training job: every rank checks, rank 0 acts."""
-    if path.exists() and path.is_dir() and any(path.iterdir()) and not (overwrite or resume):
-        raise BertbenchError(f"{path}: output directory is not empty (pass --resume to continue or --overwrite)")
+    check_output_policy(path, overwrite, resume, training)  # on every rank, so that all of them stop together
     dist.barrier()
     if dist.is_main:
-        prepare_output_dir(path, overwrite=overwrite, resume=resume)
+        prepare_output_dir(path, overwrite=overwrite, resume=resume, training=training)
     dist.barrier()
     return path
+
+
+def announce_data_problems(dataset: Any, strict: bool, speak: bool = True) -> None:
+    """One terminal line for a data file's skipped or suspect rows (counts by kind, the first locations);
+    with --strict-data the same line is an error (exit 2). metrics.json keeps the counts either way."""
+    facts = dataset.describe()
+    counts: dict[str, int] = facts.get("data_problems") or {}
+    if not counts:
+        return
+    kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items(), key=lambda item: -item[1]))
+    first = "; ".join(facts.get("data_problem_locations", [])[:3])
+    line = f"{facts.get('data', 'data')}: {sum(counts.values())} problem rows ({kinds}); first: {first}"
+    if strict:
+        raise DataProblemsError(f"{line} (--strict-data)")
+    if speak:
+        warn(f"{line}; unusable rows skipped (data_problems in metrics.json; --strict-data makes them an error)")

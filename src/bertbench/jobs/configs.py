@@ -9,6 +9,8 @@ from typing import Any
 
 from bertbench.choices import BENCH_MODES, PADDING_MODES, SCENARIOS
 from bertbench.cliargs import (
+    batch_size_value,
+    batch_size_values,
     fraction,
     key_value,
     nested,
@@ -16,7 +18,6 @@ from bertbench.cliargs import (
     option,
     positive_float,
     positive_int,
-    positive_int_list,
 )
 from bertbench.runtimes.options import RuntimeOptions
 from bertbench.tasks.mlm.options import MlmOptions
@@ -53,6 +54,7 @@ class RunPlace(StoreChoice):
     cache_dir: Path | None = option(None, help="cache root (default ${XDG_CACHE_HOME:-~/.cache}/bertbench)")
     device: str = option("cpu", help="cpu or cuda[:N]")
     no_progress: bool = option(False, help="no progress bars")
+    strict_data: bool = option(False, help="any skipped or suspect row of the data is an error (exit 2)")
 
     @property
     def show_progress(self) -> bool:
@@ -67,7 +69,7 @@ class EvalConfig(ModelChoice, RunPlace):
     task: str = "squad"  # the sub-command
     data: Path = option(help="SQuAD JSON, SST-2 TSV, or a text corpus (mlm)")
     runtime: RuntimeOptions = nested(RuntimeOptions)
-    batch_size: int = option(32, help="samples per inference batch", parse=positive_int)
+    batch_size: int = option(32, help="samples per inference batch", parse=batch_size_value)
     padding: str = option("sorted", help="batch padding (results never change)", choices=PADDING_MODES)
     max_samples: int | None = option(None, help="SQuAD: first N questions; else first N rows", parse=positive_int)
     calibration_data: Path | None = option(None, help="training data for static INT8 / fallback (never the eval file)")
@@ -102,7 +104,7 @@ class BenchConfig(ModelChoice, RunPlace):
     batch_size: tuple[int, ...] = option(
         (32,),
         help="largest batch the SUT forms; a list (1,8,32) sweeps, one record each",
-        parse=positive_int_list,
+        parse=batch_size_values,
         one_token=True,
     )
     padding: str = option("sorted", help="batch padding (sorted: Offline queries by length)", choices=PADDING_MODES)
@@ -151,7 +153,7 @@ class TrainingRun(ModelChoice, RunPlace):
     """Options every training command shares."""
 
     resume: bool = option(False, help="continue from the newest checkpoint in --output-dir")
-    eval_batch_size: int = option(64, help="batch size of the evaluations during training", parse=positive_int)
+    eval_batch_size: int = option(64, help="batch size of the evaluations during training", parse=batch_size_value)
     dist_timeout: float = option(120.0, help="process-group timeout (s) under torchrun", parse=positive_float)
     dropout: float | None = option(None, help="override every dropout rate (0 for parity runs)", parse=fraction)
 

@@ -13,7 +13,7 @@ from bertbench.calibration import calibration_sample, check_calibration_file
 from bertbench.errors import AccuracyGuardError
 from bertbench.evaluation import evaluate_loaded
 from bertbench.io_utils import sha256_file
-from bertbench.jobs.common import configure_threads, prepare_output_dir
+from bertbench.jobs.common import announce_data_problems, configure_threads, prepare_output_dir
 from bertbench.jobs.configs import EvalConfig
 from bertbench.models import LoadedModel, load_model, resolve_model
 from bertbench.results.console import info, print_result_table, warn
@@ -53,6 +53,7 @@ def run_eval(config: EvalConfig) -> RunRecord:
     dataset = task.load_eval_data(
         config.data, loaded.tokenizer, config.task_options, cache, max_examples=config.max_samples
     )
+    announce_data_problems(dataset, config.strict_data)
     calibration, tuning, calibration_facts = _calibration(config, task, loaded, cache)
     options = replace(
         config.runtime,

@@ -89,10 +89,13 @@ class FinetuneSpec:
 
     def record_config(self, ctx: TrainingContext) -> dict[str, Any]:
         """Data and task options of the run."""
+        train_facts = ctx.train_data.describe()
         return {
             "train_data": str(self.config.train),
             "eval_data": str(self.config.eval) if self.config.eval else None,
-            "num_train_examples": ctx.train_data.describe()["num_examples"],
+            "num_train_examples": train_facts["num_examples"],
+            "train_data_problems": train_facts.get("data_problems", {}),
+            "train_data_problem_locations": train_facts.get("data_problem_locations", []),
             "num_train_samples": ctx.train_data.num_samples,
             **self.config.task_options.as_dict(),
         }

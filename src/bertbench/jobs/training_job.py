@@ -9,21 +9,24 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Protocol
 
+import torch
 from safetensors.torch import save
 
 from bertbench.cache import Cache
+from bertbench.errors import BertbenchError
 from bertbench.evaluation import evaluate_sharded
 from bertbench.io_utils import atomic_write_bytes
-from bertbench.jobs.common import check_output_dir, check_training_precision, configure_threads
+from bertbench.jobs.common import announce_data_problems, check_output_dir, check_training_precision, configure_threads
 from bertbench.jobs.configs import TrainingRun
 from bertbench.models import BertHeadModel, LoadedModel, load_model, resolve_model, save_model
 from bertbench.results.console import info, print_result_table, warn
 from bertbench.results.record import RunRecord
 from bertbench.runtimes.options import RuntimeOptions
 from bertbench.tasks.base import EvalData, Task, TrainData
+from bertbench.training.checkpoint import list_checkpoints
 from bertbench.training.config import TrainConfig
 from bertbench.training.distributed import DistEnv, init_distributed, shutdown_distributed
-from bertbench.training.loop import Trainer, TrainResult
+from bertbench.training.loop import Trainer, TrainingDiverged, TrainResult
 
 INITIAL_HEAD = "initial_head.safetensors"
 
@@ -81,6 +84,13 @@ def run_training(spec: TrainingSpec) -> RunRecord | None:
         shutdown_distributed()
 
 
+def _check_finite_weights(model: BertHeadModel, step: int) -> None:
+    """The last step may have written infinities into the weights: such a model is never saved as a success."""
+    bad = [name for name, param in model.named_parameters() if not torch.isfinite(param).all()]
+    if bad:
+        raise TrainingDiverged(step, float("nan"), float("nan"), f"{len(bad)} weight tensors are not finite ({bad[0]})")
+
+
 def _save_initial_head(loaded: LoadedModel, output_dir: Path) -> None:
     """Store a freshly initialised head so a paired reference run can start from the very same weights."""
     state = {
@@ -104,7 +114,8 @@ def _run(spec: TrainingSpec, dist: DistEnv) -> RunRecord | None:
     wall_start = time.perf_counter()
     config = spec.config
     check_training_precision(spec.training.amp, config.device)
-    output_dir = check_output_dir(config.output_dir, dist, config.overwrite, config.resume)
+    owner = spec.command if spec.command == "pretrain" else f"{spec.command} {spec.task.name}"
+    output_dir = check_output_dir(config.output_dir, dist, config.overwrite, config.resume, owner)
     threads = configure_threads(config.threads)
     cache = Cache(config.cache_dir)
     source = resolve_model(config.model, allow_pickle=config.allow_pickle)
@@ -119,6 +130,9 @@ def _run(spec: TrainingSpec, dist: DistEnv) -> RunRecord | None:
         _save_initial_head(loaded, output_dir)
     ctx = TrainingContext(dist, output_dir, loaded, threads, cache)
     ctx.train_data, ctx.eval_data = dist.main_first(lambda: spec.load_data(loaded, cache))
+    for data in (ctx.train_data, ctx.eval_data):
+        if data is not None:
+            announce_data_problems(data, config.strict_data, speak=dist.is_main)
     runtime_options = RuntimeOptions(device=dist.device, threads=threads)
     task_options = config.task_options
 
@@ -151,8 +165,15 @@ def _run(spec: TrainingSpec, dist: DistEnv) -> RunRecord | None:
         dist,
         on_evaluate=evaluate,
         show_progress=config.show_progress,
+        owner=owner,
     )
-    result = trainer.train(resume=config.resume)
+    try:
+        result = trainer.train(resume=config.resume)
+        _check_finite_weights(loaded.model, result.global_step)
+    except TrainingDiverged as exc:
+        kept = list_checkpoints(output_dir)
+        last_good = f"the last good checkpoint is {kept[-1]}" if kept else "no checkpoint was written before it"
+        raise BertbenchError(f"{exc}; no final model saved, {last_good} (try a lower --learning-rate)") from None
     record: RunRecord | None = None
     if dist.is_main:
         save_model(loaded.model, loaded.tokenizer, output_dir)

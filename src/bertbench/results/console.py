@@ -6,6 +6,7 @@ import sys
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 # Off a terminal (CI logs, pipes) rich would wrap tables at 80 columns; results tables are wider than that.
@@ -44,9 +45,9 @@ def print_rows_table(title: str, rows: list[dict[str, Any]]) -> None:
 
 def warn(message: str) -> None:
     """A one-line warning on stderr."""
-    warn_console.print(f"[yellow]warning:[/yellow] {message}")
+    warn_console.print(f"[yellow]warning:[/yellow] {escape(message)}", soft_wrap=True)
 
 
 def info(message: str) -> None:
     """A one-line notice on stderr."""
-    warn_console.print(message)
+    warn_console.print(escape(message), soft_wrap=True)

@@ -16,11 +16,12 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
-from bertbench.io_utils import atomic_directory
+from bertbench.io_utils import atomic_directory, atomic_write_json
 from bertbench.models import BertHeadModel, WordPieceTokenizer, save_model
 
 CHECKPOINTS = "checkpoints"
 STATE_FILE = "trainer_state.pt"
+OWNER_FILE = "owner.json"  # in checkpoints/: which training command wrote them (the --overwrite policy reads it)
 
 
 def rng_state() -> dict[str, Any]:
@@ -68,9 +69,12 @@ def save_checkpoint(
     tokenizer: WordPieceTokenizer,
     trainer_state: dict[str, Any],
     keep: int,
+    owner: str = "",
 ) -> Path:
     """Write checkpoint `step` atomically and prune all but the newest `keep`."""
     final = output_dir / CHECKPOINTS / f"step-{step:08d}"
+    if owner and not (output_dir / CHECKPOINTS / OWNER_FILE).exists():
+        atomic_write_json(output_dir / CHECKPOINTS / OWNER_FILE, {"command": owner})
     with atomic_directory(final) as tmp:
         save_model(model, tokenizer, tmp)
         torch.save(trainer_state, tmp / STATE_FILE)
@@ -87,12 +91,21 @@ def list_checkpoints(output_dir: Path) -> list[Path]:
     return sorted(p for p in root.glob("step-*") if (p / STATE_FILE).exists() and (p / "model.safetensors").exists())
 
 
+class CheckpointMismatch(ValueError):
+    """A readable checkpoint of another model: an error of the user's, not corruption (no fallback)."""
+
+
 def load_checkpoint(path: Path, model: BertHeadModel) -> dict[str, Any]:
     """Load weights into `model` (strictly) and return the trainer state."""
     state = load_file(str(path / "model.safetensors"))
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    missing = [k for k in missing if k != "cls.predictions.decoder.weight"]
-    if missing or unexpected:
-        raise ValueError(f"{path}: checkpoint does not match the model (missing {missing[:3]}, extra {unexpected[:3]})")
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state and k != "cls.predictions.decoder.weight"]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [k for k in state if k in expected and state[k].shape != expected[k].shape]
+    if missing or unexpected or wrong:
+        raise CheckpointMismatch(
+            f"checkpoint does not match the model (missing {missing[:3]}, extra {unexpected[:3]}, shape {wrong[:3]})"
+        )
+    model.load_state_dict(state, strict=False)
     model.tie_weights()
     return torch.load(path / STATE_FILE, map_location="cpu", weights_only=True)

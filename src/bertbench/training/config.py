@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from bertbench.choices import OPTIMIZERS, TRAINING_PRECISIONS
 from bertbench.cliargs import (
+    batch_size_value,
     fraction,
     non_negative_float,
     non_negative_int,
@@ -23,7 +24,7 @@ class TrainConfig:
     learning_rate: float = option(5e-5, help="peak learning rate", parse=positive_float, aliases=("--lr",))
     epochs: int = option(2, help="passes over the training data", parse=positive_int)
     max_steps: int | None = option(None, help="stop after N optimizer steps", parse=positive_int)
-    batch_size: int = option(16, help="samples per process and micro-batch", parse=positive_int)
+    batch_size: int = option(16, help="samples per process and micro-batch", parse=batch_size_value)
     grad_accum: int = option(1, help="micro-batches per optimizer step", parse=positive_int)
     warmup_ratio: float = option(0.1, help="fraction of steps warming up linearly", parse=fraction)
     warmup_steps: int | None = option(None, help="warm-up steps (overrides --warmup-ratio)", parse=non_negative_int)
@@ -55,5 +56,5 @@ class PretrainTrainConfig(TrainConfig):
 
     learning_rate: float = option(1e-3, help="peak learning rate", parse=positive_float, aliases=("--lr",))
     epochs: int = option(1, help="passes over the corpus", parse=positive_int)
-    batch_size: int = option(32, help="sequences per process and micro-batch", parse=positive_int)
+    batch_size: int = option(32, help="sequences per process and micro-batch", parse=batch_size_value)
     optimizer: str = option("lamb", help="optimizer", choices=OPTIMIZERS)

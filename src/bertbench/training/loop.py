@@ -8,6 +8,7 @@ checkpoint captures optimizer, scheduler, position and every RNG, so a resumed r
 from __future__ import annotations
 
 import json
+import math
 import random
 import time
 from collections.abc import Callable
@@ -26,7 +27,14 @@ from bertbench.models import INPUT_NAMES, BertHeadModel, WordPieceTokenizer
 from bertbench.progress import progress_bar
 from bertbench.results.console import info, warn
 from bertbench.tasks.base import TrainData
-from bertbench.training.checkpoint import list_checkpoints, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from bertbench.training.checkpoint import (
+    CheckpointMismatch,
+    list_checkpoints,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from bertbench.training.config import TrainConfig
 from bertbench.training.distributed import DistEnv
 from bertbench.training.optim import build_optimizer, parameter_groups, warmup_decay_schedule
@@ -61,6 +69,24 @@ class TrainResult:
         return self.samples_seen / self.train_s if self.train_s > 0 else float("nan")
 
 
+class TrainingDiverged(BertbenchError):
+    """A non-finite loss or gradient: training stops before the optimizer writes it into the weights."""
+
+    def __init__(self, step: int, loss: float, grad_norm: float, detail: str = "") -> None:
+        detail = detail or f"loss {loss}, gradient norm {grad_norm}"
+        super().__init__(f"training diverged at step {step}: {detail}")
+        self.step = step
+
+
+TRAINER_STATE_KEYS = ("global_step", "samples_seen", "train_s", "optimizer", "scheduler", "rng", "config", "world_size")
+
+
+def _check_trainer_state(state: Any) -> None:
+    """A trainer_state.pt that unpickled but is not one of ours counts as corrupt."""
+    if not isinstance(state, dict) or any(key not in state for key in TRAINER_STATE_KEYS):
+        raise ValueError("trainer_state.pt lacks the trainer's fields")
+
+
 class Trainer:
     """Runs optimisation steps over a task's training data for any head model."""
 
@@ -76,8 +102,10 @@ class Trainer:
         *,
         on_evaluate: EvalHook | None = None,
         show_progress: bool = True,
+        owner: str = "",
     ) -> None:
         config.validate()
+        self.owner = owner  # the training command, written beside its checkpoints
         self.model, self.tokenizer, self.source, self.loss_fn = model, tokenizer, source, loss_fn
         self.config, self.output_dir, self.dist = config, output_dir, dist
         self.on_evaluate, self.show_progress = on_evaluate, show_progress
@@ -105,6 +133,7 @@ class Trainer:
         self.wall_s = 0.0  # training, evaluation and checkpoints since step 0 (carried across resumes)
         self.eval_history: list[dict[str, Any]] = []
         self.resumed_from: int | None = None
+        self.resumed_path: Path | None = None
 
     # ---- checkpoints -------------------------------------------------------------------------------------
 
@@ -128,7 +157,13 @@ class Trainer:
         state = self._trainer_state()
         if self.dist.is_main:
             save_checkpoint(
-                self.output_dir, self.global_step, self.model, self.tokenizer, state, self.config.keep_checkpoints
+                self.output_dir,
+                self.global_step,
+                self.model,
+                self.tokenizer,
+                state,
+                self.config.keep_checkpoints,
+                self.owner,
             )
         self.dist.barrier()
 
@@ -137,11 +172,8 @@ class Trainer:
         checkpoints = list_checkpoints(self.output_dir)
         if not checkpoints:
             return False
-        path = checkpoints[-1]
-        try:
-            state = load_checkpoint(path, self.model)
-        except (ValueError, RuntimeError, OSError) as exc:
-            raise BertbenchError(f"{path}: cannot resume ({exc})") from None
+        path, state = self._newest_readable(checkpoints)
+        self.resumed_path = path
         saved = {k: v for k, v in state["config"].items() if k not in NON_TRAJECTORY_FIELDS}
         asked = {k: v for k, v in asdict(self.config).items() if k not in NON_TRAJECTORY_FIELDS}
         changed = {k: (saved.get(k), v) for k, v in asked.items() if saved.get(k) != v}
@@ -164,6 +196,26 @@ class Trainer:
         self._truncate_log(self.global_step)
         return True
 
+    def _newest_readable(self, checkpoints: list[Path]) -> tuple[Path, dict[str, Any]]:
+        """The newest checkpoint that loads; a corrupt one (a torn disk, a bad copy) falls back to the one before."""
+        problems = []
+        for path in reversed(checkpoints):
+            try:
+                state = load_checkpoint(path, self.model)
+                _check_trainer_state(state)
+            except CheckpointMismatch as exc:
+                raise BertbenchError(f"{path}: cannot resume ({exc})") from None
+            except Exception as exc:  # unreadable: safetensors, unpickling and tensor errors all mean "corrupt"
+                reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+                problems.append(f"{path.name} ({reason})")
+                if self.dist.is_main:
+                    warn(f"{path}: checkpoint is corrupt ({reason}); trying the one before it")
+                continue
+            return path, state
+        raise BertbenchError(
+            f"{self.output_dir / 'checkpoints'}: no readable checkpoint to resume from: {'; '.join(problems)}"
+        )
+
     # ---- the loop ----------------------------------------------------------------------------------------
 
     def _seed(self) -> None:
@@ -182,7 +234,7 @@ class Trainer:
         if resume and not self.resume():
             warn(f"--resume: no checkpoint in {self.output_dir / 'checkpoints'}; starting from step 0")
         elif resume and self.dist.is_main:
-            info(f"resumed from step {self.global_step} ({list_checkpoints(self.output_dir)[-1]})")
+            info(f"resumed from step {self.global_step} ({self.resumed_path})")
         model = self.model.train()
         wrapped: torch.nn.Module = DistributedDataParallel(model) if self.dist.distributed else model
         wall_start, wall_before = time.perf_counter(), self.wall_s
@@ -273,13 +325,20 @@ class Trainer:
                 self.scaler.scale(per_sample.sum() * scale).backward()
             loss_sum += float(per_sample.detach().sum())
         self.scaler.unscale_(self.optimizer)
-        if self.config.max_grad_norm > 0:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm)
+        # clip_grad_norm_ with an infinite bound clips nothing but still returns the norm the check needs.
+        bound = self.config.max_grad_norm if self.config.max_grad_norm > 0 else float("inf")
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), bound))
+        loss = self.dist.sum(loss_sum) / total
+        # FP16's scaler skips steps with overflowing gradients on purpose; elsewhere a non-finite value means
+        # the run has diverged, and the optimizer must not write it into the weights.
+        if self.config.amp != "fp16" and not (math.isfinite(loss) and math.isfinite(grad_norm)):
+            self.optimizer.zero_grad(set_to_none=True)
+            raise TrainingDiverged(self.global_step + 1, loss, grad_norm)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-        return self.dist.sum(loss_sum) / total, total
+        return loss, total
 
     @staticmethod
     def _extra_inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

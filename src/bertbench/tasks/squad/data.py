@@ -53,6 +53,7 @@ class SquadData:
             "data_version": self.version,
             "num_examples": len(self.examples),
             "data_problems": dict(self.problems),
+            "data_problem_locations": self.problem_samples,
         }
 
     def note(self, kind: str, where: str) -> None:
@@ -80,6 +81,8 @@ def load_squad(path: str | Path, require_answers: bool = True) -> SquadData:
         raise BertbenchError(f"{path}: malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
     except UnicodeDecodeError as exc:
         raise BertbenchError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    except RecursionError:
+        raise BertbenchError(f"{path}: JSON nested too deeply to be a SQuAD file") from None
     if not isinstance(raw, dict) or not isinstance(raw.get("data"), list):
         raise _malformed(path, "top level", "expected an object with a 'data' list")
     data = SquadData(path, str(raw.get("version", "")), [])

