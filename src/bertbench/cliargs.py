@@ -85,6 +85,26 @@ def batch_size_value(text: str) -> int:
     return value
 
 
+MAX_THREADS = 1024
+MAX_SEED = 2**63 - 1  # torch.manual_seed's range; numpy's generators take any non-negative integer
+
+
+def thread_count(text: str) -> int:
+    """A thread count: 1 .. MAX_THREADS."""
+    value = positive_int(text)
+    if value > MAX_THREADS:
+        raise argparse.ArgumentTypeError(f"{text} threads is above {MAX_THREADS}")
+    return value
+
+
+def seed_value(text: str) -> int:
+    """A random seed: 0 .. 2**63 - 1."""
+    value = int(text)
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"{text} is not a seed in [0, 2**63 - 1]")
+    return value
+
+
 def non_negative_int(text: str) -> int:
     """An integer >= 0."""
     value = int(text)

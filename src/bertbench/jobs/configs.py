@@ -18,6 +18,8 @@ from bertbench.cliargs import (
     option,
     positive_float,
     positive_int,
+    seed_value,
+    thread_count,
 )
 from bertbench.runtimes.options import RuntimeOptions
 from bertbench.tasks.mlm.options import MlmOptions
@@ -30,7 +32,7 @@ class ModelChoice:
 
     model: str = option(help="HF directory, hub id, 'minilm-l6' or a size preset (bert-tiny … bert-large)")
     allow_pickle: bool = option(False, help="allow loading pytorch_model.bin (pickle; weights_only)")
-    seed: int = option(42, help="seed for fresh heads (and sampling)")
+    seed: int = option(42, help="seed for fresh heads (and sampling)", parse=seed_value)
 
 
 @dataclass(kw_only=True)
@@ -49,7 +51,7 @@ class RunPlace(StoreChoice):
     output_dir: Path = option(help="results directory (metrics.json, predictions, model)")
     overwrite: bool = option(False, help="replace results in a non-empty output directory")
     threads: int | None = option(
-        None, help="compute threads (default: the cores this process may use)", parse=positive_int
+        None, help="compute threads (default: the cores this process may use)", parse=thread_count
     )
     cache_dir: Path | None = option(None, help="cache root (default ${XDG_CACHE_HOME:-~/.cache}/bertbench)")
     device: str = option("cpu", help="cpu or cuda[:N]")

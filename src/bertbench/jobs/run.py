@@ -205,7 +205,7 @@ def _resume_flag(planned: PlannedCase, redo: bool) -> list[str]:
     directory = planned.directory
     if planned.case.job == "build-corpus" or not directory.exists() or not any(directory.iterdir()):
         return []
-    if not redo and planned.case.job in ("finetune", "pretrain") and (directory / "checkpoints").is_dir():
+    if not redo and planned.case.job in ("finetune", "pretrain") and any((directory / "checkpoints").glob("step-*")):
         return ["--resume"]
     return ["--overwrite"]
 

@@ -115,6 +115,8 @@ def _run(spec: TrainingSpec, dist: DistEnv) -> RunRecord | None:
     config = spec.config
     check_training_precision(spec.training.amp, config.device)
     owner = spec.command if spec.command == "pretrain" else f"{spec.command} {spec.task.name}"
+    if config.overwrite and Path(config.model).resolve() == Path(config.output_dir).resolve():
+        raise BertbenchError(f"{config.output_dir}: is the --model directory; --overwrite would delete the model")
     output_dir = check_output_dir(config.output_dir, dist, config.overwrite, config.resume, owner)
     threads = configure_threads(config.threads)
     cache = Cache(config.cache_dir)

@@ -16,6 +16,17 @@ PRESETS: dict[str, dict[str, int]] = {
 }
 
 SUPPORTED_ACTIVATIONS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "relu")
+# Sanity bounds (far beyond any published BERT) so that a hostile config.json cannot ask for terabytes.
+SIZE_LIMITS: dict[str, tuple[int, int]] = {
+    "vocab_size": (1, 1_000_000),
+    "hidden_size": (1, 16_384),
+    "num_hidden_layers": (1, 256),
+    "num_attention_heads": (1, 1_024),
+    "intermediate_size": (1, 65_536),
+    "max_position_embeddings": (1, 65_536),
+    "type_vocab_size": (1, 1_024),
+    "num_labels": (1, 10_000),
+}
 
 
 @dataclass
@@ -74,6 +85,19 @@ class BertConfig:
 
     def validate(self, source: str) -> None:
         """Raise ValueError naming `source` when the configuration cannot describe a BERT we can run."""
+        for name, (low, high) in SIZE_LIMITS.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise ValueError(f"{source}: {name} {value!r} is not an integer in [{low}, {high}]")
+        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob", "initializer_range", "layer_norm_eps"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
+                raise ValueError(f"{source}: {name} {value!r} is not a number in [0, 1)")
+        pad = self.pad_token_id
+        if isinstance(pad, bool) or not isinstance(pad, int) or not 0 <= pad < self.vocab_size:
+            raise ValueError(f"{source}: pad_token_id {self.pad_token_id!r} is not a token id")
+        if not isinstance(self.hidden_act, str):
+            raise ValueError(f"{source}: hidden_act {self.hidden_act!r} is not a name")
         if self.hidden_size % self.num_attention_heads:
             raise ValueError(
                 f"{source}: hidden_size {self.hidden_size} is not divisible by "

@@ -224,6 +224,8 @@ def load_model(source: ModelSource, head: type[BertHeadModel], seed: int = 0, at
         tokenizer = WordPieceTokenizer.from_directory(source.tokenizer_dir)
     except Exception as exc:
         raise BertbenchError(f"{source.tokenizer_dir}: cannot load tokenizer ({exc})") from None
+    if not source.random_weights:
+        _check_weights_can_fit(source)
     model = head(source.config, attention=attention)
     if source.random_weights:
         model.init_weights(torch.Generator().manual_seed(PRESET_INIT_SEED))
@@ -247,6 +249,17 @@ def load_model(source: ModelSource, head: type[BertHeadModel], seed: int = 0, at
         model.init_weights(torch.Generator().manual_seed(seed), prefixes=tuple(fresh))
     model.tie_weights()
     return LoadedModel(model.eval(), tokenizer, source, fresh)
+
+
+def _check_weights_can_fit(source: ModelSource) -> None:
+    """Refuse a config.json that describes a model far larger than its weight files before allocating it."""
+    stored = sum(path.stat().st_size for path in source.weight_files)
+    needed = 2 * source.config.parameter_count()  # at 2 bytes per parameter (FP16/BF16 files) at least
+    if needed > 1.1 * stored + (1 << 20):
+        raise BertbenchError(
+            f"{source.weight_files[0]}: holds {stored / 1e6:.1f} MB of weights, but "
+            f"{source.tokenizer_dir / 'config.json'} describes {source.config.parameter_count() / 1e6:.1f} M parameters"
+        )
 
 
 def model_fingerprint(model: BertHeadModel) -> str:

@@ -95,6 +95,15 @@ class CheckpointMismatch(ValueError):
     """A readable checkpoint of another model: an error of the user's, not corruption (no fallback)."""
 
 
+def remove_partial_checkpoints(output_dir: Path) -> list[Path]:
+    """Delete what a killed checkpoint write left: `.step-*.tmp` (never renamed) and `.step-*.old-*` (replaced)."""
+    root = output_dir / CHECKPOINTS
+    leftovers = sorted(root.glob(".step-*")) if root.is_dir() else []
+    for path in leftovers:
+        shutil.rmtree(path, ignore_errors=True)
+    return leftovers
+
+
 def load_checkpoint(path: Path, model: BertHeadModel) -> dict[str, Any]:
     """Load weights into `model` (strictly) and return the trainer state."""
     state = load_file(str(path / "model.safetensors"))

@@ -13,6 +13,7 @@ from bertbench.cliargs import (
     option,
     positive_float,
     positive_int,
+    seed_value,
 )
 from bertbench.errors import BertbenchError
 
@@ -30,7 +31,7 @@ class TrainConfig:
     warmup_steps: int | None = option(None, help="warm-up steps (overrides --warmup-ratio)", parse=non_negative_int)
     weight_decay: float = option(0.01, help="decoupled weight decay", parse=non_negative_float)
     max_grad_norm: float = option(1.0, help="gradient clipping norm (0: off)", parse=non_negative_float)
-    seed: int = option(42, help="seed for fresh heads, data order, masks and dropout")
+    seed: int = option(42, help="seed for fresh heads, data order, masks and dropout", parse=seed_value)
     optimizer: str = option("adamw", help="optimizer", choices=OPTIMIZERS)
     decay_power: float = option(1.0, help="polynomial decay after warm-up (1: linear)", parse=positive_float)
     save_steps: int = option(0, help="also checkpoint every N steps (0: epoch ends only)", parse=non_negative_int)

@@ -31,6 +31,7 @@ from bertbench.training.checkpoint import (
     CheckpointMismatch,
     list_checkpoints,
     load_checkpoint,
+    remove_partial_checkpoints,
     rng_state,
     save_checkpoint,
     set_rng_state,
@@ -169,6 +170,8 @@ class Trainer:
 
     def resume(self) -> bool:
         """Continue from the newest checkpoint in the output directory; False when there is none."""
+        if self.dist.is_main:
+            remove_partial_checkpoints(self.output_dir)
         checkpoints = list_checkpoints(self.output_dir)
         if not checkpoints:
             return False

@@ -175,8 +175,8 @@ class SquadTask:
         metric = squad_v2_metrics if version_2 else squad_v1_metrics
         metrics = metric(dataset.data.examples, predictions)
         metrics.pop("total", None)
-        extra = {"null_score_threshold": decode.null_score_threshold} if version_2 else {}
-        return predictions, {**metrics, **extra}
+        # The threshold used is the option's value, which the record's config already carries.
+        return predictions, {**metrics, "null_answers_enabled": version_2}
 
     def write_predictions(
         self, predictions: dict[str, str], output_dir: Path, dataset: SquadDataset | None = None
