@@ -308,3 +308,16 @@ def test_progress_is_plain_lines_when_stderr_is_not_a_terminal(tmp_path: Path) -
     assert len(progress) >= 3 and "eta" in progress[0] and "\x1b" not in proc.stderr
     done = [int(line.split()[2].split("/")[0]) for line in progress]
     assert done == sorted(done) and progress[-1].split()[2].split("/")[0] == progress[-1].split()[2].split("/")[1]
+
+
+def test_finetune_overwrite_refuses_its_own_model_directory(capsys, tmp_path: Path, small_sst2: Path) -> None:
+    model = tmp_path / "model"
+    assert main(finetune_sst2(small_sst2, model, tmp_path / "cache", "--max-steps", "1")) == 0
+    before = (model / "model.safetensors").read_bytes()
+    capsys.readouterr()
+    args = finetune_sst2(small_sst2, model, tmp_path / "cache", "--max-steps", "1", "--overwrite")
+    args[args.index("bert-tiny")] = str(model)
+    assert main(args) == 1
+    lines = error_lines(capsys)
+    assert len(lines) == 1 and "is the --model directory" in lines[0]
+    assert (model / "model.safetensors").read_bytes() == before
