@@ -321,3 +321,15 @@ def test_finetune_overwrite_refuses_its_own_model_directory(capsys, tmp_path: Pa
     lines = error_lines(capsys)
     assert len(lines) == 1 and "is the --model directory" in lines[0]
     assert (model / "model.safetensors").read_bytes() == before
+
+
+def test_a_config_with_fewer_layers_than_its_weights_is_refused(capsys, tmp_path: Path, small_sst2: Path) -> None:
+    model = tmp_path / "model"
+    assert main(finetune_sst2(small_sst2, model, tmp_path / "cache", "--max-steps", "1")) == 0
+    config = json.loads((model / "config.json").read_text())
+    config["num_hidden_layers"] = 1  # the weights hold 2 layers
+    (model / "config.json").write_text(json.dumps(config))
+    capsys.readouterr()
+    assert main(eval_sst2(small_sst2, tmp_path / "out", tmp_path / "cache", "--model", str(model))) == 1
+    lines = error_lines(capsys)
+    assert len(lines) == 1 and "encoder weights that" in lines[0] and "num_hidden_layers 1" in lines[0]

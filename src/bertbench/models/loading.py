@@ -239,6 +239,13 @@ def load_model(source: ModelSource, head: type[BertHeadModel], seed: int = 0, at
             raise BertbenchError(
                 f"{where}: {key} has shape {tuple(value.shape)}, the model needs {tuple(expected[key].shape)}"
             )
+    surplus = [k for k in state if k.startswith("bert.encoder.layer.") and k not in expected]
+    if surplus:
+        # More encoder layers in the weights than config.json describes: a mismatch, not something to drop quietly.
+        raise BertbenchError(
+            f"{where}: {len(surplus)} encoder weights that {source.tokenizer_dir / 'config.json'} does not describe, "
+            f"e.g. {surplus[0]} (num_hidden_layers {source.config.num_hidden_layers})"
+        )
     missing = [k for k in expected if k not in state and k not in tied]
     missing_body = [k for k in missing if not k.startswith(head.head_prefixes)]
     if missing_body:
