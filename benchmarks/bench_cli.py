@@ -2,8 +2,18 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
+import time
 from pathlib import Path
+
+
+def run(command: list[str]) -> float:
+    """Run a command, streaming its output; return its wall time."""
+    print("+", " ".join(command), flush=True)
+    start = time.perf_counter()
+    subprocess.run(command, check=True)
+    return time.perf_counter() - start
 
 
 def bertbench(*args: str) -> list[str]:

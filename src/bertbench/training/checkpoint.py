@@ -7,6 +7,7 @@ directory and renamed into place, so a checkpoint either exists whole or not at 
 
 from __future__ import annotations
 
+import json
 import random
 import shutil
 from pathlib import Path
@@ -93,6 +94,17 @@ def list_checkpoints(output_dir: Path) -> list[Path]:
 
 class CheckpointMismatch(ValueError):
     """A readable checkpoint of another model: an error of the user's, not corruption (no fallback)."""
+
+
+def checkpoint_owner(path: Path) -> str | None:
+    """The training command whose checkpoints DIR holds: "" when unknown, None when DIR has no checkpoints."""
+    root = path / CHECKPOINTS
+    if not root.is_dir() or not any(root.glob("step-*")):
+        return None
+    try:
+        return str(json.loads((root / OWNER_FILE).read_text()).get("command", ""))
+    except (OSError, ValueError, AttributeError):
+        return ""
 
 
 def remove_partial_checkpoints(output_dir: Path) -> list[Path]:
