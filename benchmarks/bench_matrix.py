@@ -20,6 +20,7 @@ from bertbench.bench.quiet import OtherLoadMeter
 
 HERE = Path(__file__).resolve().parent
 SQUAD = HERE.parent.parent / "shared" / "data" / "squad" / "dev.json"
+SQUAD_TRAIN = SQUAD.with_name("train.json")
 
 
 def path(
@@ -30,11 +31,18 @@ def path(
     scenario: str = "offline",
     instances: int = 1,
     null: bool = False,
+    openvino: bool = False,
 ) -> list[str]:
-    """The bench/eval arguments of one path: INT8 is ONNX Runtime dynamic; instances > 1 pins one core each."""
+    """The bench/eval arguments of one path: INT8 is ONNX Runtime dynamic, or OpenVINO's NNCF static (300
+    training windows); instances > 1 pins one core each."""
     argv = ["--model", model, "--batch-size", str(batch)]
     if null:
         argv += ["--backend", "null"]
+    elif openvino:
+        argv += ["--backend", "openvino"]
+        if int8:
+            argv += ["--precision", "int8", "--quantization", "static", "--calibration-data", str(SQUAD_TRAIN)]
+            argv += ["--calibration-samples", "300"]
     elif int8:
         argv += ["--backend", "onnxruntime", "--precision", "int8"]
     if scenario != "offline":
@@ -60,6 +68,15 @@ CONFIGS: dict[str, list[str]] = {
     "bert-base torch fp32 singlestream": path("bert-base", batch=1, scenario="singlestream"),
     "bert-base ort int8 singlestream": path("bert-base", int8=True, batch=1, scenario="singlestream"),
 }
+# Instances as a speed lever: one two-thread instance vs two pinned single-thread instances, per fast path
+for _model in ("minilm-l6", "bert-base"):
+    for _name, _kind in (("torch fp32", {}), ("ort int8", {"int8": True}), ("openvino fp32", {"openvino": True})):
+        for _layout, _instances in (("1x2", 1), ("2x1", 2)):
+            _key = f"{_model.removesuffix('-l6')} {_name} offline bs32 {_layout}"
+            CONFIGS.setdefault(_key, path(_model, instances=_instances, **_kind))
+    for _layout, _instances in (("1x2", 1), ("2x1", 2)):
+        _key = f"{_model.removesuffix('-l6')} openvino int8 offline bs32 {_layout}"
+        CONFIGS[_key] = path(_model, instances=_instances, openvino=True, int8=True)
 # eval's throughput of the same paths (batch 32, each window once)
 EVALS: dict[str, list[str]] = {
     "minilm torch fp32 eval bs32": path("minilm-l6"),

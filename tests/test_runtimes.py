@@ -352,3 +352,14 @@ def test_int8_fallback_keeps_sensitive_layers_in_fp32(sst2_model: Path, tmp_path
         assert record["int8_linear_fraction"] < 1.0 and record["keep_fp32"] == kept
     else:
         assert search[0]["tuning_relative_accuracy"] >= 1.0 and record["int8_linear_fraction"] >= 0.99
+
+
+def test_torch_compile_with_freezing_scores_as_eager(tiny_squad_model: Path, tmp_path: Path, cache_dir: Path) -> None:
+    base = ["squad", "--model", str(tiny_squad_model), "--data", str(SQUAD_DEV), "--max-samples", "30"]
+    base += ["--max-seq-length", "256", "--batch-size", "8"]
+    eager = run_eval(tmp_path / "eager", cache_dir, *base)
+    compiled = run_eval(tmp_path / "compiled", cache_dir, *base, "--compile")
+    assert compiled["compiled"] is True and compiled["inductor_freezing"] is True
+    # Inductor reorders float sums: logits move by ~1e-6, the chosen spans (hence F1) do not.
+    assert compiled["f1"] == pytest.approx(eager["f1"], abs=1e-9)
+    assert compiled["relative_accuracy"] == pytest.approx(1.0, abs=1e-9)

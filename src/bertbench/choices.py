@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-BACKENDS = ("torch", "onnxruntime", "null")  # null: answers at once with zeros (the harness's ceiling)
-BACKEND_ALIASES = {"ort": "onnxruntime"}
+# null: answers at once with zeros (the harness's ceiling)
+BACKENDS = ("torch", "onnxruntime", "openvino", "null")
+BACKEND_ALIASES = {"ort": "onnxruntime", "ov": "openvino"}
 PRECISIONS = ("fp32", "bf16", "fp16", "int8")
 TRAINING_PRECISIONS = ("fp32", "bf16", "fp16")  # autocast mixed precision; INT8 is inference-only
 QUANTIZATION_MODES = ("dynamic", "static")
+INT8_WEIGHT_TYPES = ("s8", "u8")  # signed or unsigned INT8 weights
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 PADDING_MODES = ("sorted", "longest", "fixed")
 PROVIDERS = ("cpu", "cuda", "tensorrt")

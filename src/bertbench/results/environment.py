@@ -13,7 +13,18 @@ from typing import Any
 
 from bertbench.hardware import available_cores, cpu_model, isa_flags
 
-LIBRARIES = ("torch", "numpy", "tokenizers", "safetensors", "transformers", "onnx", "onnxruntime", "mlcommons-loadgen")
+LIBRARIES = (
+    "torch",
+    "numpy",
+    "tokenizers",
+    "safetensors",
+    "transformers",
+    "onnx",
+    "onnxruntime",
+    "openvino",
+    "nncf",
+    "mlcommons-loadgen",
+)
 
 
 @functools.cache

@@ -15,6 +15,7 @@ import contextlib
 import logging
 import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,22 @@ def _quiet() -> Iterator[None]:
         logging.disable(previous)
 
 
+@dataclass(frozen=True)
+class Int8Variant:
+    """How the weights and the graph are quantized (the knobs of the INT8 study)."""
+
+    per_channel: bool = True
+    reduce_range: bool = False
+    weights: str = "s8"  # s8 or u8
+    quantize_attention: bool = True
+
+
+def _weight_type(variant: Int8Variant) -> Any:
+    from onnxruntime.quantization import QuantType
+
+    return QuantType.QInt8 if variant.weights == "s8" else QuantType.QUInt8
+
+
 def _excluded(graph: onnx.GraphProto, keep_fp32: tuple[str, ...]) -> list[str]:
     """Nodes of the encoder layers kept in FP32 ("layer.3"): the exporter names them '/bert/encoder/layer.3/…';
     the optimizer names the fused attention of layer i 'Attention_i'."""
@@ -49,21 +66,19 @@ def _excluded(graph: onnx.GraphProto, keep_fp32: tuple[str, ...]) -> list[str]:
     return [n.name for n in graph.node if n.name in fused or any(f"/{k}/" in n.name for k in keep_fp32)]
 
 
-def quantize_dynamic_int8(
-    source: Path, target: Path, per_channel: bool, reduce_range: bool, keep_fp32: tuple[str, ...] = ()
-) -> None:
-    """Dynamic INT8 weights and activations for MatMul and Attention."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+def quantize_dynamic_int8(source: Path, target: Path, variant: Int8Variant, keep_fp32: tuple[str, ...] = ()) -> None:
+    """Dynamic INT8 weights and activations for MatMul (and the fused Attention, unless told not to)."""
+    from onnxruntime.quantization import quantize_dynamic
 
     model = onnx.load(str(source))
     with _quiet():
         quantize_dynamic(
             model,
             str(target),
-            op_types_to_quantize=["MatMul", "Attention"],
-            per_channel=per_channel,
-            reduce_range=reduce_range,
-            weight_type=QuantType.QInt8,
+            op_types_to_quantize=["MatMul", "Attention"] if variant.quantize_attention else ["MatMul"],
+            per_channel=variant.per_channel,
+            reduce_range=variant.reduce_range,
+            weight_type=_weight_type(variant),
             nodes_to_exclude=_excluded(model.graph, keep_fp32),
             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
         )
@@ -99,31 +114,37 @@ def quantize_static_int8(
     target: Path,
     batches: list[dict[str, np.ndarray]],
     method: str,
-    per_channel: bool,
-    reduce_range: bool,
+    variant: Int8Variant,
     keep_fp32: tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    """QDQ INT8 of weight MatMuls, activation ranges calibrated on `batches` one batch at a time (memory cap)."""
+    """Static INT8 (QDQ) of the weight MatMuls, and of the attention-score MatMuls when
+    `variant.quantize_attention`; activation ranges calibrated on `batches` one batch at a time (memory cap)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     model = onnx.load(str(source))
     weights = {init.name for init in model.graph.initializer}
     excluded = set(_excluded(model.graph, keep_fp32))
     linear = [
-        n.name for n in model.graph.node if n.op_type == "MatMul" and n.input[1] in weights and n.name not in excluded
+        n.name
+        for n in model.graph.node
+        if n.op_type == "MatMul"
+        and n.name not in excluded
+        and (n.input[1] in weights or (variant.quantize_attention and "/attention/" in n.name))
     ]
     with _quiet():
         quantize_static(
             str(source),
             str(target),
             _Reader(batches),
+            # QOperator (QLinearMatMul) static fails in onnxruntime 1.32 on this graph (no range found for the
+            # MatMul inputs: AttributeError in operators/matmul.py); dynamic INT8 is the QOperator form here.
             quant_format=QuantFormat.QDQ,
             op_types_to_quantize=["MatMul"],
             nodes_to_quantize=linear,
-            per_channel=per_channel,
-            reduce_range=reduce_range,
+            per_channel=variant.per_channel,
+            reduce_range=variant.reduce_range,
             activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
+            weight_type=_weight_type(variant),
             calibrate_method=getattr(CalibrationMethod, METHODS[method]),
             # One batch per collection round (ranges merge across rounds): calibration memory stays one batch.
             # (CalibMaxIntermediateOutputs would be the obvious knob, but ORT 1.32 drops those outputs unused.)

@@ -10,6 +10,7 @@ from bertbench.choices import (
     BACKEND_ALIASES,
     BACKENDS,
     CALIBRATION_METHODS,
+    INT8_WEIGHT_TYPES,
     PRECISIONS,
     PROVIDERS,
     QUANTIZATION_MODES,
@@ -33,6 +34,10 @@ class RuntimeOptions:
     per_channel: bool = option(True, help="per-channel INT8 weight scales")
     reduce_range: bool = option(
         False, help="7-bit INT8 weights (ORT's advice without VNNI; cost 8 F1 on MiniLM SQuAD here)"
+    )
+    int8_weights: str = option("s8", help="INT8 weight type (onnxruntime; u8 only there)", choices=INT8_WEIGHT_TYPES)
+    quantize_attention: bool = option(
+        True, help="INT8 attention too (onnxruntime: QAttention when dynamic; score MatMuls when static)"
     )
     compile: bool = option(False, help="torch.compile the model (torch backend)")
     providers: tuple[str, ...] = option(

@@ -19,7 +19,7 @@ from bertbench.io_utils import atomic_write_json
 from bertbench.models import INPUT_NAMES, BertForMaskedLM, LoadedModel
 from bertbench.models.loading import model_fingerprint
 from bertbench.runtimes.onnx_graph import OPSET, export_onnx, int8_linear_census, optimize_bert_graph
-from bertbench.runtimes.onnx_quant import quantize_dynamic_int8, quantize_static_int8
+from bertbench.runtimes.onnx_quant import Int8Variant, quantize_dynamic_int8, quantize_static_int8
 from bertbench.runtimes.options import RuntimeOptions
 
 CALIBRATION_BATCH = 8
@@ -95,6 +95,8 @@ class OrtRuntime:
             "quantization": options.quantization if options.precision == "int8" else None,
             "per_channel": options.per_channel,
             "reduce_range": reduce_range,
+            "int8_weights": options.int8_weights,
+            "quantize_attention": options.quantize_attention,
             "calibration_method": options.calibration_method if calibration else None,
             "calibration": _fingerprint_batches(calibration) if calibration else None,
             "keep_fp32": list(options.keep_fp32),
@@ -146,11 +148,19 @@ class OrtRuntime:
         facts: dict[str, Any] = {"fused_ops": fused, "opset": OPSET, "graph_optimizer": "onnxruntime.transformers"}
         final = directory / "model.onnx"
         if options.precision == "int8":
+            variant = Int8Variant(
+                per_channel=options.per_channel,
+                reduce_range=reduce_range,
+                weights=options.int8_weights,
+                quantize_attention=options.quantize_attention,
+            )
             facts.update(
                 {
                     "quantization": options.quantization,
                     "per_channel": options.per_channel,
                     "reduce_range": reduce_range,
+                    "int8_weights": options.int8_weights,
+                    "quantize_attention": options.quantize_attention,
                     "keep_fp32": list(options.keep_fp32),
                 }
             )
@@ -160,8 +170,7 @@ class OrtRuntime:
                     final,
                     calibration,
                     options.calibration_method,
-                    options.per_channel,
-                    reduce_range,
+                    variant,
                     options.keep_fp32,
                 )
                 samples = sum(len(b["input_ids"]) for b in calibration)
@@ -174,10 +183,9 @@ class OrtRuntime:
                     }
                 )
             else:
-                quantize_dynamic_int8(
-                    work / "optimized.onnx", final, options.per_channel, reduce_range, options.keep_fp32
-                )
-                facts["quantization_format"] = "QOperator (dynamic: QAttention, MatMulInteger)"
+                quantize_dynamic_int8(work / "optimized.onnx", final, variant, options.keep_fp32)
+                attention = "QAttention, " if options.quantize_attention else "FP32 Attention, "
+                facts["quantization_format"] = f"QOperator (dynamic: {attention}MatMulInteger)"
             int8, total = int8_linear_census(final)
             facts["int8_linear_fraction"] = int8 / total if total else 0.0
             facts["partial_int8"] = facts["int8_linear_fraction"] < 0.9

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 RUNTIMES: dict[str, str] = {
     "torch": "bertbench.runtimes.torch_runtime:TorchRuntime",
     "onnxruntime": "bertbench.runtimes.ort_runtime:OrtRuntime",
+    "openvino": "bertbench.runtimes.openvino_runtime:OpenVinoRuntime",
     "null": "bertbench.runtimes.null_runtime:NullRuntime",
 }
 assert set(RUNTIMES) == set(BACKENDS), "choices.BACKENDS and the runtime registry disagree"

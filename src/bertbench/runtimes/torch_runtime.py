@@ -50,12 +50,15 @@ class TorchRuntime:
         elif options.precision == "int8":
             if options.reduce_range:
                 raise BertbenchError("--reduce-range: an onnxruntime option (fbgemm picks its own)")
+            if options.int8_weights != "s8":
+                raise BertbenchError("--int8-weights u8: an onnxruntime option (torch's INT8 weights are signed)")
             model = quantize_linear_dynamic(model, options.keep_fp32, options.per_channel)
             fraction = int8_linear_fraction(model)
             self.facts.update(
                 {
                     "quantization": "dynamic",
                     "quantization_format": "torch.ao dynamic (qint8)",
+                    "quantize_attention": False,  # torch.ao quantizes nn.Linear only
                     "per_channel": options.per_channel,
                     "int8_linear_fraction": fraction,
                     "partial_int8": fraction < 0.9,
@@ -63,8 +66,15 @@ class TorchRuntime:
                 }
             )
         self.model = model
-        self.forward = torch.compile(model, dynamic=True) if options.compile else model
-        self.facts["compiled"] = options.compile
+        self.forward = model
+        if options.compile:
+            import torch._inductor.config as inductor
+
+            # Freezing folds the (inference-only) weights into the graph as constants, so inductor can pre-pack
+            # them for its GEMMs instead of reading parameters on every call.
+            inductor.freezing = True
+            self.forward = torch.compile(model, dynamic=True)
+        self.facts.update({"compiled": options.compile, "inductor_freezing": options.compile})
 
     @torch.inference_mode()
     def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -1,0 +1,245 @@
+"""OpenVINO: FP32 from our ONNX export (OpenVINO converts it and applies its own CPU graph transformations),
+INT8 through NNCF post-training quantization calibrated on training data. Artifacts (model.xml + model.bin) are
+cached by model weights, precision and options; a corrupt entry is rebuilt."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import logging
+import os
+import shutil
+import warnings
+from collections.abc import Iterator
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bertbench.cache import Cache
+from bertbench.errors import BertbenchError
+from bertbench.io_utils import atomic_write_json
+from bertbench.models import INPUT_NAMES, BertForMaskedLM, LoadedModel
+from bertbench.models.loading import model_fingerprint
+from bertbench.results.console import warn
+from bertbench.runtimes.onnx_graph import OPSET, export_onnx
+from bertbench.runtimes.options import RuntimeOptions
+
+ARTIFACT = "model.xml"
+
+
+def calibration_items(source: Any) -> list[dict[str, np.ndarray]]:
+    """One calibration item per sample at its own length: no padding enters the activation ranges."""
+    lengths = np.asarray(source.lengths)
+    return [source.model_inputs(np.asarray([row]), int(lengths[row])) for row in range(len(lengths))]
+
+
+def _fingerprint(items: list[dict[str, np.ndarray]]) -> str:
+    digest = hashlib.sha256()
+    for item in items:
+        for name in INPUT_NAMES:
+            digest.update(np.ascontiguousarray(item[name]).tobytes())
+    return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def _quiet_nncf() -> Iterator[None]:
+    """NNCF logs advice and draws progress bars (rich, on stdout) of its own; our output keeps one line per
+    fact, and our own progress line covers the build."""
+    logger = logging.getLogger("nncf")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+def _check_options(loaded: LoadedModel, options: RuntimeOptions) -> None:
+    """Refuse what this backend cannot honour here, in one line each."""
+    if not options.device.startswith("cpu"):
+        raise BertbenchError(f"--backend openvino runs on the CPU here (--device {options.device}: use torch or ORT)")
+    if options.precision == "fp16":
+        raise BertbenchError("--precision fp16 on the openvino backend: the CPU device has no FP16 (use fp32 or int8)")
+    if options.precision == "bf16":
+        raise BertbenchError("--precision bf16 on the openvino backend is not offered (torch emulates BF16)")
+    if isinstance(loaded.model, BertForMaskedLM):
+        raise BertbenchError("--backend openvino runs squad and sst2 models (masked-LM runs on torch)")
+    if options.compile:
+        raise BertbenchError("--compile is a torch option (OpenVINO compiles every model itself)")
+    if options.precision == "int8":
+        if options.quantization != "static":
+            raise BertbenchError(
+                "--backend openvino --precision int8 is NNCF post-training (static) quantization: add "
+                "--quantization static --calibration-data TRAINING_FILE"
+            )
+        if options.calibration is None:
+            raise BertbenchError("--quantization static needs --calibration-data (training data)")
+        if options.int8_weights != "s8":
+            raise BertbenchError("--int8-weights u8: an onnxruntime option (NNCF's INT8 weights are signed)")
+
+
+class OpenVinoRuntime:
+    """Runs a converted (and possibly NNCF-quantized) model on OpenVINO's CPU plugin."""
+
+    name = "openvino"
+
+    def __init__(self) -> None:
+        self.request: Any = None
+        self.output_names: list[str] = []
+        self.options = RuntimeOptions()
+        self.facts: dict[str, Any] = {}
+
+    def prepare(self, loaded: LoadedModel, options: RuntimeOptions) -> None:
+        """Get the artifact (cache or build), then compile it for the CPU with options.threads threads."""
+        _check_options(loaded, options)
+        self.options = options
+        items = calibration_items(options.calibration) if options.precision == "int8" else []
+        parts = {
+            "model": model_fingerprint(loaded.model),
+            "precision": options.precision,
+            "per_channel": options.per_channel if items else None,
+            "reduce_range": options.reduce_range if items else None,
+            "calibration": _fingerprint(items) if items else None,
+            "keep_fp32": list(options.keep_fp32),
+            "opset": OPSET,
+            "versions": [metadata.version(p) for p in ("torch", "onnx", "openvino", "nncf")],
+        }
+        cache = Cache(options.cache_dir)
+        entry, hit = cache.get_or_build("openvino", parts, lambda d: self._build(loaded, options, items, d))
+        try:
+            compiled = self._compile(entry, options)
+        except RuntimeError as error:
+            # The manifest matched but OpenVINO cannot read the files (edited together with their hashes, or a
+            # version mismatch): one line, then the entry is rebuilt once.
+            warn(f"{entry}: OpenVINO cannot read this cached artifact ({str(error).splitlines()[0]}); rebuilding")
+            shutil.rmtree(entry, ignore_errors=True)
+            cache.rebuilt_corrupt += 1
+            entry, hit = cache.get_or_build("openvino", parts, lambda d: self._build(loaded, options, items, d))
+            compiled = self._compile(entry, options)
+        if options.export_dir is not None:
+            shutil.copytree(entry, options.export_dir, dirs_exist_ok=True)
+        self.request = compiled.create_infer_request()
+        self.output_names = list(loaded.model.output_names)
+        self.facts = {
+            **json.loads((entry / "artifact.json").read_text()),
+            "artifact_cache_hit": hit,
+            "artifact_dir": str(entry),
+            "rebuilt_corrupt_artifacts": cache.rebuilt_corrupt,
+            "openvino_threads": compiled.get_property("INFERENCE_NUM_THREADS"),
+        }
+
+    @staticmethod
+    def _compile(entry: Path, options: RuntimeOptions) -> Any:
+        import openvino as ov
+
+        core = ov.Core()
+        model = core.read_model(str(entry / ARTIFACT))
+        config = {
+            "INFERENCE_NUM_THREADS": options.threads,
+            "NUM_STREAMS": 1,  # one request at a time: instances, not streams, are the parallelism lever
+            "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_PRECISION_HINT": "f32",  # never a silent BF16/FP16 downcast on CPUs that have them
+        }
+        return core.compile_model(model, "CPU", config)
+
+    def _build(
+        self, loaded: LoadedModel, options: RuntimeOptions, items: list[dict[str, np.ndarray]], directory: Path
+    ) -> None:
+        import openvino as ov
+
+        work = directory / "work"
+        work.mkdir()
+        export_onnx(loaded.model, work / "exported.onnx")
+        model = ov.convert_model(str(work / "exported.onnx"))
+        facts: dict[str, Any] = {"converted_from": "ONNX (torch.onnx TorchScript export)", "opset": OPSET}
+        if options.precision == "int8":
+            model = self._quantize(model, items, options)
+            facts.update(
+                {
+                    "quantization": "static",
+                    "quantization_format": "NNCF post-training (FakeQuantize, OpenVINO INT8 kernels)",
+                    "calibration_samples": len(items),
+                    "per_channel": options.per_channel,
+                    "reduce_range": options.reduce_range,
+                    "keep_fp32": list(options.keep_fp32),
+                }
+            )
+            int8, total = _int8_census(model)
+            facts["int8_linear_fraction"] = int8 / total if total else 0.0
+            facts["partial_int8"] = facts["int8_linear_fraction"] < 0.9
+        ov.save_model(model, str(directory / ARTIFACT), compress_to_fp16=False)
+        shutil.rmtree(work)
+        atomic_write_json(directory / "artifact.json", facts)
+
+    @staticmethod
+    def _quantize(model: Any, items: list[dict[str, np.ndarray]], options: RuntimeOptions) -> Any:
+        """NNCF PTQ for transformers: INT8 weights, asymmetric activations where it helps (MIXED preset)."""
+        os.environ.setdefault("NNCF_NO_TELEMETRY", "1")
+        with _quiet_nncf():
+            import nncf
+            from nncf.quantization.advanced_parameters import (
+                AdvancedQuantizationParameters,
+                OverflowFix,
+                QuantizationParameters,
+            )
+
+            advanced = AdvancedQuantizationParameters(
+                # reduce_range is ORT's name for 7-bit weights against u8s8 saturation; NNCF calls it overflow fix
+                overflow_fix=OverflowFix.ENABLE if options.reduce_range else OverflowFix.DISABLE,
+                weights_quantization_params=QuantizationParameters(per_channel=options.per_channel),
+            )
+            scope = nncf.IgnoredScope(patterns=[f".*/{k}/.*" for k in options.keep_fp32], validate=False)
+            return nncf.quantize(
+                model,
+                nncf.Dataset(items),
+                model_type=nncf.ModelType.TRANSFORMER,
+                subset_size=len(items),
+                ignored_scope=scope,
+                advanced_parameters=advanced,
+            )
+
+    def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """One synchronous request on the three int64 inputs."""
+        self.request.infer({name: inputs[name] for name in INPUT_NAMES})
+        return {
+            name: np.array(self.request.get_output_tensor(i).data, dtype=np.float32)
+            for i, name in enumerate(self.output_names)
+        }
+
+    def describe(self) -> dict[str, Any]:
+        """Backend facts for metrics.json."""
+        return {
+            "backend": self.name,
+            "precision": self.options.precision,
+            "device": self.options.device,
+            "emulated": False,
+            **self.facts,
+        }
+
+
+def _int8_census(model: Any) -> tuple[int, int]:
+    """(weights behind an INT8 FakeQuantize, all weights) over MatMuls with a constant weight: the share of linear
+    FLOPs that NNCF made INT8."""
+    int8 = total = 0
+    for op in model.get_ordered_ops():
+        if op.get_type_name() != "MatMul":
+            continue
+        producer = op.input_value(1).get_node()
+        quantized = False
+        # weight path: Constant [-> Convert] [-> FakeQuantize] [-> Transpose/Reshape]
+        while producer.get_type_name() in ("FakeQuantize", "Convert", "Transpose", "Reshape", "Multiply", "Subtract"):
+            quantized = quantized or producer.get_type_name() == "FakeQuantize"
+            producer = producer.input_value(0).get_node()
+        if producer.get_type_name() != "Constant":
+            continue
+        quantized = quantized or producer.get_output_element_type(0).get_type_name() in ("i8", "u8")
+        size = int(np.prod(list(producer.get_output_shape(0))))
+        total += size
+        int8 += size if quantized else 0
+    return int8, total
