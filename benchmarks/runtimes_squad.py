@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -30,8 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bench_cli import eval_squad
-from bertbench.bench.quiet import OtherLoadMeter
+from bench_cli import bertbench, eval_squad
+from bertbench.bench.quiet import OtherLoadMeter, _stat_jiffies
 from bertbench.cache import Cache
 from bertbench.models import BertForQuestionAnswering, load_model, resolve_model, save_model
 from bertbench.tasks.squad import task as squad
@@ -65,10 +66,20 @@ PATHS: dict[str, list[str]] = {
     "ort int8 dynamic per-tensor 7-bit": [*ORT, *INT8, "--no-per-channel", "--reduce-range"],
     "ort int8 dynamic u8 weights": [*ORT, *INT8, "--int8-weights", "u8"],
     "ort int8 dynamic fp32 attention": [*ORT, *INT8, "--no-quantize-attention"],
+    "ort int8 dynamic bs8": [*ORT, *INT8, "--batch-size", "8"],
     "ort int8 static qdq": [*ORT, *INT8, *STATIC],
     "ort int8 static qdq fp32 attention": [*ORT, *INT8, *STATIC, "--no-quantize-attention"],
     "openvino int8": [*OV, *INT8, *STATIC],
     "openvino int8 7-bit": [*OV, *INT8, *STATIC, "--reduce-range"],
+}
+# Performance mode (`bertbench bench`, LoadGen Offline, batch 32) of the fastest path: one two-thread instance, and
+# two pinned single-thread instances (instances as a speed lever). F1 is that of the same artifact under `eval`.
+BENCH_PATHS: dict[str, tuple[str, list[str]]] = {
+    "ort int8 dynamic, bench offline 1x2": ("ort int8 dynamic", [*ORT, *INT8]),
+    "ort int8 dynamic, bench offline 2x1": (
+        "ort int8 dynamic",
+        [*ORT, *INT8, "--instances", "2", "--cores-per-instance", "1"],
+    ),
 }
 # bert-base (speed only): the variants whose speed could differ; accuracy-only variants are left out
 BASE_PATHS = (
@@ -92,16 +103,27 @@ def others_now(seconds: float = 1.0) -> float:
     return meter.cores()
 
 
+def _cpu_seconds() -> float:
+    """CPU time of this process and of every child it has waited for (grandchildren included)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def watched(command: list[str]) -> tuple[float, float]:
-    """Run `command` (output hidden unless it fails) while watching other processes: (wall s, other cores)."""
-    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    meter = OtherLoadMeter(lambda: [os.getpid(), child.pid])
+    """Run `command` (output hidden unless it fails) while watching other processes: (wall s, other cores).
+    Ours is counted from rusage after the child is reaped (its /proc entry is gone by then)."""
+    hz = os.sysconf("SC_CLK_TCK")
+    busy_before, total_before, cpus = _stat_jiffies()
+    ours_before = _cpu_seconds()
     start = time.perf_counter()
-    output, _ = child.communicate()
+    child = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     wall = time.perf_counter() - start
-    others = meter.cores()
+    busy_after, total_after, _ = _stat_jiffies()
+    ours = _cpu_seconds() - ours_before
+    elapsed = (total_after - total_before) / cpus / hz
+    others = max(0.0, ((busy_after - busy_before) / hz - ours) / elapsed) if elapsed > 0 else 0.0
     if child.returncode:
-        sys.exit(f"{' '.join(command)} failed ({child.returncode}):\n{output[-3000:]}")
+        sys.exit(f"{' '.join(command)} failed ({child.returncode}):\n{child.stdout[-3000:]}")
     return wall, others
 
 
@@ -131,6 +153,10 @@ def run_path(out: Path, path: str, questions: int | None, calibration: int, args
         command = [sys.executable, str(HERE / "peers.py"), peer, "--model-dir", str(out / "model")]
         command += ["--inputs", str(out / "inputs.npz"), "--output", str(target / "logits.npz")]
         command += ["--threads", str(args.threads)]
+    elif path in BENCH_PATHS:
+        limit = ["--max-samples", str(questions)] if questions else []
+        command = bertbench("bench", "squad", "--model", str(out / "model"), "--data", str(args.data), *limit)
+        command += ["--output-dir", str(target), "--overwrite", "--no-progress", *BENCH_PATHS[path][1]]
     else:
         extra = PATHS[path]
         if "static" in extra:
@@ -163,19 +189,20 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["minilm", "bert-base"], choices=("minilm", "bert-base"))
     parser.add_argument("--paths", nargs="+", default=[], help="only these paths (peers always run)")
     parser.add_argument("--resume", action="store_true", help="keep the finished runs of an earlier invocation")
+    parser.add_argument("--summarise-only", action="store_true", help="with --resume: tabulate, run nothing")
     args = parser.parse_args()
-    busy = others_now(2.0)
+    busy = 0.0 if args.summarise_only else others_now(2.0)
     if busy > BUSY:
         sys.exit(f"other processes use {busy:.2f} cores: stop what runs (tests, training, helpers) and start again")
 
     plans = []
     if "minilm" in args.models:
         out, facts = prepare_model("minilm", args.model, None, args)
-        plans.append(("minilm-l6 (fine-tuned)", out, facts, None, 1000, list(PATHS)))
+        plans.append(("minilm-l6 (fine-tuned)", out, facts, None, 1000, [*PATHS, *BENCH_PATHS]))
     if "bert-base" in args.models:
         out, facts = prepare_model("bert-base", "bert-base", args.base_questions, args)
         # 300 calibration samples: NNCF's default subset, and random weights have no accuracy to protect
-        plans.append(("bert-base (random)", out, facts, args.base_questions, 300, list(BASE_PATHS)))
+        plans.append(("bert-base (random)", out, facts, args.base_questions, 300, [*BASE_PATHS, *BENCH_PATHS]))
     records: dict[tuple[str, str], list[dict]] = {}
     roofs: dict[int, float] = {}
     log = args.output / "runs.jsonl"  # every finished run, appended as it completes: an interrupted study keeps it
@@ -190,7 +217,7 @@ def main() -> None:
                 done.add((entry["round"], entry["model"], entry["path"]))
     elif log.exists():
         log.unlink()
-    for round_number in range(1, args.rounds + 1):
+    for round_number in range(1, 0 if args.summarise_only else args.rounds + 1):
         if round_number not in roofs:
             command = [sys.executable, "-c", ROOF, str(args.threads)]
             roofs[round_number] = float(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
@@ -222,6 +249,10 @@ def _append(log: Path, entry: dict) -> None:
         handle.write(json.dumps(entry, default=str) + "\n")
 
 
+def _signed(value: float | None) -> str:
+    return "-" if value is None else f"{value:+.2f}"
+
+
 def _spread(values: list[float], digits: str = ".3g") -> str:
     return f"{statistics.median(values):{digits}} ({min(values):{digits}}–{max(values):{digits}})"
 
@@ -248,6 +279,8 @@ def summarise(plans: list, records: dict, roofs: list[float], args: argparse.Nam
                 with np.load(runs[0]["logits_path"]) as logits:
                     _, metrics = squad.SQUAD.score(dataset, dict(logits), SquadOptions())
                 f1, em = metrics["f1"], metrics["exact_match"]
+            elif path in BENCH_PATHS:
+                em, f1 = scored.get(BENCH_PATHS[path][0], (None, None))
             else:
                 f1s = {round(r["f1"], 6) for r in runs}
                 if len(f1s) > 1:
@@ -266,7 +299,9 @@ def summarise(plans: list, records: dict, roofs: list[float], args: argparse.Nam
                 peer_runs = records[(name, peer)]
                 versus[peer] = [r["throughput"] / p["throughput"] for r, p in zip(runs, peer_runs, strict=False)]
             roof_fractions = [
-                config.forward_flops(r["mean_padded_tokens"] * r["num_samples"], r["padded_tokens_x_len"])
+                0.0
+                if "inference_s" not in r
+                else config.forward_flops(r["mean_padded_tokens"] * r["num_samples"], r["padded_tokens_x_len"])
                 / r["inference_s"]
                 / 1e9
                 / r["round_roof_gflops"]
@@ -290,7 +325,7 @@ def summarise(plans: list, records: dict, roofs: list[float], args: argparse.Nam
             rows.append(row)
             lines.append(
                 f"| {name} | {path} | {_spread(speeds)} | "
-                + (f"{em:.2f} | {f1:.2f} | {row['delta_f1_vs_torch_fp32']:+.2f}" if accurate else "- | - | -")
+                + (f"{em:.2f} | {f1:.2f} | {_signed(row['delta_f1_vs_torch_fp32'])}" if accurate else "- | - | -")
                 + f" | {row['x_hf_eager']:.2f} | {row['x_ort_int8_peer']:.2f} | "
                 + (f"{row['roof_fraction']:.0%}" if row["roof_fraction"] else "-")
                 + f" | {row['contended_rounds']}/{row['rounds']} |"

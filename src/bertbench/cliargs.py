@@ -247,7 +247,7 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, seen: set[str] | N
             continue
         flags = [_flag(field), *spec.aliases]
         if base is bool:
-            if default is True:
+            if default is True or default is None:  # None: "decided by another option" (--[no-]flag)
                 kwargs["action"] = argparse.BooleanOptionalAction
             else:
                 kwargs["action"] = "store_true"

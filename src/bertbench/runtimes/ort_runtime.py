@@ -96,7 +96,7 @@ class OrtRuntime:
             "per_channel": options.per_channel,
             "reduce_range": reduce_range,
             "int8_weights": options.int8_weights,
-            "quantize_attention": options.quantize_attention,
+            "quantize_attention": options.int8_attention(),
             "calibration_method": options.calibration_method if calibration else None,
             "calibration": _fingerprint_batches(calibration) if calibration else None,
             "keep_fp32": list(options.keep_fp32),
@@ -152,7 +152,7 @@ class OrtRuntime:
                 per_channel=options.per_channel,
                 reduce_range=reduce_range,
                 weights=options.int8_weights,
-                quantize_attention=options.quantize_attention,
+                quantize_attention=options.int8_attention(),
             )
             facts.update(
                 {
@@ -160,7 +160,7 @@ class OrtRuntime:
                     "per_channel": options.per_channel,
                     "reduce_range": reduce_range,
                     "int8_weights": options.int8_weights,
-                    "quantize_attention": options.quantize_attention,
+                    "quantize_attention": options.int8_attention(),
                     "keep_fp32": list(options.keep_fp32),
                 }
             )
@@ -184,7 +184,7 @@ class OrtRuntime:
                 )
             else:
                 quantize_dynamic_int8(work / "optimized.onnx", final, variant, options.keep_fp32)
-                attention = "QAttention, " if options.quantize_attention else "FP32 Attention, "
+                attention = "QAttention, " if options.int8_attention() else "FP32 Attention, "
                 facts["quantization_format"] = f"QOperator (dynamic: {attention}MatMulInteger)"
             int8, total = int8_linear_census(final)
             facts["int8_linear_fraction"] = int8 / total if total else 0.0
