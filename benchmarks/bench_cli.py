@@ -7,6 +7,8 @@ import sys
 import time
 from pathlib import Path
 
+from bertbench.bench.quiet import OtherLoadMeter
+
 
 def run(command: list[str]) -> float:
     """Run a command, streaming its output; return its wall time."""
@@ -14,6 +16,13 @@ def run(command: list[str]) -> float:
     start = time.perf_counter()
     subprocess.run(command, check=True)
     return time.perf_counter() - start
+
+
+def other_cores_now(seconds: float = 1.0) -> float:
+    """Cores that other processes keep busy right now (watched for `seconds`)."""
+    meter = OtherLoadMeter()
+    time.sleep(seconds)
+    return meter.cores()
 
 
 def bertbench(*args: str) -> list[str]:

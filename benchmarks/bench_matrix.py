@@ -15,8 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench_cli import bertbench
-from bertbench.bench.quiet import OtherLoadMeter
+from bench_cli import bertbench, other_cores_now
 
 HERE = Path(__file__).resolve().parent
 SQUAD = HERE.parent.parent / "shared" / "data" / "squad" / "dev.json"
@@ -87,13 +86,6 @@ EVALS: dict[str, list[str]] = {
 FIGURES = ("throughput", "latency_p50_ms", "latency_p90_ms", "roof_fraction")
 
 
-def busy_now() -> float:
-    """Cores that other processes keep busy right now (over one second)."""
-    meter = OtherLoadMeter()
-    time.sleep(1.0)
-    return meter.cores()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output", type=Path, default=Path("runs/bench-matrix"))
@@ -102,7 +94,7 @@ def main() -> None:
     parser.add_argument("--min-duration", type=float, default=10.0)
     parser.add_argument("--only", nargs="+", default=[], help="run only these configuration names")
     args = parser.parse_args()
-    others = busy_now()
+    others = other_cores_now()
     if others > 0.25:
         sys.exit(f"other processes use {others:.2f} cores: stop what runs (tests, training, helpers) and start again")
     args.output.mkdir(parents=True, exist_ok=True)

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -31,8 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bench_cli import bertbench, eval_squad
-from bertbench.bench.quiet import OtherLoadMeter, _stat_jiffies
+from bench_cli import bertbench, eval_squad, other_cores_now
+from bertbench.bench.quiet import ROOF_REPEATS, ROOF_SIZE, OtherLoadMeter
 from bertbench.cache import Cache
 from bertbench.models import BertForQuestionAnswering, load_model, resolve_model, save_model
 from bertbench.tasks.squad import task as squad
@@ -40,14 +39,11 @@ from bertbench.tasks.squad.options import SquadOptions
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parent.parent / "shared" / "data" / "squad"
-ROOF = """
-import sys, time, torch
-torch.set_num_threads(int(sys.argv[1]))
-a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
-a @ b
-best = min((lambda t: (a @ b, time.perf_counter() - t)[1])(time.perf_counter()) for _ in range(5))
-print(2 * 2048**3 / best / 1e9)
-"""
+# the GEMM roof in a fresh process (bench's own probe: FP32 torch.matmul 2048^3, best of 5)
+ROOF = (
+    "import sys; from bertbench.bench.quiet import gemm_gflops; "
+    f"print(gemm_gflops({ROOF_SIZE}, {ROOF_REPEATS}, int(sys.argv[1])))"
+)
 BUSY = 0.25  # cores of other work that make a run contended
 ORT, OV, STATIC = ["--backend", "onnxruntime"], ["--backend", "openvino"], ["--quantization", "static"]
 INT8 = ["--precision", "int8"]
@@ -97,31 +93,13 @@ BASE_PATHS = (
 )
 
 
-def others_now(seconds: float = 1.0) -> float:
-    meter = OtherLoadMeter()
-    time.sleep(seconds)
-    return meter.cores()
-
-
-def _cpu_seconds() -> float:
-    """CPU time of this process and of every child it has waited for (grandchildren included)."""
-    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
-
-
 def watched(command: list[str]) -> tuple[float, float]:
-    """Run `command` (output hidden unless it fails) while watching other processes: (wall s, other cores).
-    Ours is counted from rusage after the child is reaped (its /proc entry is gone by then)."""
-    hz = os.sysconf("SC_CLK_TCK")
-    busy_before, total_before, cpus = _stat_jiffies()
-    ours_before = _cpu_seconds()
+    """Run `command` (output hidden unless it fails) while watching other processes: (wall s, other cores)."""
+    meter = OtherLoadMeter(count_reaped_children=True)
     start = time.perf_counter()
     child = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     wall = time.perf_counter() - start
-    busy_after, total_after, _ = _stat_jiffies()
-    ours = _cpu_seconds() - ours_before
-    elapsed = (total_after - total_before) / cpus / hz
-    others = max(0.0, ((busy_after - busy_before) / hz - ours) / elapsed) if elapsed > 0 else 0.0
+    others = meter.cores()
     if child.returncode:
         sys.exit(f"{' '.join(command)} failed ({child.returncode}):\n{child.stdout[-3000:]}")
     return wall, others
@@ -165,7 +143,7 @@ def run_path(out: Path, path: str, questions: int | None, calibration: int, args
         limit = ["--max-samples", str(questions)] if questions else []
         command = eval_squad(out / "model", args.data, target, args.threads, "--no-progress", *limit, *extra)
     waited = 0
-    while others_now() > BUSY and waited < 30:  # let a transient (a cron job, a page-cache flush) pass
+    while other_cores_now() > BUSY and waited < 30:  # let a transient (a cron job, a page-cache flush) pass
         waited += 1
     wall, others = watched(command)
     if path in PEERS:
@@ -191,7 +169,7 @@ def main() -> None:
     parser.add_argument("--resume", action="store_true", help="keep the finished runs of an earlier invocation")
     parser.add_argument("--summarise-only", action="store_true", help="with --resume: tabulate, run nothing")
     args = parser.parse_args()
-    busy = 0.0 if args.summarise_only else others_now(2.0)
+    busy = 0.0 if args.summarise_only else other_cores_now(2.0)
     if busy > BUSY:
         sys.exit(f"other processes use {busy:.2f} cores: stop what runs (tests, training, helpers) and start again")
 

@@ -6,47 +6,23 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from bertbench.bench.runner import run_inference
-from bertbench.cache import MANIFEST, Cache
+from bertbench.cache import MANIFEST
 from bertbench.cli import main
 from bertbench.io_utils import sha256_file
-from bertbench.models import BertForQuestionAnswering, load_model, resolve_model
-from bertbench.runtimes.options import RuntimeOptions
-from bertbench.runtimes.registry import create_runtime
-from bertbench.tasks.squad import task as squad
-from bertbench.tasks.squad.options import SquadOptions
 
 from .conftest import SQUAD_DEV, SST2_DEV, SST2_TRAIN
-from .test_runtimes import _labels, run_eval
+from .test_runtimes import _labels, fp32_logit_gap, run_eval
 
 INT8 = ["--backend", "openvino", "--precision", "int8", "--quantization", "static"]
 
 
 @pytest.mark.parametrize("model_name", ["bert-tiny", "minilm-l6"])
 def test_openvino_fp32_matches_torch(model_name: str, tmp_path: Path, cache_dir: Path) -> None:
-    loaded = load_model(resolve_model(model_name), BertForQuestionAnswering, seed=5)
-    dataset = squad.load_dataset(SQUAD_DEV, loaded.tokenizer, SquadOptions(), Cache(cache_dir), max_examples=24)
-    outputs = {}
-    for backend in ("torch", "openvino"):
-        runtime = create_runtime(backend)
-        runtime.prepare(loaded, RuntimeOptions(threads=2, cache_dir=tmp_path))
-        result = run_inference(
-            runtime,
-            dataset,
-            batch_size=5,
-            padding="sorted",
-            max_seq_length=384,
-            per_token_outputs=squad.SQUAD.per_token_outputs,
-            show_progress=False,
-        )
-        outputs[backend] = result.outputs
-    real = np.arange(384)[None, :] < dataset.lengths[:, None]  # ragged masks: compare real positions only
-    for name in squad.SQUAD.per_token_outputs:
-        assert np.abs(outputs["torch"][name][real] - outputs["openvino"][name][real]).max() < 1e-4
-    assert runtime.describe()["openvino_threads"] == 2
+    gap, facts, _ = fp32_logit_gap(model_name, "openvino", tmp_path, cache_dir)
+    assert gap < 1e-4
+    assert facts["openvino_threads"] == 2
 
 
 def test_openvino_int8_agrees_with_fp32_and_is_guarded(sst2_model: Path, tmp_path: Path, cache_dir: Path) -> None:

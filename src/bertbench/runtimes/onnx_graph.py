@@ -1,4 +1,5 @@
-"""Export to ONNX, ONNX Runtime's BERT graph optimizer, and a census of what the graph runs in INT8.
+"""Export to ONNX, ONNX Runtime's BERT graph optimizer, a census of what the graph runs in INT8, and the hash of
+calibration batches that keys a quantized artifact.
 
 Export uses the TorchScript exporter with the explicit (eager) attention: with torch 2.13's dynamo exporter and
 SDPA the ORT optimizer fuses no Attention node. The dummy batch is padded (batch 2, ragged mask) so that the
@@ -8,6 +9,7 @@ mask path is traced as it is used.
 from __future__ import annotations
 
 import copy
+import hashlib
 import warnings
 from pathlib import Path
 
@@ -68,6 +70,15 @@ def optimize_bert_graph(
         )
     optimized.save_model_to_file(str(target))
     return {k: v for k, v in optimized.get_fused_operator_statistics().items() if v}
+
+
+def fingerprint_batches(batches: list[dict[str, np.ndarray]]) -> str:
+    """SHA-256 of the model inputs of calibration batches (part of a quantized artifact's cache key)."""
+    digest = hashlib.sha256()
+    for batch in batches:
+        for name in INPUT_NAMES:
+            digest.update(np.ascontiguousarray(batch[name]).tobytes())
+    return digest.hexdigest()
 
 
 # Operator -> index of its weight input, for the linear operators we count.

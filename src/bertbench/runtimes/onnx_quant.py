@@ -31,8 +31,8 @@ assert set(METHODS) == set(CALIBRATION_METHODS), "choices.CALIBRATION_METHODS an
 
 
 @contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """ORT's quantizer logs advice on the root logger and warns freely; our output keeps one line per fact."""
+def quiet_quantizer() -> Iterator[None]:
+    """Quantizers (ORT's, NNCF) log advice and warn freely; our output keeps one line per fact."""
     previous = logging.root.manager.disable
     logging.disable(logging.WARNING)
     try:
@@ -71,7 +71,7 @@ def quantize_dynamic_int8(source: Path, target: Path, variant: Int8Variant, keep
     from onnxruntime.quantization import quantize_dynamic
 
     model = onnx.load(str(source))
-    with _quiet():
+    with quiet_quantizer():
         quantize_dynamic(
             model,
             str(target),
@@ -131,7 +131,7 @@ def quantize_static_int8(
         and n.name not in excluded
         and (n.input[1] in weights or (variant.quantize_attention and "/attention/" in n.name))
     ]
-    with _quiet():
+    with quiet_quantizer():
         quantize_static(
             str(source),
             str(target),

@@ -5,14 +5,10 @@ cached by model weights, precision and options; a corrupt entry is rebuilt."""
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import json
-import logging
 import os
 import shutil
-import warnings
-from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -25,7 +21,8 @@ from bertbench.io_utils import atomic_write_json
 from bertbench.models import INPUT_NAMES, BertForMaskedLM, LoadedModel
 from bertbench.models.loading import model_fingerprint
 from bertbench.results.console import warn
-from bertbench.runtimes.onnx_graph import OPSET, export_onnx
+from bertbench.runtimes.onnx_graph import OPSET, export_onnx, fingerprint_batches
+from bertbench.runtimes.onnx_quant import quiet_quantizer
 from bertbench.runtimes.options import RuntimeOptions
 
 ARTIFACT = "model.xml"
@@ -35,29 +32,6 @@ def calibration_items(source: Any) -> list[dict[str, np.ndarray]]:
     """One calibration item per sample at its own length: no padding enters the activation ranges."""
     lengths = np.asarray(source.lengths)
     return [source.model_inputs(np.asarray([row]), int(lengths[row])) for row in range(len(lengths))]
-
-
-def _fingerprint(items: list[dict[str, np.ndarray]]) -> str:
-    digest = hashlib.sha256()
-    for item in items:
-        for name in INPUT_NAMES:
-            digest.update(np.ascontiguousarray(item[name]).tobytes())
-    return digest.hexdigest()
-
-
-@contextlib.contextmanager
-def _quiet_nncf() -> Iterator[None]:
-    """NNCF logs advice and draws progress bars (rich, on stdout) of its own; our output keeps one line per
-    fact, and our own progress line covers the build."""
-    logger = logging.getLogger("nncf")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        logger.setLevel(level)
 
 
 def _check_options(loaded: LoadedModel, options: RuntimeOptions) -> None:
@@ -105,7 +79,7 @@ class OpenVinoRuntime:
             "precision": options.precision,
             "per_channel": options.per_channel if items else None,
             "reduce_range": options.reduce_range if items else None,
-            "calibration": _fingerprint(items) if items else None,
+            "calibration": fingerprint_batches(items) if items else None,
             "keep_fp32": list(options.keep_fp32),
             "opset": OPSET,
             "versions": [metadata.version(p) for p in ("torch", "onnx", "openvino", "nncf")],
@@ -181,7 +155,8 @@ class OpenVinoRuntime:
     def _quantize(model: Any, items: list[dict[str, np.ndarray]], options: RuntimeOptions) -> Any:
         """NNCF PTQ for transformers: INT8 weights, asymmetric activations where it helps (MIXED preset)."""
         os.environ.setdefault("NNCF_NO_TELEMETRY", "1")
-        with _quiet_nncf():
+        # NNCF also draws rich progress bars on stdout: hidden, our own progress covers the build
+        with quiet_quantizer(), contextlib.redirect_stdout(io.StringIO()):
             import nncf
             from nncf.quantization.advanced_parameters import (
                 AdvancedQuantizationParameters,

@@ -3,7 +3,6 @@ cached by model weights, precision and options (a corrupt entry is rebuilt)."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from importlib import metadata
@@ -18,7 +17,13 @@ from bertbench.errors import BertbenchError
 from bertbench.io_utils import atomic_write_json
 from bertbench.models import INPUT_NAMES, BertForMaskedLM, LoadedModel
 from bertbench.models.loading import model_fingerprint
-from bertbench.runtimes.onnx_graph import OPSET, export_onnx, int8_linear_census, optimize_bert_graph
+from bertbench.runtimes.onnx_graph import (
+    OPSET,
+    export_onnx,
+    fingerprint_batches,
+    int8_linear_census,
+    optimize_bert_graph,
+)
 from bertbench.runtimes.onnx_quant import Int8Variant, quantize_dynamic_int8, quantize_static_int8
 from bertbench.runtimes.options import RuntimeOptions
 
@@ -33,14 +38,6 @@ def _calibration_batches(source: Any) -> list[dict[str, np.ndarray]]:
         source.model_inputs(order[i : i + CALIBRATION_BATCH], int(lengths[order[i : i + CALIBRATION_BATCH]].max()))
         for i in range(0, len(order), CALIBRATION_BATCH)
     ]
-
-
-def _fingerprint_batches(batches: list[dict[str, np.ndarray]]) -> str:
-    digest = hashlib.sha256()
-    for batch in batches:
-        for name in INPUT_NAMES:
-            digest.update(np.ascontiguousarray(batch[name]).tobytes())
-    return digest.hexdigest()
 
 
 class OrtRuntime:
@@ -98,7 +95,7 @@ class OrtRuntime:
             "int8_weights": options.int8_weights,
             "quantize_attention": options.int8_attention(),
             "calibration_method": options.calibration_method if calibration else None,
-            "calibration": _fingerprint_batches(calibration) if calibration else None,
+            "calibration": fingerprint_batches(calibration) if calibration else None,
             "keep_fp32": list(options.keep_fp32),
             "opset": OPSET,
             "versions": [metadata.version(p) for p in ("torch", "onnx", "onnxruntime")],
