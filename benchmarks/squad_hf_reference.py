@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import random
 import re
 import string
@@ -22,7 +21,6 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -30,7 +28,7 @@ import transformers
 from safetensors.torch import load_file
 from transformers import AutoTokenizer, BertForQuestionAnswering, PreTrainedTokenizerBase
 
-from hf_reference_common import default_model_dir, usable_cores, write_text_atomic
+from hf_reference_common import add_training_arguments, train, write_text_atomic
 
 LOG_EVERY = 20
 PUNCTUATION = frozenset(string.punctuation)
@@ -62,25 +60,12 @@ class Window:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model-dir", default=default_model_dir(), help="pretrained BERT folder")
-    parser.add_argument("--train", required=True, help="SQuAD v1.1 training JSON")
-    parser.add_argument("--eval", required=True, help="SQuAD v1.1 evaluation JSON")
-    parser.add_argument("--output-dir", required=True, help="where predictions.json and metrics.json go")
-    parser.add_argument("--init-head", help="safetensors with qa_outputs.weight / qa_outputs.bias to start from")
-    parser.add_argument("--learning-rate", type=float, default=5e-5)
-    parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--warmup-ratio", type=float, default=0.1)
-    parser.add_argument("--weight-decay", type=float, default=0.01)
-    parser.add_argument("--max-grad-norm", type=float, default=1.0)
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--threads", type=int, default=usable_cores())
+    add_training_arguments(parser, epochs=2, batch_size=16, what="SQuAD v1.1 JSON")
     parser.add_argument("--max-seq-length", type=int, default=384)
     parser.add_argument("--doc-stride", type=int, default=128, help="step between window starts (not overlap)")
     parser.add_argument("--max-query-length", type=int, default=64)
     parser.add_argument("--n-best", type=int, default=20)
     parser.add_argument("--max-answer-length", type=int, default=30)
-    parser.add_argument("--eval-batch-size", type=int, default=64)
     parser.add_argument("--max-train-samples", type=int, help="use only the first N questions of --train")
     parser.add_argument("--max-eval-samples", type=int, help="use only the first N questions of --eval")
     args = parser.parse_args(argv)
@@ -222,50 +207,6 @@ def load_model(args: argparse.Namespace) -> BertForQuestionAnswering:
     return model
 
 
-def train(model: BertForQuestionAnswering, windows: list[Window], args: argparse.Namespace) -> dict[str, Any]:
-    """Plain AdamW + linear warm-up/decay loop over fixed per-epoch permutations; returns timing and loss."""
-    decay, no_decay = [], []
-    for name, param in model.named_parameters():
-        (no_decay if param.ndim < 2 or "LayerNorm" in name else decay).append(param)
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=args.learning_rate,
-        betas=(0.9, 0.999),
-        eps=1e-6,
-    )
-    steps_per_epoch = math.ceil(len(windows) / args.batch_size)
-    total_steps = args.epochs * steps_per_epoch
-    scheduler = transformers.get_linear_schedule_with_warmup(
-        optimizer, num_warmup_steps=round(args.warmup_ratio * total_steps), num_training_steps=total_steps
-    )
-    model.train()
-    losses: list[float] = []
-    train_s, seen, step = 0.0, 0, 0
-    for epoch in range(args.epochs):
-        order = np.random.default_rng([args.seed, epoch]).permutation(len(windows))
-        for begin in range(0, len(windows), args.batch_size):
-            t0 = time.perf_counter()
-            batch = collate([windows[i] for i in order[begin : begin + args.batch_size]], with_labels=True)
-            loss = model(**batch).loss
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            losses.append(loss.item())
-            train_s += time.perf_counter() - t0
-            seen += len(batch["input_ids"])
-            step += 1
-            if step % LOG_EVERY == 0 or step == total_steps:
-                print(f"step {step}/{total_steps}  loss {losses[-1]:.4f}  elapsed {train_s:.1f}s", file=sys.stderr)
-    return {
-        "steps": step,
-        "train_s": train_s,
-        "train_samples_per_s": seen / train_s if train_s > 0 else float("nan"),
-        "final_loss": float(np.mean(losses[-LOG_EVERY:])),
-    }
-
-
 @torch.inference_mode()
 def predict_logits(
     model: BertForQuestionAnswering, windows: list[Window], batch_size: int
@@ -376,7 +317,13 @@ def main(argv: list[str] | None = None) -> int:
     np.random.seed(args.seed)
     model = load_model(args)
 
-    result = train(model, train_windows, args)
+    result = train(
+        model,
+        len(train_windows),
+        lambda rows: collate([train_windows[i] for i in rows], with_labels=True),
+        args,
+        LOG_EVERY,
+    )
     starts, ends, forward_s = predict_logits(model, eval_windows, args.eval_batch_size)
     predictions = decode(eval_examples, eval_windows, starts, ends, args.n_best, args.max_answer_length)
     scores = squad_v1_metrics(eval_examples, predictions)

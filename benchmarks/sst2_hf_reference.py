@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import random
 import sys
 import time
@@ -28,7 +27,7 @@ import transformers
 from safetensors.torch import load_file
 from transformers import AutoTokenizer, BertForSequenceClassification
 
-from hf_reference_common import default_model_dir, usable_cores, write_text_atomic
+from hf_reference_common import add_training_arguments, train, write_text_atomic
 
 LOG_EVERY = 100
 
@@ -36,21 +35,8 @@ LOG_EVERY = 100
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model-dir", default=default_model_dir(), help="pretrained BERT folder")
-    parser.add_argument("--train", required=True, help="GLUE SST-2 train.tsv (sentence<TAB>label, header row)")
-    parser.add_argument("--eval", required=True, help="GLUE SST-2 dev.tsv")
-    parser.add_argument("--output-dir", required=True, help="where predictions.tsv and metrics.json go")
-    parser.add_argument("--init-head", help="safetensors with the classifier (and pooler) to start from")
-    parser.add_argument("--learning-rate", type=float, default=5e-5)
-    parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--warmup-ratio", type=float, default=0.1)
-    parser.add_argument("--weight-decay", type=float, default=0.01)
-    parser.add_argument("--max-grad-norm", type=float, default=1.0)
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--threads", type=int, default=usable_cores())
+    add_training_arguments(parser, epochs=1, batch_size=32, what="GLUE SST-2 TSV (sentence<TAB>label, header row)")
     parser.add_argument("--max-seq-length", type=int, default=128)
-    parser.add_argument("--eval-batch-size", type=int, default=64)
     parser.add_argument("--max-train-samples", type=int, help="use only the first N training sentences")
     args = parser.parse_args(argv)
     if args.model_dir is None:
@@ -106,49 +92,6 @@ def load_model(args: argparse.Namespace) -> BertForSequenceClassification:
     return model
 
 
-def train(model: BertForSequenceClassification, ids: list[list[int]], labels: list[int], args: argparse.Namespace):
-    """Plain AdamW + linear warm-up/decay over fixed per-epoch permutations; returns timing and loss."""
-    decay, no_decay = [], []
-    for name, param in model.named_parameters():
-        (no_decay if param.ndim < 2 or "LayerNorm" in name else decay).append(param)
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=args.learning_rate,
-        betas=(0.9, 0.999),
-        eps=1e-6,
-    )
-    steps_per_epoch = math.ceil(len(ids) / args.batch_size)
-    total = args.epochs * steps_per_epoch
-    scheduler = transformers.get_linear_schedule_with_warmup(optimizer, round(args.warmup_ratio * total), total)
-    target = torch.tensor(labels)
-    model.train()
-    losses: list[float] = []
-    train_s, seen, step = 0.0, 0, 0
-    for epoch in range(args.epochs):
-        order = np.random.default_rng([args.seed, epoch]).permutation(len(ids))
-        for begin in range(0, len(ids), args.batch_size):
-            t0 = time.perf_counter()
-            rows = order[begin : begin + args.batch_size]
-            loss = model(**collate([ids[i] for i in rows]), labels=target[rows]).loss
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), args.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            losses.append(loss.item())
-            train_s += time.perf_counter() - t0
-            seen += len(rows)
-            step += 1
-            if step % LOG_EVERY == 0 or step == total:
-                print(f"step {step}/{total}  loss {np.mean(losses[-LOG_EVERY:]):.4f}  {train_s:.0f}s", file=sys.stderr)
-    return {
-        "steps": step,
-        "train_s": train_s,
-        "train_samples_per_s": seen / train_s if train_s > 0 else float("nan"),
-        "final_loss": float(np.mean(losses[-LOG_EVERY:])),
-    }
-
-
 @torch.inference_mode()
 def predict(model: BertForSequenceClassification, ids: list[list[int]], batch_size: int) -> tuple[list[int], float]:
     """Predicted labels in input order, and the seconds spent in forward passes."""
@@ -181,7 +124,14 @@ def main(argv: list[str] | None = None) -> int:
     random.seed(args.seed)
     np.random.seed(args.seed)
     model = load_model(args)
-    result = train(model, train_ids, train_labels, args)
+    target = torch.tensor(train_labels)
+    result = train(
+        model,
+        len(train_ids),
+        lambda rows: {**collate([train_ids[i] for i in rows]), "labels": target[rows]},
+        args,
+        LOG_EVERY,
+    )
     predictions, forward_s = predict(model, eval_ids, args.eval_batch_size)
     accuracy = float(np.mean(np.asarray(predictions) == np.asarray(eval_labels)))
     metrics = {

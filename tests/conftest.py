@@ -15,6 +15,21 @@ SQUAD_TRAIN = DATA / "squad" / "train.json"
 SQUAD_DEV = DATA / "squad" / "dev.json"
 
 
+OPT_IN_MARKERS = ("slow", "gpu")  # run only when `-m` names them
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Leave out slow and gpu tests unless the -m expression names them (`pytest -m slow`, `-m "gpu or slow"`)."""
+    expression = config.getoption("markexpr") or ""
+    skipped = [m for m in OPT_IN_MARKERS if m not in expression]
+    kept, dropped = [], []
+    for item in items:
+        (dropped if any(item.get_closest_marker(m) for m in skipped) else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
 @pytest.fixture(scope="session", autouse=True)
 def private_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Every command records into a results store of this session, never the user's."""
@@ -74,6 +89,16 @@ def tiny_squad_model(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) 
     )
     assert code == 0
     return out
+
+
+def two_single_core_instances() -> tuple[list[str], list[list[int]]]:
+    """bench options for two one-core instances on this machine, and the cores they are pinned to: the first two
+    cores this process may use (one core shared, with --oversubscribe, on a one-core machine)."""
+    from bertbench.hardware import allowed_cores
+
+    cores = allowed_cores()
+    options = ["--instances", "2", "--cores-per-instance", "1", *(["--oversubscribe"] if len(cores) < 2 else [])]
+    return options, [[cores[0]], [cores[1 % len(cores)]]]
 
 
 SST2_TRAIN = DATA / "sst2" / "train.tsv"

@@ -117,6 +117,7 @@ def test_non_empty_output_dir_is_refused(capsys, tmp_path: Path) -> None:
     assert code == 1 and (out / "keep.txt").read_text() == "mine"
 
 
+@pytest.mark.e2e
 def test_process_exit_code_and_no_traceback(tmp_path: Path) -> None:
     bad = tmp_path / "broken.json"
     bad.write_text("[1, 2")

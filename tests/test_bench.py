@@ -14,7 +14,9 @@ import pytest
 from bertbench.bench.quiet import quiet_check
 from bertbench.cli import main
 
-from .conftest import SQUAD_DEV, SST2_DEV
+from .conftest import SQUAD_DEV, SST2_DEV, two_single_core_instances
+
+pytestmark = pytest.mark.e2e  # whole commands, processes and runtimes: `pytest -m 'not e2e'` skips them
 
 FAST = ["--min-duration", "1", "--no-progress", "--max-samples", "40"]
 
@@ -147,14 +149,12 @@ def test_server_with_an_impossible_target_is_invalid_with_loadgens_reason(tmp_pa
 
 
 def test_two_pinned_instances_share_the_work(tmp_path: Path, cache_dir: Path) -> None:
+    two, pinned = two_single_core_instances()
     code, out = bench(
         tmp_path,
         cache_dir,
         "two",
-        "--instances",
-        "2",
-        "--cores-per-instance",
-        "1",
+        *two,
         "--batch-size",
         "4",
         "--env",
@@ -165,7 +165,7 @@ def test_two_pinned_instances_share_the_work(tmp_path: Path, cache_dir: Path) ->
     record = json.loads((out / "metrics.json").read_text())
     instances = record["per_instance"]
     assert record["instances"] == 2 and record["cores_per_instance"] == 1 and record["threads"] == 1
-    assert [i["cores"] for i in instances] == [[0], [1]]
+    assert [i["cores"] for i in instances] == pinned
     assert len({i["pid"] for i in instances}) == 2
     assert all(i["samples"] > 0 for i in instances)
     assert sum(i["samples"] for i in instances) == record["num_samples"] == record["loadgen_samples_per_query"]
@@ -255,3 +255,20 @@ def test_roof_is_measured_and_cached_per_thread_count(tmp_path: Path) -> None:
         cached = cached_roof(roof["threads"], tmp_path)
         # only a quiet measurement becomes the roof later runs compare with
         assert (cached is not None and cached["roof_gflops"] == roof["roof_gflops"]) == roof["quiet"]
+
+
+def test_compiled_accuracy_mode_computes_its_fp32_reference_before_the_instances(
+    tmp_path: Path, tiny_squad_model: Path, capsys
+) -> None:
+    """A bug the review found: `bench --compile --mode accuracy` took itself for the FP32 reference when planning
+    (compile ignored) but not when scoring, so the reference was computed while the instances still ran."""
+    fresh_cache = tmp_path / "cache"  # no reference cached yet: this run must compute it, and before the instances
+    common = ["--max-seq-length", "256", "--batch-size", "8", "--threads", "2", "--compile"]
+    capsys.readouterr()
+    code, out = bench(tmp_path, fresh_cache, "compiled", "--mode", "accuracy", *common, model=str(tiny_squad_model))
+    assert code == 0
+    err = capsys.readouterr().err
+    assert err.index("computing the FP32 reference") < err.index("instance 0 ready")
+    record = json.loads((out / "metrics.json").read_text())
+    assert record["compiled"] is True and record["reference_cache_hit"] is True
+    assert record["relative_accuracy"] == pytest.approx(1.0, abs=0.02)

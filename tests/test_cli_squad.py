@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import transformers
 
 from bertbench.cli import main
@@ -13,6 +14,8 @@ from bertbench.tasks.squad.data import load_squad
 from bertbench.tasks.squad.metrics import squad_v1_metrics
 
 from .conftest import SQUAD_DEV
+
+pytestmark = pytest.mark.e2e  # whole commands, processes and runtimes: `pytest -m 'not e2e'` skips them
 
 
 def eval_args(model: Path, out: Path, cache_dir: Path, *extra: str) -> list[str]:

@@ -31,6 +31,8 @@ from bertbench.models.tokenizer import WordPieceTokenizer
 
 from .conftest import DATA
 
+pytestmark = pytest.mark.e2e  # whole commands, processes and runtimes: `pytest -m 'not e2e'` skips them
+
 SCALE = float(os.environ.get("BERTBENCH_FUZZ_EXAMPLES", "1"))
 ALLOWED_EXIT = {0, 1, 2, 3}
 MAX_STDERR_LINES = 6

@@ -14,6 +14,7 @@ from .conftest import SQUAD_DEV, SQUAD_TRAIN
 
 pytestmark = [
     pytest.mark.gpu,
+    pytest.mark.e2e,
     pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
 ]
 

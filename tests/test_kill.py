@@ -11,12 +11,15 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from safetensors.torch import load_file
 
 from bertbench.cli import main
 
 from .conftest import SQUAD_TRAIN
 from .test_pretrain import pretrain_args
+
+pytestmark = pytest.mark.e2e  # whole commands, processes and runtimes: `pytest -m 'not e2e'` skips them
 
 KILL_SEED = 20261124  # the random kill points are drawn from this seed, so a failure can be replayed
 

@@ -12,8 +12,10 @@ from bertbench.cache import MANIFEST
 from bertbench.cli import main
 from bertbench.io_utils import sha256_file
 
-from .conftest import SQUAD_DEV, SST2_DEV, SST2_TRAIN
+from .conftest import SQUAD_DEV, SST2_DEV, SST2_TRAIN, two_single_core_instances
 from .test_runtimes import _labels, fp32_logit_gap, run_eval
+
+pytestmark = pytest.mark.e2e  # whole commands, processes and runtimes: `pytest -m 'not e2e'` skips them
 
 INT8 = ["--backend", "openvino", "--precision", "int8", "--quantization", "static"]
 
@@ -91,7 +93,6 @@ def test_openvino_artifacts_are_cached_and_rebuilt(tiny_squad_model: Path, tmp_p
         (["--precision", "fp16"], "fp16 on the openvino backend"),
         (["--precision", "bf16"], "bf16 on the openvino backend"),
         (["--device", "cuda"], "runs on the CPU here"),
-        (["--compile"], "--compile is a torch option"),
     ],
 )
 def test_openvino_refusals_are_one_line(
@@ -109,8 +110,9 @@ def test_openvino_runs_under_loadgen_in_two_pinned_instances(tmp_path: Path, cac
     out = tmp_path / "bench"
     argv = ["bench", "sst2", "--model", "bert-tiny", "--data", str(SST2_DEV), "--output-dir", str(out)]
     argv += ["--cache-dir", str(cache_dir), "--min-duration", "1", "--no-progress", "--max-samples", "40"]
-    assert main([*argv, "--backend", "ov", "--instances", "2", "--cores-per-instance", "1", "--batch-size", "4"]) == 0
+    two, pinned = two_single_core_instances()
+    assert main([*argv, "--backend", "ov", *two, "--batch-size", "4"]) == 0
     record = json.loads((out / "metrics.json").read_text())
     assert record["backend"] == "openvino" and record["openvino_threads"] == 1
-    assert [i["cores"] for i in record["per_instance"]] == [[0], [1]]
+    assert [i["cores"] for i in record["per_instance"]] == pinned
     assert sum(i["samples"] for i in record["per_instance"]) == record["num_samples"]

@@ -16,6 +16,8 @@ from safetensors.torch import load_file
 
 from bertbench.cli import main
 
+pytestmark = pytest.mark.e2e  # whole commands, processes and runtimes: `pytest -m 'not e2e'` skips them
+
 
 def pretrain_args(out: Path, cache_dir: Path, corpora: tuple[Path, Path], *extra: str) -> list[str]:
     train, held_out = corpora
@@ -177,3 +179,27 @@ def test_two_gloo_processes_match_one_process(tmp_path: Path, cache_dir: Path, s
     ra, rb = (json.loads((d / "metrics.json").read_text()) for d in (two, one))
     assert ra["world_size"] == 2 and abs(ra["final_loss"] - rb["final_loss"]) < 1e-5
     assert ra["mlm_accuracy"] == pytest.approx(rb["mlm_accuracy"], abs=1e-9)
+
+
+def test_init_from_a_checkpoint_with_more_layers_is_refused_in_one_line(
+    tmp_path: Path, cache_dir: Path, small_corpora, capsys
+) -> None:
+    """A bug the review found: --init-from dropped the encoder layers the model's config does not have, silently."""
+    from bertbench.models import BertConfig, BertForMaskedLM, load_model, resolve_model, save_model
+
+    tiny = load_model(resolve_model("bert-tiny"), BertForMaskedLM)  # 2 layers
+    save_model(tiny.model, tiny.tokenizer, tmp_path / "two")
+    config = BertConfig.from_hf_dict({**tiny.model.config.to_hf_dict("BertForMaskedLM"), "num_hidden_layers": 1})
+    save_model(BertForMaskedLM(config), tiny.tokenizer, tmp_path / "one")
+    out = tmp_path / "out"
+    argv = pretrain_args(out, cache_dir, small_corpora, "--max-steps", "1", "--init-from", str(tmp_path / "two"))
+    argv[argv.index("bert-tiny")] = str(tmp_path / "one")
+    capsys.readouterr()
+    assert main(argv) == 1
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("bertbench: error")]
+    assert len(lines) == 1 and str(tmp_path / "two") in lines[0]
+    assert "encoder weights that the config of --model" in lines[0] and "num_hidden_layers 1" in lines[0]
+    assert not (out / "model.safetensors").exists()
+    # the same checkpoint into a model that has its two layers is taken
+    argv[argv.index(str(tmp_path / "one"))] = "bert-tiny"
+    assert main([*argv, "--overwrite"]) == 0

@@ -178,6 +178,7 @@ def test_sst2_predictions_keep_the_input_row_numbers(capsys, tmp_path: Path, sma
     assert [int(line.split("\t")[0]) for line in predicted[1:]] == [0, 1, 6, 7, 8, 9]
 
 
+@pytest.mark.e2e
 def test_finetune_records_and_reports_training_data_problems(capsys, tmp_path: Path, small_sst2: Path) -> None:
     data = tmp_path / "train.tsv"
     data.write_text(small_sst2.read_text(encoding="utf-8") + "broken row\t9\n")
@@ -192,6 +193,7 @@ def test_finetune_records_and_reports_training_data_problems(capsys, tmp_path: P
 # ---- the overwrite and resume policy ----------------------------------------------------------------------
 
 
+@pytest.mark.e2e
 def test_overwrite_never_deletes_another_commands_checkpoints(capsys, tmp_path: Path, small_sst2: Path) -> None:
     cache, run = tmp_path / "cache", tmp_path / "run"
     assert main(finetune_sst2(small_sst2, run, cache, "--max-steps", "2", "--save-steps", "1")) == 0
@@ -218,6 +220,7 @@ def test_overwrite_never_deletes_another_commands_checkpoints(capsys, tmp_path: 
     assert json.loads((run / "metrics.json").read_text())["steps"] == 1
 
 
+@pytest.mark.e2e
 def test_resume_into_a_directory_without_checkpoints_is_refused(capsys, tmp_path: Path, small_sst2: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
@@ -231,6 +234,7 @@ def test_resume_into_a_directory_without_checkpoints_is_refused(capsys, tmp_path
 # ---- divergence ---------------------------------------------------------------------------------------------
 
 
+@pytest.mark.e2e
 def test_a_diverging_run_stops_keeps_its_checkpoints_and_saves_no_model(
     capsys, tmp_path: Path, small_sst2: Path
 ) -> None:
@@ -251,6 +255,7 @@ def test_a_diverging_run_stops_keeps_its_checkpoints_and_saves_no_model(
 # ---- corrupt checkpoints --------------------------------------------------------------------------------------
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("damage", ["truncated-weights", "random-state"])
 def test_a_corrupt_newest_checkpoint_falls_back_to_the_one_before(
     capsys, tmp_path: Path, small_sst2: Path, damage: str
@@ -276,6 +281,7 @@ def test_a_corrupt_newest_checkpoint_falls_back_to_the_one_before(
     assert max(float((expected[k] - resumed[k]).abs().max()) for k in expected) <= 1e-6
 
 
+@pytest.mark.e2e
 def test_no_readable_checkpoint_is_one_line(capsys, tmp_path: Path, small_sst2: Path) -> None:
     out = tmp_path / "out"
     common = ("--max-steps", "2", "--save-steps", "1", "--keep-checkpoints", "2")
@@ -291,6 +297,7 @@ def test_no_readable_checkpoint_is_one_line(capsys, tmp_path: Path, small_sst2: 
 # ---- progress without a terminal -------------------------------------------------------------------------------
 
 
+@pytest.mark.e2e
 def test_progress_is_plain_lines_when_stderr_is_not_a_terminal(tmp_path: Path) -> None:
     proc = subprocess.run(
         [
@@ -310,6 +317,7 @@ def test_progress_is_plain_lines_when_stderr_is_not_a_terminal(tmp_path: Path) -
     assert done == sorted(done) and progress[-1].split()[2].split("/")[0] == progress[-1].split()[2].split("/")[1]
 
 
+@pytest.mark.e2e
 def test_finetune_overwrite_refuses_its_own_model_directory(capsys, tmp_path: Path, small_sst2: Path) -> None:
     model = tmp_path / "model"
     assert main(finetune_sst2(small_sst2, model, tmp_path / "cache", "--max-steps", "1")) == 0
@@ -323,6 +331,7 @@ def test_finetune_overwrite_refuses_its_own_model_directory(capsys, tmp_path: Pa
     assert (model / "model.safetensors").read_bytes() == before
 
 
+@pytest.mark.e2e
 def test_a_config_with_fewer_layers_than_its_weights_is_refused(capsys, tmp_path: Path, small_sst2: Path) -> None:
     model = tmp_path / "model"
     assert main(finetune_sst2(small_sst2, model, tmp_path / "cache", "--max-steps", "1")) == 0

@@ -10,12 +10,15 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
 from bertbench.cli import main
 
 from .conftest import SQUAD_TRAIN
+
+pytestmark = pytest.mark.e2e  # whole commands, processes and runtimes: `pytest -m 'not e2e'` skips them
 
 STEPS = 60
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -101,6 +102,22 @@ def run_args(tmp_path: Path, workload: Path | str, cache_dir: Path, *extra: str)
     ]
 
 
+def _wait_for_case_process(orchestrator: subprocess.Popen, job: str, timeout: float = 120) -> int | None:
+    """The pid of the orchestrator's child that runs `job` (other short-lived children, like git, are passed over)."""
+    children = Path(f"/proc/{orchestrator.pid}/task/{orchestrator.pid}/children")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and orchestrator.poll() is None:
+        for pid in children.read_text().split() if children.exists() else []:
+            try:
+                command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"bertbench" in command and job.encode() in command:
+                return int(pid)
+        time.sleep(0.05)
+    return None
+
+
 # ---- workload validation ---------------------------------------------------------------------------------------
 
 BAD = [
@@ -148,7 +165,7 @@ def test_bad_workload_is_one_line_naming_file_and_key(tmp_path: Path, capsys, te
             "option 'frobnicate' is not an option of `bertbench eval sst2`",
         ),
         ("{data: x.tsv, model: bert-tiny, batch_size: many}", "--batch-size"),
-        ("{data: x.tsv, model: bert-tiny, strict: 3}", "option 'strict' is a switch"),
+        ("{data: x.tsv, model: bert-tiny, strict: 3}", "option 'strict' (--strict) is a switch"),
         ("{data: x.tsv, model: bert-tiny, doc_stride: 64}", "option 'doc_stride' is not an option"),
     ],
 )
@@ -235,6 +252,7 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> tuple
     return root, code, time.perf_counter() - start
 
 
+@pytest.mark.e2e
 def test_a_failing_case_does_not_stop_the_run(tiny_run) -> None:
     root, code, _ = tiny_run
     assert code == 1  # the exit code counts the failed cases: only broken-accuracy
@@ -257,6 +275,7 @@ def test_a_failing_case_does_not_stop_the_run(tiny_run) -> None:
     assert (root / "runs" / "tiny" / "report.html").stat().st_size > 10_000
 
 
+@pytest.mark.e2e
 def test_a_rerun_skips_finished_cases_and_force_redoes_them(tiny_run, cache_dir: Path, capsys) -> None:
     root, _, first_wall = tiny_run
     path = root / "workload.yaml"
@@ -273,6 +292,7 @@ def test_a_rerun_skips_finished_cases_and_force_redoes_them(tiny_run, cache_dir:
     assert len(ResultsStore(root / "store.sqlite").runs()) > rows_before
 
 
+@pytest.mark.e2e
 def test_report_formats_filters_and_compare(tiny_run, tmp_path: Path, capsys) -> None:
     root, _, _ = tiny_run
     store = ["--store", str(root / "store.sqlite")]
@@ -298,6 +318,16 @@ def test_report_formats_filters_and_compare(tiny_run, tmp_path: Path, capsys) ->
     assert len(compared) == 1 and compared[0]["accuracy B/A"] == pytest.approx(1.0, abs=0.1)
 
 
+def _chromium() -> tuple[str, str]:
+    """The Chromium and ChromeDriver on this machine's PATH; a clear failure naming what to install otherwise."""
+    browser = next((found for name in ("chromium", "chromium-browser") if (found := shutil.which(name))), None)
+    driver = shutil.which("chromedriver")
+    missing = [name for name, found in (("chromium", browser), ("chromium-driver", driver)) if found is None]
+    assert not missing, f"the HTML test drives a real browser: install {' and '.join(missing)} (see README, Set up)"
+    return str(browser), str(driver)
+
+
+@pytest.mark.e2e
 def test_html_report_renders_in_a_real_browser(tiny_run, tmp_path: Path) -> None:
     from selenium import webdriver
     from selenium.webdriver.chrome.options import Options
@@ -306,8 +336,9 @@ def test_html_report_renders_in_a_real_browser(tiny_run, tmp_path: Path) -> None
     root, _, _ = tiny_run
     page = tmp_path / "report.html"
     assert main(["report", "--store", str(root / "store.sqlite"), "--html", str(page), "--format", "json"]) == 0
+    browser, driver_path = _chromium()
     options = Options()
-    options.binary_location = "/usr/bin/chromium"
+    options.binary_location = browser
     for flag in (
         "--headless",
         "--no-sandbox",
@@ -321,7 +352,7 @@ def test_html_report_renders_in_a_real_browser(tiny_run, tmp_path: Path) -> None
     ):
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    driver = webdriver.Chrome(service=Service(driver_path), options=options)
     try:
         driver.get(page.as_uri())
         errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
@@ -344,6 +375,7 @@ def test_html_report_renders_in_a_real_browser(tiny_run, tmp_path: Path) -> None
         driver.quit()
 
 
+@pytest.mark.e2e
 def test_resume_after_the_run_is_killed(tmp_path: Path, cache_dir: Path) -> None:
     text = TINY.split("  - name: sst2-tiny-accuracy")[0].replace("max_steps: 15", "max_steps: 60\n      save_steps: 5")
     path = write(tmp_path, text)
@@ -364,6 +396,7 @@ def test_resume_after_the_run_is_killed(tmp_path: Path, cache_dir: Path) -> None
     assert statuses == ["interrupted", "finished"]
 
 
+@pytest.mark.e2e
 def test_a_case_killed_without_a_word_is_recorded_failed(tmp_path: Path, cache_dir: Path) -> None:
     text = TINY.split("  - name: sst2-tiny-accuracy")[0].replace("max_steps: 15", "max_steps: 400")
     text += "  - name: corpus\n    job: build-corpus\n"
@@ -371,13 +404,7 @@ def test_a_case_killed_without_a_word_is_recorded_failed(tmp_path: Path, cache_d
     path = write(tmp_path, text)
     argv = [sys.executable, "-m", "bertbench", *run_args(tmp_path, path, cache_dir)]
     orchestrator = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    children = Path(f"/proc/{orchestrator.pid}/task/{orchestrator.pid}/children")
-    deadline = time.monotonic() + 120
-    child = None
-    while time.monotonic() < deadline and child is None and orchestrator.poll() is None:
-        pids = children.read_text().split() if children.exists() else []
-        child = int(pids[0]) if pids else None
-        time.sleep(0.05)
+    child = _wait_for_case_process(orchestrator, "finetune")
     assert child is not None, f"no case started (exit {orchestrator.poll()})"
     time.sleep(3)
     os.kill(child, signal.SIGKILL)  # what the OOM killer does
@@ -422,6 +449,7 @@ def _writer(path: str, worker: int, count: int) -> None:
         store.finish(uid, records)
 
 
+@pytest.mark.e2e
 def test_concurrent_writers_lose_and_duplicate_nothing(tmp_path: Path) -> None:
     path = str(tmp_path / "shared.sqlite")
     context = mp.get_context("spawn")
@@ -438,6 +466,7 @@ def test_concurrent_writers_lose_and_duplicate_nothing(tmp_path: Path) -> None:
     assert all(r.status == "finished" for r in runs)
 
 
+@pytest.mark.e2e
 def test_results_import_loads_old_metrics_files_once(tiny_run, tmp_path: Path) -> None:
     root, _, _ = tiny_run
     store = str(tmp_path / "imported.sqlite")

@@ -14,12 +14,14 @@ from bertbench.bench.runner import run_inference
 from bertbench.cache import Cache
 from bertbench.cli import main
 from bertbench.models import BertForQuestionAnswering, load_model, resolve_model
-from bertbench.runtimes.options import RuntimeOptions
+from bertbench.runtimes.options import Placement, RuntimeOptions
 from bertbench.runtimes.registry import create_runtime
 from bertbench.tasks.squad import task as squad
 from bertbench.tasks.squad.options import SquadOptions
 
 from .conftest import SQUAD_DEV, SST2_DEV, SST2_TRAIN
+
+pytestmark = pytest.mark.e2e  # whole commands, processes and runtimes: `pytest -m 'not e2e'` skips them
 
 
 def run_eval(out: Path, cache_dir: Path, *args: str) -> dict:
@@ -52,7 +54,7 @@ def fp32_logit_gap(model_name: str, backend: str, artifacts: Path, cache_dir: Pa
     outputs, facts = {}, {}
     for name in ("torch", backend):
         runtime = create_runtime(name)
-        runtime.prepare(loaded, RuntimeOptions(threads=2, cache_dir=artifacts))
+        runtime.prepare(loaded, RuntimeOptions(), Placement(threads=2, cache_dir=artifacts))
         result = run_inference(
             runtime,
             dataset,

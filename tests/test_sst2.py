@@ -56,6 +56,7 @@ def test_training_batches_are_padded_to_their_longest_sentence(tokenizer, tmp_pa
     assert (batch["labels"] == data.labels[rows]).all()
 
 
+@pytest.mark.e2e
 def test_finetune_then_eval_through_the_cli(sst2_model: Path, tmp_path: Path, cache_dir: Path) -> None:
     log = [json.loads(line) for line in (sst2_model / "train_log.jsonl").read_text().splitlines()]
     losses = [e["loss"] for e in log if "loss" in e]

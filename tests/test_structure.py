@@ -71,6 +71,63 @@ def test_the_import_graph_has_no_circle() -> None:
     assert circles == []
 
 
+# The packages and modules of bertbench from the bottom up. A module may import its own unit (package or module) and
+# units of lower layers only: never a unit above it, nor another unit of its own layer.
+LAYERS: list[tuple[str, ...]] = [
+    ("errors", "choices"),  # words every layer speaks
+    ("bertbench", "hardware", "io_utils", "cliargs", "console", "progress"),  # the machine, files, flags, notices
+    ("cache",),  # content-keyed artifacts
+    ("models",),  # BERT and its heads: no data, no devices
+    ("tasks",),  # text -> features, outputs -> metrics: no runtime
+    ("runtimes", "training", "calibration"),  # infer / train / draw calibration samples: no timing
+    ("bench",),  # the timing harness: batches, LoadGen, instances, roof
+    ("evaluation",),  # features through a runtime, scored
+    ("accuracy",),  # the guard against FP32
+    ("results",),  # records, the store, renderers
+    ("configs",),  # each command's options
+    ("commands",),  # the command table
+    ("workloads",),  # workload files and their plans
+    ("jobs",),  # one module per command
+    ("cli",),  # the front end
+    ("__main__",),  # python -m bertbench
+]
+
+
+def _unit(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else parts[0]
+
+
+def _upward(graph: dict[str, set[str]]) -> list[str]:
+    """Imports of a unit of the same or a higher layer (undeclared units are an error of their own)."""
+    layer_of = {unit: i for i, units in enumerate(LAYERS) for unit in units}
+    undeclared = sorted({_unit(m) for m in graph} - set(layer_of))
+    assert undeclared == [], f"declare the layer of {undeclared} in LAYERS"
+    return [
+        f"{source} -> {target}"
+        for source, targets in sorted(graph.items())
+        for target in sorted(targets)
+        if _unit(source) != _unit(target) and layer_of[_unit(target)] >= layer_of[_unit(source)]
+    ]
+
+
+def test_imports_never_run_up_the_layers() -> None:
+    assert _upward(_import_graph()) == []
+
+
+def test_the_layer_check_sees_upward_and_sideways_imports() -> None:
+    graph = _import_graph()
+    graph["bertbench.runtimes.torch_runtime"] = graph["bertbench.runtimes.torch_runtime"] | {
+        "bertbench.results.console",  # up: a runtime printing through the results package
+        "bertbench.training.distributed",  # sideways: another unit of the same layer
+    }
+    graph["bertbench.models.bert"] = graph["bertbench.models.bert"] | {"bertbench.models.config"}  # its own unit
+    assert _upward(graph) == [
+        "bertbench.runtimes.torch_runtime -> bertbench.results.console",
+        "bertbench.runtimes.torch_runtime -> bertbench.training.distributed",
+    ]
+
+
 def _help_commands() -> list[list[str]]:
     commands = [["--help"]]
     for name, command in COMMANDS.items():
@@ -107,7 +164,7 @@ def test_defaults_and_choices_come_from_the_config_dataclasses() -> None:
         ["eval", "squad", *base, "--data", "d", "--backend", "ort", "--no-per-channel", "--provider", "cpu"]
     )
     assert ort.runtime.backend == "onnxruntime" and ort.runtime.per_channel is False
-    assert ort.runtime.providers == ("cpu",)
+    assert ort.runtime.onnxruntime.providers == ("cpu",)
     _, _, finetune = parse(["finetune", "squad", *base, "--train", "t", "--lr", "3e-5"])
     _, _, pretrain = parse(["pretrain", *base, "--corpus", "a", "b"])
     assert finetune.training.learning_rate == 3e-5 and finetune.training.optimizer == "adamw"
@@ -129,3 +186,33 @@ def test_a_record_refuses_a_key_two_sections_set() -> None:
         RunRecord("eval", {"batch_size": 32}, {"batch_size": 8}, environment={}).flat()
     nan = RunRecord("eval", {}, {"f1": float("nan"), "curve": [float("inf"), 1.0]}, environment={}).flat()
     assert nan["f1"] is None and nan["curve"] == [None, 1.0]
+
+
+@pytest.mark.parametrize(
+    ("backend", "extra", "taker"),
+    [
+        ("openvino", ["--compile"], "--compile: an option of --backend torch"),
+        ("torch", ["--int8-weights", "u8"], "--int8-weights: an option of --backend onnxruntime"),
+        ("torch", ["--reduce-range"], "--reduce-range: an option of --backend onnxruntime or openvino"),
+        ("onnxruntime", ["--compile"], "--compile: an option of --backend torch"),
+        ("null", ["--provider", "cpu"], "--provider: an option of --backend onnxruntime"),
+        ("openvino", ["--calibration-method", "entropy"], "--calibration-method: an option of --backend onnxruntime"),
+    ],
+)
+def test_an_option_of_another_backend_is_refused_when_parsed(backend: str, extra: list[str], taker: str) -> None:
+    base = ["eval", "squad", "--model", "m", "--output-dir", "o", "--data", "d", "--backend", backend]
+    with pytest.raises(UsageError, match=taker) as refused:
+        parse([*base, *extra])
+    assert f"not of --backend {backend}" in str(refused.value)
+
+
+def test_each_backend_reads_its_own_options() -> None:
+    base = ["eval", "squad", "--model", "m", "--output-dir", "o", "--data", "d"]
+    _, _, ov = parse([*base, "--backend", "ov", "--reduce-range", "--export-dir", "x"])
+    assert ov.runtime.own().reduce_range is True and str(ov.runtime.own().export_dir) == "x"
+    _, _, ort = parse([*base, "--backend", "ort", "--reduce-range", "--int8-weights", "u8", "--provider", "cpu"])
+    own = ort.runtime.own()
+    assert own.reduce_range is True and own.int8_weights == "u8" and own.providers == ("cpu",)
+    assert own.int8_attention("dynamic") is True and own.int8_attention("static") is False
+    _, _, compiled = parse([*base, "--compile"])
+    assert compiled.runtime.own().compile is True and compiled.runtime.backend == "torch"

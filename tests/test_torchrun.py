@@ -17,6 +17,8 @@ from bertbench.models import BertForQuestionAnswering, load_model, resolve_model
 
 from .conftest import SQUAD_DEV, SQUAD_TRAIN
 
+pytestmark = pytest.mark.e2e  # whole commands, processes and runtimes: `pytest -m 'not e2e'` skips them
+
 
 def args(out: Path, cache_dir: Path, batch_size: int) -> list[str]:
     return [

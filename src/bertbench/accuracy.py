@@ -11,12 +11,18 @@ from pathlib import Path
 from typing import Any
 
 from bertbench.cache import Cache
+from bertbench.console import info
 from bertbench.evaluation import evaluate_loaded
 from bertbench.models import LoadedModel
 from bertbench.models.loading import model_fingerprint
-from bertbench.results.console import info
-from bertbench.runtimes.options import RuntimeOptions
+from bertbench.runtimes.options import Placement, RuntimeOptions
 from bertbench.tasks.base import EvalData, Task
+
+
+def is_fp32_reference(options: RuntimeOptions) -> bool:
+    """Whether a run is itself the FP32 reference of the guard: PyTorch eager (not compiled) in FP32. Every other
+    path is compared with it; `eval` and `bench` ask this one question."""
+    return options.backend == "torch" and options.precision == "fp32" and not options.torch.compile
 
 
 def reference_metrics(
@@ -38,7 +44,8 @@ def reference_metrics(
             loaded,
             dataset,
             task,
-            RuntimeOptions(threads=threads),
+            RuntimeOptions(),
+            Placement(threads=threads),
             batch_size=batch_size,
             task_options=task_options,
             show_progress=False,
@@ -90,6 +97,7 @@ def choose_fp32_layers(
     task: Task,
     task_options: Any,
     options: RuntimeOptions,
+    placement: Placement,
     target: float,
 ) -> tuple[tuple[str, ...], list[dict[str, Any]]]:
     """Keep the most INT8-sensitive encoder layers in FP32 until relative accuracy on `tuning` (training data,
@@ -98,7 +106,9 @@ def choose_fp32_layers(
 
     def score(keep: tuple[str, ...], precision: str = "int8") -> float:
         run = replace(options, precision=precision, keep_fp32=keep)
-        _, metrics = evaluate_loaded(loaded, tuning, task, run, task_options=task_options, show_progress=False)
+        _, metrics = evaluate_loaded(
+            loaded, tuning, task, run, placement, task_options=task_options, show_progress=False
+        )
         return float(metrics[primary])
 
     reference = score((), precision="fp32")
@@ -125,6 +135,7 @@ def accuracy_facts(
     task_options: Any,
     metrics: dict[str, Any],
     runtime: RuntimeOptions,
+    threads: int,
     data_key: str,
     target: float,
     cache: Cache,
@@ -134,8 +145,8 @@ def accuracy_facts(
     primary = task.primary_metric
     if loaded.source.random_weights or metrics.get(primary) is None:
         return {"relative_accuracy": None}
-    if runtime.backend == "torch" and runtime.precision == "fp32" and not runtime.compile:
+    if is_fp32_reference(runtime):
         remember_reference(loaded, task, task_options, data_key, metrics, cache)
         return guard(metrics, metrics, primary, target)
-    reference, hit = reference_metrics(loaded, dataset, task, task_options, data_key, runtime.threads, cache)
+    reference, hit = reference_metrics(loaded, dataset, task, task_options, data_key, threads, cache)
     return {**guard(metrics, reference, primary, target), "reference_cache_hit": hit}

@@ -7,12 +7,11 @@ from typing import Any
 
 import numpy as np
 
-from bertbench.bench.batching import RowSubset
 from bertbench.cache import Cache
 from bertbench.errors import BertbenchError
 from bertbench.io_utils import sha256_file
 from bertbench.models import WordPieceTokenizer
-from bertbench.tasks.base import Task
+from bertbench.tasks.base import RowSubset, Task
 
 
 def check_calibration_file(path: Path | None, evaluated: Path) -> dict[str, Any]:

@@ -10,24 +10,13 @@ import os
 import signal
 import sys
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
 from bertbench import __version__
-from bertbench.cliargs import add_arguments, from_namespace
+from bertbench.cliargs import add_arguments
+from bertbench.commands import COMMANDS, config_from_namespace
 from bertbench.errors import BertbenchError, UsageError
-from bertbench.jobs.configs import (
-    BenchConfig,
-    BenchRoofConfig,
-    BuildCorpusConfig,
-    EvalConfig,
-    FinetuneConfig,
-    PretrainConfig,
-    ReportConfig,
-    ResultsConfig,
-    RunConfig,
-)
 from bertbench.results.recording import recorded_run
 from bertbench.tasks.registry import TASKS
 
@@ -37,64 +26,6 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(message)
-
-
-@dataclass(frozen=True)
-class Command:
-    """One sub-command: its config class, its job ("module:function"), and the tasks it takes (if any)."""
-
-    help: str
-    config: type
-    job: str
-    tasks: tuple[str, ...] = ()
-    # (config, job) run when no task is given: options on the command itself (`bench --roof`)
-    standalone: tuple[type, str] | None = None
-    recorded: bool = True  # its runs become rows of the results store (reading commands do not)
-
-
-COMMANDS: dict[str, Command] = {
-    "run": Command(
-        "the main job: run a workload's cases (default: the built-in main job), then the KPI table and report",
-        RunConfig,
-        "bertbench.jobs.run:run_workload",
-    ),
-    "eval": Command(
-        "accuracy mode: score a model on a task's data", EvalConfig, "bertbench.jobs.evaluate:run_eval", tuple(TASKS)
-    ),
-    "bench": Command(
-        "performance mode: MLPerf LoadGen scenarios, pinned instances, honest timing",
-        BenchConfig,
-        "bertbench.jobs.bench:run_bench",
-        ("squad", "sst2"),
-        standalone=(BenchRoofConfig, "bertbench.jobs.bench:run_roof"),
-    ),
-    "finetune": Command(
-        "fine-tune a model on a task",
-        FinetuneConfig,
-        "bertbench.jobs.finetune:run_finetune",
-        tuple(name for name, entry in TASKS.items() if entry.trainable),
-    ),
-    "pretrain": Command(
-        "masked-LM pretraining with a target accuracy", PretrainConfig, "bertbench.jobs.pretrain:run_pretrain"
-    ),
-    "build-corpus": Command(
-        "write a pretraining corpus from SQuAD contexts and SST-2 sentences",
-        BuildCorpusConfig,
-        "bertbench.jobs.corpus:run_build_corpus",
-    ),
-    "report": Command(
-        "the KPI table from the results store (terminal, Markdown, CSV, JSON), --html with plots, --compare",
-        ReportConfig,
-        "bertbench.jobs.report:run_report",
-        recorded=False,
-    ),
-    "results": Command(
-        "manage the results store: `results import DIR` loads metrics.json files",
-        ResultsConfig,
-        "bertbench.jobs.report:run_results",
-        recorded=False,
-    ),
-}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -130,13 +61,9 @@ def parse(argv: list[str] | None) -> tuple[str, str, object]:
         raise UsageError("choose a command: " + ", ".join(COMMANDS) + " (bertbench --help)")
     args = build_parser().parse_args(argv)
     command = COMMANDS[args.command]
-    if not command.tasks:
-        return args.command, command.job, from_namespace(command.config, args)
-    if getattr(args, "task", None) is None:
-        config_class, job = command.standalone  # the parser requires a task when there is no standalone form
-        return args.command, job, from_namespace(config_class, args)
-    options = from_namespace(TASKS[args.task].options_class, args)
-    return args.command, command.job, from_namespace(command.config, args, task=args.task, task_options=options)
+    task = getattr(args, "task", None)
+    job = command.standalone[1] if command.tasks and task is None and command.standalone else command.job
+    return args.command, job, config_from_namespace(args.command, args, task)
 
 
 class Terminated(KeyboardInterrupt):

@@ -175,7 +175,8 @@ def fraction(text: str) -> float:
 # ---- dataclass <-> argparse -------------------------------------------------------------------------------
 
 
-def _flag(field: dataclasses.Field) -> str:
+def flag_of(field: dataclasses.Field) -> str:
+    """The option's flag on the command line (`--batch-size`, or the one its spec names)."""
     spec: CliSpec = field.metadata[CLI]
     return spec.flag or "--" + field.name.replace("_", "-")
 
@@ -245,7 +246,7 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, seen: set[str] | N
                 kwargs["type"] = Path
             parser.add_argument(field.name, choices=choices, **kwargs)
             continue
-        flags = [_flag(field), *spec.aliases]
+        flags = [flag_of(field), *spec.aliases]
         if base is bool:
             if default is True or default is None:  # None: "decided by another option" (--[no-]flag)
                 kwargs["action"] = argparse.BooleanOptionalAction
@@ -284,7 +285,180 @@ def from_namespace(cls: type, args: argparse.Namespace, **overrides: Any) -> Any
             spec: CliSpec = field.metadata[CLI]
             if spec.repeat or typing.get_origin(hints[field.name]) is tuple:
                 value = tuple(value or ())
-            elif spec.normalise and isinstance(value, str):
-                value = spec.normalise.get(value, value)
             values[field.name] = value
     return cls(**values)
+
+
+# ---- the same options from data (workload files) and back to a command line ------------------------------------
+
+
+class OptionValueError(ValueError):
+    """An option given as data (a workload's `options`) that the command line would refuse: the message names the
+    option and the problem in one line (parse_option_value's message continues "option 'KEY' …")."""
+
+
+def option_fields(cls: type) -> list[tuple[dataclasses.Field, Any]]:
+    """(field, annotation) of every command-line option of `cls` and of its nested configs, in command-line order
+    (a name already seen is skipped, as add_arguments does)."""
+    out: list[tuple[dataclasses.Field, Any]] = []
+    seen: set[str] = set()
+
+    def walk(kind: type) -> None:
+        hints = typing.get_type_hints(kind)
+        for field in dataclasses.fields(kind):
+            if field.metadata.get(NESTED):
+                walk(hints[field.name])
+            elif CLI in field.metadata and field.name not in seen:
+                seen.add(field.name)
+                out.append((field, hints[field.name]))
+
+    walk(cls)
+    return out
+
+
+def _as_text(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _parse_one(flag: str, spec: CliSpec, base: Any, value: Any) -> Any:
+    """One scalar value through the option's own parser and choices, as argparse would check it."""
+    if isinstance(value, list | dict):
+        raise OptionValueError(f"({flag}) takes one value, not a {type(value).__name__}")
+    text = _as_text(value)
+    parse = _normaliser(spec, spec.parse or (base if base in (int, float, Path) else str))
+    try:
+        parsed = parse(text)
+    except (argparse.ArgumentTypeError, ValueError, TypeError) as exc:
+        raise OptionValueError(f"({flag} {text}): {exc}") from None
+    if spec.choices and parsed not in spec.choices:
+        raise OptionValueError(f"({flag} {text}): invalid choice (choose from {', '.join(spec.choices)})")
+    return parsed
+
+
+def parse_option_value(field: dataclasses.Field, annotation: Any, value: Any) -> Any:
+    """A value given as data (YAML: a string, number, boolean or list) -> what the command line would have parsed,
+    with the same parsers, choices and bounds; OptionValueError otherwise."""
+    spec: CliSpec = field.metadata[CLI]
+    flag = flag_of(field)
+    base = _base_type(annotation)
+    if base is bool:
+        if not isinstance(value, bool):
+            raise OptionValueError(f"({flag}) is a switch: true or false, not {value!r}")
+        return value
+    if spec.one_token:
+        text = ",".join(_as_text(v) for v in value) if isinstance(value, list) else value
+        return _parse_one(flag, spec, base, text)
+    if spec.repeat or _is_sequence(annotation):
+        items = value if isinstance(value, list) else [value]
+        if not items:
+            raise OptionValueError(f"({flag}) is an empty list")
+        parsed = [_parse_one(flag, spec, base, item) for item in items]
+        return tuple(parsed) if spec.repeat or typing.get_origin(annotation) is tuple else parsed
+    return _parse_one(flag, spec, base, value)
+
+
+def namespace_from_mapping(
+    classes: Sequence[type], values: dict[str, Any], *, ignorable: frozenset[str] = frozenset(), label: str = "it"
+) -> argparse.Namespace:
+    """What parsing a command line would give for `values` (keys: option names, `_` or `-` spelling), checked
+    against the options of `classes` (a command's config and its task's options) exactly as the command line
+    checks them. Keys in `ignorable` that no class takes are dropped; any other unknown key, a bad value or a
+    missing required option raises OptionValueError naming the key (`label` names the command)."""
+    table: dict[str, tuple[dataclasses.Field, Any]] = {}
+    for cls in classes:
+        for field, annotation in option_fields(cls):
+            spec: CliSpec = field.metadata[CLI]
+            if spec.positional:
+                continue
+            for flag in (flag_of(field), *spec.aliases):
+                table.setdefault(flag, (field, annotation))
+    parsed: dict[str, Any] = {}
+    for key, value in values.items():
+        flag = "--" + str(key).replace("_", "-")
+        if str(key).startswith("-") or flag not in table:
+            if key in ignorable:
+                continue
+            raise OptionValueError(f"option '{key}' is not an option of {label}")
+        field, annotation = table[flag]
+        try:
+            parsed[field.name] = parse_option_value(field, annotation, value)
+        except OptionValueError as exc:
+            raise OptionValueError(f"option '{key}' {exc}") from None
+    for field, _ in (pair for cls in classes for pair in option_fields(cls)):
+        required = _default_of(field) is dataclasses.MISSING and not field.metadata[CLI].positional
+        if required and field.name not in parsed:
+            raise OptionValueError(f"option '{field.name}' ({flag_of(field)}) is required by {label}")
+    return argparse.Namespace(**parsed)
+
+
+def _value_argv(flag: str, value: Any) -> list[str]:
+    """`--flag value`, or `--flag=value` when the value looks like an option (argparse would take it for one)."""
+    text = _as_text(value)
+    return [f"{flag}={text}"] if text.startswith("-") else [flag, text]
+
+
+def to_argv(config: Any) -> list[str]:
+    """The command-line arguments that parse back into `config`: positionals first, then every option whose value
+    differs from its default (the inverse of add_arguments + from_namespace)."""
+    positionals: list[str] = []
+    options: list[str] = []
+    values = _flat_values(config)
+    for field, annotation in option_fields(type(config)):
+        spec: CliSpec = field.metadata[CLI]
+        value = values[field.name]
+        default = _default_of(field)
+        if spec.positional:
+            positionals += [_as_text(v) for v in value] if isinstance(value, list | tuple) else [_as_text(value)]
+            continue
+        if default is not dataclasses.MISSING and _same(value, default):
+            continue
+        flag = flag_of(field)
+        if _base_type(annotation) is bool:
+            if value is True:
+                options.append(flag)
+            elif value is False:  # away from a default of True or None: only the --no- form says it
+                options.append("--no-" + flag[2:])
+            continue
+        if spec.one_token:
+            options += _value_argv(flag, ",".join(_as_text(v) for v in value))
+        elif spec.repeat:
+            for item in value:
+                options += _value_argv(flag, item)
+        elif _is_sequence(annotation):
+            items = [_as_text(v) for v in value]
+            if any(item.startswith("-") for item in items):
+                raise OptionValueError(f"{flag}: a value starting with '-' cannot follow it on a command line")
+            options += [flag, *items]
+        else:
+            options += _value_argv(flag, value)
+    return positionals + options
+
+
+def _same(value: Any, default: Any) -> bool:
+    if isinstance(value, list | tuple) and isinstance(default, list | tuple):
+        return list(value) == list(default)
+    return bool(value == default)
+
+
+def _flat_values(config: Any) -> dict[str, Any]:
+    """field name -> value over `config` and its nested configs. A name that several nested configs share (one flag
+    on the command line) takes the value that is away from its default, if any."""
+    out: dict[str, Any] = {}
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if field.metadata.get(NESTED):
+            for name, inner in _flat_values(value).items():
+                if name not in out or (not _same(inner, out[name]) and _is_default_of(value, name, out[name])):
+                    out[name] = inner
+        elif CLI in field.metadata:
+            out.setdefault(field.name, value)
+    return out
+
+
+def _is_default_of(config: Any, name: str, value: Any) -> bool:
+    """Whether `value` is the default of the field `name` of `config`'s class (an option left as it was)."""
+    for field in dataclasses.fields(config):
+        if field.name == name:
+            default = _default_of(field)
+            return default is not dataclasses.MISSING and _same(value, default)
+    return True

@@ -6,26 +6,22 @@ Every command that evaluates (`eval`, the per-epoch evaluations of `finetune` an
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
-import numpy as np
-
-from bertbench.bench.batching import RowSubset
 from bertbench.bench.runner import InferenceResult, run_inference
-from bertbench.bench.timing import LoadWindow, prepare_timed
-from bertbench.models import BertHeadModel, LoadedModel, ModelSource, WordPieceTokenizer
-from bertbench.runtimes.options import RuntimeOptions
-from bertbench.runtimes.registry import create_runtime
+from bertbench.bench.setup import start_runtime
+from bertbench.bench.timing import LoadWindow
+from bertbench.models import LoadedModel
+from bertbench.runtimes.options import Placement, RuntimeOptions
 from bertbench.tasks.base import EvalData, Task
-from bertbench.training.distributed import DistEnv
 
 
 def infer_dataset(
     loaded: LoadedModel,
     dataset: EvalData,
     task: Task,
-    runtime_options: RuntimeOptions,
+    options: RuntimeOptions,
+    placement: Placement,
     *,
     batch_size: int = 32,
     padding: str = "sorted",
@@ -33,8 +29,7 @@ def infer_dataset(
     show_progress: bool = True,
 ) -> tuple[InferenceResult, dict[str, Any]]:
     """Prepare a runtime on `loaded` and run every sample of `dataset`: (raw outputs + timing, run facts)."""
-    runtime = create_runtime(runtime_options.backend)
-    prepare_s = prepare_timed(runtime, loaded, runtime_options)
+    runtime, prepare_s = start_runtime(loaded, options, placement)
     with LoadWindow() as load:
         result = run_inference(
             runtime,
@@ -54,7 +49,8 @@ def evaluate_loaded(
     loaded: LoadedModel,
     dataset: EvalData,
     task: Task,
-    runtime_options: RuntimeOptions,
+    options: RuntimeOptions,
+    placement: Placement,
     *,
     batch_size: int = 32,
     padding: str = "sorted",
@@ -66,7 +62,8 @@ def evaluate_loaded(
         loaded,
         dataset,
         task,
-        runtime_options,
+        options,
+        placement,
         batch_size=batch_size,
         padding=padding,
         max_seq_length=task_options.max_seq_length,
@@ -74,38 +71,3 @@ def evaluate_loaded(
     )
     predictions, metrics = task.score(dataset, result.outputs, task_options)
     return predictions, {**metrics, **result.timing(), **facts}
-
-
-def evaluate_sharded(
-    model: BertHeadModel,
-    tokenizer: WordPieceTokenizer,
-    source: ModelSource,
-    dataset: EvalData,
-    task: Task,
-    dist: DistEnv,
-    runtime_options: RuntimeOptions,
-    task_options: Any,
-    batch_size: int,
-) -> tuple[Any, dict[str, Any]]:
-    """Each rank runs its shard, rank 0 gathers the outputs and scores them: (predictions, metrics) on rank 0,
-    (None, {}) elsewhere. Throughput is samples over the slowest rank's time."""
-    # array_split shards are disjoint and cover every row once: nothing is duplicated, nothing dropped.
-    shard = np.array_split(np.arange(dataset.num_samples), dist.world_size)[dist.rank]
-    view = LoadedModel(model, tokenizer, source, [])
-    result, _ = infer_dataset(
-        view,
-        RowSubset(dataset, shard),
-        task,
-        replace(runtime_options, backend="torch"),
-        batch_size=batch_size,
-        padding="sorted",
-        max_seq_length=task_options.max_seq_length,
-        show_progress=False,
-    )
-    gathered = dist.gather((result.outputs, result.timed_s))
-    if not dist.is_main:
-        return None, {}
-    outputs = {name: np.concatenate([g[0][name] for g in gathered]) for name in result.outputs}
-    predictions, metrics = task.score(dataset, outputs, task_options)
-    metrics["eval_samples_per_s"] = dataset.num_samples / max(g[1] for g in gathered)
-    return predictions, metrics

@@ -1,4 +1,5 @@
-"""What this machine is: CPU model, feature flags, cores this process may use (read from /proc/cpuinfo once)."""
+"""What this machine is: CPU model, feature flags, cores this process may use (read from /proc/cpuinfo once), and
+how many threads a computation gets. Imports no torch at the top (workers set their environment first)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import functools
 import os
 import platform
 from pathlib import Path
+
+from bertbench.errors import BertbenchError
 
 # The ISA features that decide which kernels a BERT run gets (recorded with every result).
 ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "avx512fp16")
@@ -58,3 +61,22 @@ def isa_flags() -> dict[str, bool]:
     """`isa_<flag>` for the features that matter to BERT kernels."""
     flags = cpu_flags()
     return {f"isa_{name}": name in flags for name in ISA_FLAGS}
+
+
+def resolve_threads(requested: int | None) -> int:
+    """--threads, else OMP_NUM_THREADS (torchrun sets it per rank), else the cores this process may use."""
+    if requested is not None:
+        if requested < 1:
+            raise BertbenchError(f"--threads {requested}: must be at least 1")
+        return requested
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    return int(env) if env.isdigit() and int(env) > 0 else available_cores()
+
+
+def configure_threads(requested: int | None) -> int:
+    """Set torch's intra-op thread count (resolve_threads) and return it."""
+    import torch
+
+    threads = resolve_threads(requested)
+    torch.set_num_threads(threads)
+    return threads

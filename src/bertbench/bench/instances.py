@@ -120,9 +120,9 @@ class InstancePool:
 
     # ---- serving (during a test) -----------------------------------------------------------------------------
 
-    def submit(self, items: list[tuple[int, int]], batch_size: int, accuracy: bool, fixed: bool) -> None:
-        """Queue one batch of (LoadGen sample id, QSL index)."""
-        self.tasks.put(("run", items, batch_size, accuracy, fixed))
+    def submit(self, items: list[tuple[int, int]], batch_size: int, accuracy: bool, padding: str) -> None:
+        """Queue one batch of (LoadGen sample id, QSL index), padded as `padding` says."""
+        self.tasks.put(("run", items, batch_size, accuracy, padding))
 
     def drain(self) -> list[int]:
         """Remove queued batches nobody will serve (after a failure); their sample ids."""

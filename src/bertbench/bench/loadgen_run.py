@@ -11,12 +11,18 @@ from pathlib import Path
 import numpy as np
 
 from bertbench.bench.instances import InstancePool
+from bertbench.tasks.batching import order_rows
 
 SCENARIOS = {"offline": "Offline", "singlestream": "SingleStream", "multistream": "MultiStream", "server": "Server"}
 MODES = {"performance": "PerformanceOnly", "accuracy": "AccuracyOnly"}
 # Scaled to a 2-core machine: a test lasts seconds, not MLPerf's 600 s (--mlperf-defaults restores those).
 DEFAULT_MIN_QUERIES = {"offline": 1, "singlestream": 64, "multistream": 64, "server": 64}
 MLPERF_MODEL = "bert"  # the built-in mlperf.conf's entry: 130 ms Server bound, 600 s minimum, …
+SERVER_BOUND_MS = 130.0  # MLPerf's BERT Server latency bound
+SERVER_SHARE = 0.5  # Server's default target: half the capacity measured at warm-up
+# Offline's default expected QPS: twice the warm-up estimate (a random batch pads more than sorted batches do, so
+# the estimate is low); LoadGen issues 1.1 x expected QPS x min duration samples, so a test rather runs long.
+OFFLINE_SHARE = 2.0
 
 
 @dataclass
@@ -33,6 +39,44 @@ class TestPlan:
     target_qps: float | None  # Offline expected QPS, Server target QPS
     target_latency_ms: float | None  # Server bound; SingleStream/MultiStream expected latency
     samples_per_query: int  # MultiStream
+
+
+def plan_test(
+    scenario: str,
+    mode: str,
+    num_samples: int,
+    estimate: float,
+    *,
+    min_duration_s: float,
+    min_query_count: int | None,
+    max_duration_s: float,
+    mlperf_defaults: bool,
+    target_qps: float | None,
+    target_latency_ms: float | None,
+    samples_per_query: int,
+) -> TestPlan:
+    """A test's plan: the targets asked for, or defaults derived from the warm-up's samples/s `estimate`."""
+    if target_qps is None and scenario == "offline":
+        target_qps = OFFLINE_SHARE * estimate
+    elif target_qps is None and scenario == "server":
+        target_qps = SERVER_SHARE * estimate
+    if target_latency_ms is None and scenario == "server":
+        target_latency_ms = SERVER_BOUND_MS
+    elif target_latency_ms is None and scenario in ("singlestream", "multistream"):
+        per_query = 1 if scenario == "singlestream" else samples_per_query
+        target_latency_ms = 1000.0 * per_query / max(estimate, 1e-9)
+    return TestPlan(
+        scenario=scenario,
+        mode=mode,
+        num_samples=num_samples,
+        min_duration_s=min_duration_s,
+        min_query_count=min_query_count,
+        max_duration_s=max_duration_s,
+        mlperf_defaults=mlperf_defaults,
+        target_qps=target_qps,
+        target_latency_ms=target_latency_ms,
+        samples_per_query=samples_per_query,
+    )
 
 
 def build_settings(plan: TestPlan, conf_dir: Path) -> object:
@@ -86,11 +130,11 @@ class BatchingSut:
                 return
             self.outstanding.update(i for i, _ in items)
         if self.padding == "sorted" and len(items) > 1:
-            # The same order as eval's sorted plan: longest first, ties in input order.
-            items.sort(key=lambda item: (-int(self.lengths[item[1]]), item[1]))
-        fixed = self.padding == "fixed"
+            # The same order as eval's sorted plan: longest first, ties in input (QSL) order.
+            items.sort(key=lambda item: item[1])
+            items = [items[k] for k in order_rows(self.lengths[[index for _, index in items]], self.padding)]
         for start in range(0, len(items), self.batch_size):
-            self.pool.submit(items[start : start + self.batch_size], self.batch_size, self.accuracy, fixed)
+            self.pool.submit(items[start : start + self.batch_size], self.batch_size, self.accuracy, self.padding)
 
     def flush_queries(self) -> None:
         """Nothing is held back: batches leave as soon as they are formed."""

@@ -9,10 +9,10 @@ from typing import Any
 
 import numpy as np
 
-from bertbench.bench.batching import BatchSource, plan_batches
 from bertbench.bench.codec import PAD_LOGIT
 from bertbench.progress import progress_bar
 from bertbench.runtimes.base import Runtime
+from bertbench.tasks.batching import BatchSource, plan_batches
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""The timing harness's clock-side helpers: timed prepare, and the machine's load around a timed run.
+"""The machine's load around a timed run (the timed prepare is `setup.start_runtime`).
 
 Runtimes never time themselves; everything that reads a clock or the load average lives in `bench/`.
 """
@@ -6,13 +6,7 @@ Runtimes never time themselves; everything that reads a clock or the load averag
 from __future__ import annotations
 
 import os
-import time
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from bertbench.models import LoadedModel
-    from bertbench.runtimes.base import Runtime
-    from bertbench.runtimes.options import RuntimeOptions
+from typing import Any
 
 
 def load_average() -> float:
@@ -26,13 +20,6 @@ def load_average() -> float:
 def machine_busy(load_before: float, cores: int) -> bool:
     """True when other work was already running: the 1-minute load exceeded half the available cores."""
     return load_before > 0.5 * cores
-
-
-def prepare_timed(runtime: Runtime, loaded: LoadedModel, options: RuntimeOptions) -> float:
-    """Prepare `runtime` (load, export, quantize, compile: outside every timed region); returns the seconds."""
-    start = time.perf_counter()
-    runtime.prepare(loaded, options)
-    return time.perf_counter() - start
 
 
 class LoadWindow:

@@ -32,7 +32,8 @@ class WorkerSpec:
     data: Path
     max_samples: int | None
     cache_dir: Path | None
-    runtime: Any  # RuntimeOptions without calibration samples
+    device: str
+    runtime: Any  # RuntimeOptions
     calibration_data: Path | None = None
     calibration_samples: int = 1000
     max_seq_length: int = 384
@@ -42,42 +43,34 @@ class _Instance:
     """The loaded model, features and prepared runtime of one instance, and its counters."""
 
     def __init__(self, spec: WorkerSpec) -> None:
-        from dataclasses import replace
-
         import numpy as np
 
-        from bertbench.bench.timing import prepare_timed
+        from bertbench.bench.setup import load_model_and_data, start_runtime
         from bertbench.cache import Cache
         from bertbench.calibration import calibration_sample
-        from bertbench.jobs.common import configure_threads
-        from bertbench.models import load_model, resolve_model
-        from bertbench.runtimes.registry import create_runtime
-        from bertbench.tasks.registry import get_task
+        from bertbench.hardware import configure_threads
+        from bertbench.runtimes.options import Placement
+        from bertbench.tasks.batching import padded_length
 
-        self.np = np
+        self.np, self.padded_length = np, padded_length
         self.spec = spec
         threads = configure_threads(spec.threads)
         cache = Cache(spec.cache_dir)
-        self.task = get_task(spec.task)
-        loaded = load_model(resolve_model(spec.model, allow_pickle=spec.allow_pickle), self.task.head, seed=spec.seed)
-        self.config = loaded.model.config
-        self.dataset = self.task.load_eval_data(
-            spec.data, loaded.tokenizer, spec.task_options, cache, max_examples=spec.max_samples
-        )
+        work = load_model_and_data(spec, cache)
+        self.task, self.dataset, self.config = work.task, work.dataset, work.loaded.model.config
         calibration = None
-        if spec.runtime.precision == "int8" and spec.runtime.quantization == "static":
+        if spec.runtime.static_int8:
             calibration = calibration_sample(
                 self.task,
-                loaded.tokenizer,
+                work.loaded.tokenizer,
                 spec.task_options,
                 cache,
                 Path(spec.calibration_data),
                 spec.calibration_samples,
                 spec.seed,
             )
-        options = replace(spec.runtime, threads=threads, cache_dir=spec.cache_dir, calibration=calibration)
-        self.runtime = create_runtime(options.backend)
-        self.prepare_s = prepare_timed(self.runtime, loaded, options)
+        placement = Placement(spec.device, threads, spec.cache_dir, calibration)
+        self.runtime, self.prepare_s = start_runtime(work.loaded, spec.runtime, placement)
         self.lengths = np.asarray(self.dataset.lengths)
         self.reset()
 
@@ -86,12 +79,11 @@ class _Instance:
         self.samples = self.tokens = self.padded_tokens = self.tokens_x_len = 0
         self.busy_s = 0.0
 
-    def run(self, rows: list[int], fixed: bool) -> dict[str, Any]:
+    def run(self, rows: list[int], padding: str) -> dict[str, Any]:
         """One batch: pad, infer, reduce; count what was computed."""
-        np = self.np
-        rows_array = np.asarray(rows)
+        rows_array = self.np.asarray(rows)
         lengths = self.lengths[rows_array]
-        seq_len = self.spec.max_seq_length if fixed else int(lengths.max())
+        seq_len = self.padded_length(lengths, padding, self.spec.max_seq_length)
         start = time.perf_counter()
         outputs = self.task.reduce_outputs(self.runtime.infer(self.dataset.model_inputs(rows_array, seq_len)))
         self.busy_s += time.perf_counter() - start
@@ -106,12 +98,12 @@ class _Instance:
         np = self.np
         order = np.argsort(-self.lengths, kind="stable")
         start = time.perf_counter()
-        self.run([int(r) for r in order[:batch_size]], fixed=False)
+        self.run([int(r) for r in order[:batch_size]], "longest")
         warmup_s = time.perf_counter() - start
         rng = np.random.default_rng(0)
         rows = rng.choice(len(self.lengths), min(batch_size, len(self.lengths)), replace=False)
         start = time.perf_counter()
-        self.run([int(r) for r in rows], fixed=False)
+        self.run([int(r) for r in rows], "longest")
         estimate = len(rows) / (time.perf_counter() - start)
         self.reset()
         return warmup_s, estimate
@@ -176,7 +168,7 @@ def _serve_batch(instance: _Instance, message: tuple, tasks: Any, results: Any, 
     """Coalesce queued queries up to the batch size (Server, MultiStream), run them, send the ids back."""
     from bertbench.bench.codec import encode_sample, split_batch
 
-    _, items, batch_size, accuracy, fixed = message
+    _, items, batch_size, accuracy, padding = message
     items = list(items)
     while len(items) < batch_size:
         try:
@@ -188,10 +180,10 @@ def _serve_batch(instance: _Instance, message: tuple, tasks: Any, results: Any, 
             break
         items += more[1]
     if len(items) > batch_size:
-        pending.appendleft(("run", items[batch_size:], batch_size, accuracy, fixed))
+        pending.appendleft(("run", items[batch_size:], batch_size, accuracy, padding))
         items = items[:batch_size]
     rows = [index for _, index in items]
-    outputs = instance.run(rows, fixed)
+    outputs = instance.run(rows, padding)
     payloads = None
     if accuracy:
         lengths = instance.lengths[rows]

@@ -1,38 +1,17 @@
-"""Set-up shared by the jobs: threads, output directories, precision checks."""
+"""Set-up shared by the jobs: output directories, precision checks, data problems."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
-import torch
-
+from bertbench.console import warn
 from bertbench.errors import BertbenchError, DataProblemsError
-from bertbench.hardware import available_cores, has_native_bf16
-from bertbench.results.console import warn
+from bertbench.hardware import has_native_bf16
 from bertbench.training.checkpoint import CHECKPOINTS, checkpoint_owner
 from bertbench.training.distributed import DistEnv
-
-
-def resolve_threads(requested: int | None) -> int:
-    """--threads, else OMP_NUM_THREADS (torchrun sets it per rank), else the cores this process may use."""
-    if requested is not None:
-        if requested < 1:
-            raise BertbenchError(f"--threads {requested}: must be at least 1")
-        return requested
-    env = os.environ.get("OMP_NUM_THREADS", "")
-    return int(env) if env.isdigit() and int(env) > 0 else available_cores()
-
-
-def configure_threads(requested: int | None) -> int:
-    """Set torch's intra-op thread count and return it."""
-    threads = resolve_threads(requested)
-    torch.set_num_threads(threads)
-    return threads
-
 
 # What a training run writes into its directory; `--overwrite` of that training clears these and nothing else.
 TRAINING_OUTPUTS = (

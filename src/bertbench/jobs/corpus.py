@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from bertbench.jobs.configs import BuildCorpusConfig
-from bertbench.results.console import info
+from bertbench.configs import BuildCorpusConfig
+from bertbench.console import info
 from bertbench.results.record import RunRecord
 from bertbench.tasks.mlm.corpus import build_corpus
 

@@ -7,19 +7,22 @@ from pathlib import Path
 from typing import Any
 
 from bertbench.accuracy import accuracy_facts, choose_fp32_layers
+from bertbench.bench.setup import load_model_and_data
 from bertbench.bench.timing import machine_busy
 from bertbench.cache import Cache
 from bertbench.calibration import calibration_sample, check_calibration_file
+from bertbench.configs import EvalConfig
+from bertbench.console import info, warn
 from bertbench.errors import AccuracyGuardError
 from bertbench.evaluation import evaluate_loaded
+from bertbench.hardware import configure_threads
 from bertbench.io_utils import sha256_file
-from bertbench.jobs.common import announce_data_problems, configure_threads, prepare_output_dir
-from bertbench.jobs.configs import EvalConfig
-from bertbench.models import LoadedModel, load_model, resolve_model
-from bertbench.results.console import info, print_result_table, warn
+from bertbench.jobs.common import announce_data_problems, prepare_output_dir
+from bertbench.models import LoadedModel
+from bertbench.results.console import print_result_table
 from bertbench.results.record import RunRecord
+from bertbench.runtimes.options import Placement
 from bertbench.tasks.base import EvalData, Task
-from bertbench.tasks.registry import get_task
 
 
 def _calibration(
@@ -27,7 +30,7 @@ def _calibration(
 ) -> tuple[Any, EvalData | None, dict[str, Any]]:
     """(calibration sample, tuning set, facts) from --calibration-data, which must not be the evaluated file."""
     runtime = config.runtime
-    if not (runtime.precision == "int8" and (runtime.quantization == "static" or config.int8_fallback)):
+    if not (runtime.static_int8 or (runtime.precision == "int8" and config.int8_fallback)):
         return None, None, {}
     facts = check_calibration_file(config.calibration_data, config.data)
     path = Path(config.calibration_data)
@@ -44,27 +47,20 @@ def _calibration(
 
 def run_eval(config: EvalConfig) -> RunRecord:
     """`bertbench eval`: writes predictions and metrics.json into the output directory; returns the record."""
-    task = get_task(config.task)
     output_dir = prepare_output_dir(config.output_dir, overwrite=config.overwrite)
     threads = configure_threads(config.threads)
     cache = Cache(config.cache_dir)
-    source = resolve_model(config.model, allow_pickle=config.allow_pickle)
-    loaded = load_model(source, task.head, seed=config.seed)
-    dataset = task.load_eval_data(
-        config.data, loaded.tokenizer, config.task_options, cache, max_examples=config.max_samples
-    )
+    work = load_model_and_data(config, cache)
+    task, loaded, dataset = work.task, work.loaded, work.dataset
     announce_data_problems(dataset, config.strict_data)
     calibration, tuning, calibration_facts = _calibration(config, task, loaded, cache)
-    options = replace(
-        config.runtime,
-        device=config.device,
-        threads=threads,
-        cache_dir=config.cache_dir,
-        calibration=calibration,
-    )
+    placement = Placement(config.device, threads, config.cache_dir, calibration)
+    options = config.runtime
     fallback: dict[str, Any] = {}
     if tuning is not None:
-        keep, log = choose_fp32_layers(loaded, tuning, task, config.task_options, options, config.accuracy_target)
+        keep, log = choose_fp32_layers(
+            loaded, tuning, task, config.task_options, options, placement, config.accuracy_target
+        )
         options = replace(options, keep_fp32=keep)
         fallback = {"int8_fallback_layers": list(keep), "int8_fallback_search": log}
     predictions, metrics = evaluate_loaded(
@@ -72,6 +68,7 @@ def run_eval(config: EvalConfig) -> RunRecord:
         dataset,
         task,
         options,
+        placement,
         batch_size=config.batch_size,
         padding=config.padding,
         task_options=config.task_options,
@@ -79,7 +76,7 @@ def run_eval(config: EvalConfig) -> RunRecord:
     )
     data_key = f"{sha256_file(config.data)}:{config.max_samples}"
     accuracy = accuracy_facts(
-        loaded, dataset, task, config.task_options, metrics, options, data_key, config.accuracy_target, cache
+        loaded, dataset, task, config.task_options, metrics, options, threads, data_key, config.accuracy_target, cache
     )
     record = RunRecord(
         "eval",

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from bertbench.cache import Cache
-from bertbench.jobs.configs import FinetuneConfig
+from bertbench.configs import FinetuneConfig
+from bertbench.console import info
 from bertbench.jobs.training_job import TrainingContext, run_training
 from bertbench.models import LoadedModel
-from bertbench.results.console import info
 from bertbench.results.record import RunRecord
 from bertbench.tasks.base import EvalData, TrainData
 from bertbench.tasks.registry import get_task

@@ -11,12 +11,12 @@ from dataclasses import asdict
 from typing import Any
 
 from bertbench.cache import Cache
+from bertbench.configs import PretrainConfig
+from bertbench.console import info, warn
 from bertbench.errors import BertbenchError
-from bertbench.jobs.configs import PretrainConfig
 from bertbench.jobs.training_job import TrainingContext, run_training
 from bertbench.models import LoadedModel
 from bertbench.models.loading import init_weights_from
-from bertbench.results.console import info, warn
 from bertbench.results.record import RunRecord
 from bertbench.tasks.base import EvalData, TrainData
 from bertbench.tasks.mlm.task import MlmTask
@@ -53,7 +53,10 @@ class PretrainSpec:
     def prepare_model(self, loaded: LoadedModel) -> None:
         """--init-from replaces the weights (shapes checked); what the checkpoint lacks stays fresh."""
         if self.config.init_from:
-            loaded.fresh_parameters = init_weights_from(loaded.model, self.config.init_from, self.config.allow_pickle)
+            described_by = f"the config of --model {self.config.model}"
+            loaded.fresh_parameters = init_weights_from(
+                loaded.model, self.config.init_from, described_by, self.config.allow_pickle
+            )
 
     def load_data(self, loaded: LoadedModel, cache: Cache) -> tuple[TrainData, EvalData | None]:
         """Packed corpus sequences, and the fixed evaluation set of the held-out corpus."""

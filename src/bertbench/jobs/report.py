@@ -6,10 +6,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+from bertbench.configs import ReportConfig, ResultsConfig
+from bertbench.console import info, warn
 from bertbench.errors import UsageError
 from bertbench.io_utils import atomic_write_text
-from bertbench.jobs.configs import ReportConfig, ResultsConfig
-from bertbench.results.console import info, print_rows_table, stdout_console, warn
+from bertbench.results.console import print_rows_table, stdout_console
 from bertbench.results.html import render_html
 from bertbench.results.record import RunRecord
 from bertbench.results.report import (

@@ -13,15 +13,17 @@ import torch
 from safetensors.torch import save
 
 from bertbench.cache import Cache
+from bertbench.configs import TrainingRun
+from bertbench.console import info, warn
 from bertbench.errors import BertbenchError
-from bertbench.evaluation import evaluate_sharded
+from bertbench.hardware import configure_threads
 from bertbench.io_utils import atomic_write_bytes
-from bertbench.jobs.common import announce_data_problems, check_output_dir, check_training_precision, configure_threads
-from bertbench.jobs.configs import TrainingRun
+from bertbench.jobs.common import announce_data_problems, check_output_dir, check_training_precision
+from bertbench.jobs.sharded_evaluation import evaluate_sharded
 from bertbench.models import BertHeadModel, LoadedModel, load_model, resolve_model, save_model
-from bertbench.results.console import info, print_result_table, warn
+from bertbench.results.console import print_result_table
 from bertbench.results.record import RunRecord
-from bertbench.runtimes.options import RuntimeOptions
+from bertbench.runtimes.options import Placement
 from bertbench.tasks.base import EvalData, Task, TrainData
 from bertbench.training.checkpoint import list_checkpoints
 from bertbench.training.config import TrainConfig
@@ -135,7 +137,7 @@ def _run(spec: TrainingSpec, dist: DistEnv) -> RunRecord | None:
     for data in (ctx.train_data, ctx.eval_data):
         if data is not None:
             announce_data_problems(data, config.strict_data, speak=dist.is_main)
-    runtime_options = RuntimeOptions(device=dist.device, threads=threads)
+    placement = Placement(device=dist.device, threads=threads)
     task_options = config.task_options
 
     def evaluate(progress: dict[str, Any], model: BertHeadModel) -> dict[str, Any]:
@@ -148,7 +150,7 @@ def _run(spec: TrainingSpec, dist: DistEnv) -> RunRecord | None:
             ctx.eval_data,
             spec.task,
             dist,
-            runtime_options,
+            placement,
             task_options,
             config.eval_batch_size,
         )

@@ -194,6 +194,8 @@ class BertHeadModel(nn.Module):
     """Base of the task heads: owns `bert`, knows its output names and how to initialise its weights."""
 
     architecture = ""
+    # forward()'s inputs by name: every head takes INPUT_NAMES; a head may take more (masked-LM's positions)
+    input_names: tuple[str, ...] = INPUT_NAMES
     output_names: tuple[str, ...] = ()
     head_prefixes: tuple[str, ...] = ()
     uses_pooler = False
@@ -307,6 +309,7 @@ class BertForMaskedLM(BertHeadModel):
     """Masked-LM head; with `masked_positions` only those positions are decoded (as MLPerf does)."""
 
     architecture = "BertForMaskedLM"
+    input_names = (*INPUT_NAMES, "masked_positions")  # optional: without it every position is decoded
     output_names = ("logits",)
     head_prefixes = ("cls.",)
 

@@ -230,9 +230,25 @@ def load_model(source: ModelSource, head: type[BertHeadModel], seed: int = 0, at
     if source.random_weights:
         model.init_weights(torch.Generator().manual_seed(PRESET_INIT_SEED))
         return LoadedModel(model.eval(), tokenizer, source, [])
-    state = _read_weights(source)
+    missing = apply_weights(model, _read_weights(source), source, str(source.tokenizer_dir / "config.json"))
+    fresh = _head_groups(type(model), missing)
+    if fresh:
+        model.init_weights(torch.Generator().manual_seed(seed), prefixes=tuple(fresh))
+    model.tie_weights()
+    return LoadedModel(model.eval(), tokenizer, source, fresh)
+
+
+TIED_KEYS = ("cls.predictions.decoder.weight",)  # shares the word embeddings; re-tied after every load
+
+
+def apply_weights(
+    model: BertHeadModel, state: dict[str, torch.Tensor], source: ModelSource, described_by: str
+) -> list[str]:
+    """Copy a checkpoint's weights into `model` after checking them: every shape must match, every encoder weight
+    must be present, and no encoder layer may be left over (weights for more layers than the model has are a
+    mismatch, never dropped quietly; `described_by` names what describes `model`, for the message). Returns the head
+    keys the checkpoint lacks (they stay as they are)."""
     expected = model.state_dict()
-    tied = {"cls.predictions.decoder.weight"}
     where = source.weight_files[0]
     for key, value in state.items():
         if key in expected and expected[key].shape != value.shape:
@@ -241,21 +257,22 @@ def load_model(source: ModelSource, head: type[BertHeadModel], seed: int = 0, at
             )
     surplus = [k for k in state if k.startswith("bert.encoder.layer.") and k not in expected]
     if surplus:
-        # More encoder layers in the weights than config.json describes: a mismatch, not something to drop quietly.
         raise BertbenchError(
-            f"{where}: {len(surplus)} encoder weights that {source.tokenizer_dir / 'config.json'} does not describe, "
-            f"e.g. {surplus[0]} (num_hidden_layers {source.config.num_hidden_layers})"
+            f"{where}: {len(surplus)} encoder weights that {described_by} does not describe, "
+            f"e.g. {surplus[0]} (num_hidden_layers {model.config.num_hidden_layers})"
         )
-    missing = [k for k in expected if k not in state and k not in tied]
-    missing_body = [k for k in missing if not k.startswith(head.head_prefixes)]
+    missing = [k for k in expected if k not in state and k not in TIED_KEYS]
+    missing_body = [k for k in missing if not k.startswith(type(model).head_prefixes)]
     if missing_body:
         raise BertbenchError(f"{where}: {len(missing_body)} encoder weights missing, e.g. {missing_body[0]}")
     model.load_state_dict({k: v for k, v in state.items() if k in expected}, strict=False)
-    fresh = sorted({p.rstrip(".") for p in head.head_prefixes if any(k.startswith(p) for k in missing)})
-    if fresh:
-        model.init_weights(torch.Generator().manual_seed(seed), prefixes=tuple(fresh))
     model.tie_weights()
-    return LoadedModel(model.eval(), tokenizer, source, fresh)
+    return missing
+
+
+def _head_groups(head: type[BertHeadModel], missing: list[str]) -> list[str]:
+    """The head's parameter groups ("qa_outputs", "bert.pooler", …) that have a missing key."""
+    return sorted({p.rstrip(".") for p in head.head_prefixes if any(k.startswith(p) for k in missing)})
 
 
 def _check_weights_can_fit(source: ModelSource) -> None:
@@ -290,24 +307,10 @@ def save_model(model: BertHeadModel, tokenizer: WordPieceTokenizer, directory: s
     tokenizer.save(directory)
 
 
-def init_weights_from(model: BertHeadModel, name: str, allow_pickle: bool = False) -> list[str]:
-    """--init-from: replace the weights of `model` (config unchanged) by a checkpoint's; shapes are checked and
-    every encoder weight must be present. Returns the parameter groups that were not in the checkpoint."""
+def init_weights_from(model: BertHeadModel, name: str, described_by: str, allow_pickle: bool = False) -> list[str]:
+    """--init-from: replace the weights of `model` (config unchanged) by a checkpoint's, checked as load_model checks
+    them (`described_by` names the model's own config). Returns the parameter groups not in the checkpoint."""
     source = resolve_model(name, allow_pickle=allow_pickle)
     if source.random_weights:
         raise BertbenchError(f"--init-from {name}: a preset has no weights to start from")
-    state = _read_weights(source)
-    expected = model.state_dict()
-    where = source.weight_files[0]
-    for key, value in state.items():
-        if key in expected and expected[key].shape != value.shape:
-            raise BertbenchError(
-                f"{where}: {key} has shape {tuple(value.shape)}, the model needs {tuple(expected[key].shape)}"
-            )
-    missing = [k for k in expected if k not in state and k != "cls.predictions.decoder.weight"]
-    body = [k for k in missing if not k.startswith(type(model).head_prefixes)]
-    if body:
-        raise BertbenchError(f"{where}: {len(body)} encoder weights missing, e.g. {body[0]}")
-    model.load_state_dict({k: v for k, v in state.items() if k in expected}, strict=False)
-    model.tie_weights()
-    return sorted({p.rstrip(".") for p in type(model).head_prefixes if any(k.startswith(p) for k in missing)})
+    return _head_groups(type(model), apply_weights(model, _read_weights(source), source, described_by))

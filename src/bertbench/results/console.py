@@ -1,4 +1,4 @@
-"""Short result tables and notices for the terminal."""
+"""Short result tables for the terminal (stdout); notices and warnings are `bertbench.console`'s."""
 
 from __future__ import annotations
 
@@ -6,12 +6,10 @@ import sys
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 # Off a terminal (CI logs, pipes) rich would wrap tables at 80 columns; results tables are wider than that.
 stdout_console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
-warn_console = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 200)
 
 
 def _fmt(value: Any) -> str:
@@ -41,13 +39,3 @@ def print_rows_table(title: str, rows: list[dict[str, Any]]) -> None:
     for row in rows:
         table.add_row(*(_fmt(row.get(column)) for column in rows[0]))
     stdout_console.print(table)
-
-
-def warn(message: str) -> None:
-    """A one-line warning on stderr."""
-    warn_console.print(f"[yellow]warning:[/yellow] {escape(message)}", soft_wrap=True)
-
-
-def info(message: str) -> None:
-    """A one-line notice on stderr."""
-    warn_console.print(escape(message), soft_wrap=True)

@@ -274,6 +274,13 @@ def table_rows(rows: list[KpiRow]) -> list[dict[str, Any]]:
     return out
 
 
+def kpi_table(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The KPI rows of these flat runs without the columns no row fills: one command's own summary (`bench`)."""
+    rows = table_rows([kpi_row(run) for run in runs])
+    keep = [column for column in (rows[0] if rows else {}) if any(row[column] not in (None, "") for row in rows)]
+    return [{column: row[column] for column in keep} for row in rows]
+
+
 def render(rows: list[dict[str, Any]], fmt: str) -> str:
     """markdown, csv or json text of plain row dicts."""
     if fmt == "json":

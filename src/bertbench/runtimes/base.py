@@ -8,7 +8,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     from bertbench.models import LoadedModel
-    from bertbench.runtimes.options import RuntimeOptions
+    from bertbench.runtimes.options import Placement, RuntimeOptions
 
 
 class Runtime(Protocol):
@@ -16,8 +16,8 @@ class Runtime(Protocol):
 
     name: str
 
-    def prepare(self, loaded: LoadedModel, options: RuntimeOptions) -> None:
-        """Make the model ready to run with `options` (everything slow happens here, untimed)."""
+    def prepare(self, loaded: LoadedModel, options: RuntimeOptions, placement: Placement) -> None:
+        """Make the model ready to run as `options` ask, where `placement` says (everything slow happens here)."""
 
     def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run one batch: int64 arrays `input_ids`, `attention_mask`, `token_type_ids` -> named outputs."""

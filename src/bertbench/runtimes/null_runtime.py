@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from bertbench.models import BertForQuestionAnswering, BertForSequenceClassification, LoadedModel
-from bertbench.runtimes.options import RuntimeOptions
+from bertbench.models import BertForMaskedLM, BertForQuestionAnswering, BertForSequenceClassification, LoadedModel
+from bertbench.runtimes.options import Placement, RuntimeOptions
 
 
 class NullRuntime:
@@ -21,12 +21,14 @@ class NullRuntime:
         self.output_names: tuple[str, ...] = ()
         self.num_labels = 2
         self.per_token = False
+        self.masked_lm = False
 
-    def prepare(self, loaded: LoadedModel, options: RuntimeOptions) -> None:
+    def prepare(self, loaded: LoadedModel, options: RuntimeOptions, placement: Placement) -> None:
         """Remember the head's output names and shapes; nothing else to do."""
         self.options = options
         self.output_names = loaded.model.output_names
         self.per_token = isinstance(loaded.model, BertForQuestionAnswering)
+        self.masked_lm = isinstance(loaded.model, BertForMaskedLM)
         if isinstance(loaded.model, BertForSequenceClassification):
             self.num_labels = loaded.model.config.num_labels
 
@@ -35,7 +37,7 @@ class NullRuntime:
         batch, seq = inputs["input_ids"].shape
         if self.per_token:
             return {name: np.zeros((batch, seq), dtype=np.float32) for name in self.output_names}
-        if "masked_positions" in inputs:
+        if self.masked_lm:  # one score per masked position (MLM's features always carry them)
             predictions = inputs["masked_positions"].shape[1]
             return {name: np.zeros((batch, predictions, 1), dtype=np.float32) for name in self.output_names}
         return {name: np.zeros((batch, self.num_labels), dtype=np.float32) for name in self.output_names}

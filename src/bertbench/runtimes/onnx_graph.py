@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import shutil
 import warnings
+from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
 import torch
 from onnx import numpy_helper
 
-from bertbench.models import INPUT_NAMES, BertHeadModel
+from bertbench.models import INPUT_NAMES, BertHeadModel, LoadedModel
+from bertbench.models.loading import model_fingerprint
 
 OPSET = 17
 
@@ -70,6 +74,27 @@ def optimize_bert_graph(
         )
     optimized.save_model_to_file(str(target))
     return {k: v for k, v in optimized.get_fused_operator_statistics().items() if v}
+
+
+def artifact_key(
+    loaded: LoadedModel, precision: str, keep_fp32: tuple[str, ...], packages: tuple[str, ...], **specific: Any
+) -> dict[str, Any]:
+    """The cache key parts of an exported (and converted, quantized) artifact: the weights, the precision, the layers
+    kept in FP32, the opset and the versions of `packages`, plus what the backend adds (its INT8 settings)."""
+    return {
+        "model": model_fingerprint(loaded.model),
+        "precision": precision,
+        **specific,
+        "keep_fp32": list(keep_fp32),
+        "opset": OPSET,
+        "versions": [metadata.version(package) for package in packages],
+    }
+
+
+def export_artifact(entry: Path, export_dir: Path | None) -> None:
+    """--export-dir: a copy of the cached artifact for deployment."""
+    if export_dir is not None:
+        shutil.copytree(entry, export_dir, dirs_exist_ok=True)
 
 
 def fingerprint_batches(batches: list[dict[str, np.ndarray]]) -> str:

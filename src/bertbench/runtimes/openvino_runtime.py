@@ -9,21 +9,19 @@ import io
 import json
 import os
 import shutil
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from bertbench.cache import Cache
+from bertbench.console import warn
 from bertbench.errors import BertbenchError
 from bertbench.io_utils import atomic_write_json
 from bertbench.models import INPUT_NAMES, BertForMaskedLM, LoadedModel
-from bertbench.models.loading import model_fingerprint
-from bertbench.results.console import warn
-from bertbench.runtimes.onnx_graph import OPSET, export_onnx, fingerprint_batches
+from bertbench.runtimes.onnx_graph import OPSET, artifact_key, export_artifact, export_onnx, fingerprint_batches
 from bertbench.runtimes.onnx_quant import quiet_quantizer
-from bertbench.runtimes.options import RuntimeOptions
+from bertbench.runtimes.options import Placement, RuntimeOptions
 
 ARTIFACT = "model.xml"
 
@@ -34,28 +32,24 @@ def calibration_items(source: Any) -> list[dict[str, np.ndarray]]:
     return [source.model_inputs(np.asarray([row]), int(lengths[row])) for row in range(len(lengths))]
 
 
-def _check_options(loaded: LoadedModel, options: RuntimeOptions) -> None:
+def _check_options(loaded: LoadedModel, options: RuntimeOptions, placement: Placement) -> None:
     """Refuse what this backend cannot honour here, in one line each."""
-    if not options.device.startswith("cpu"):
-        raise BertbenchError(f"--backend openvino runs on the CPU here (--device {options.device}: use torch or ORT)")
+    if not placement.device.startswith("cpu"):
+        raise BertbenchError(f"--backend openvino runs on the CPU here (--device {placement.device}: use torch or ORT)")
     if options.precision == "fp16":
         raise BertbenchError("--precision fp16 on the openvino backend: the CPU device has no FP16 (use fp32 or int8)")
     if options.precision == "bf16":
         raise BertbenchError("--precision bf16 on the openvino backend is not offered (torch emulates BF16)")
     if isinstance(loaded.model, BertForMaskedLM):
         raise BertbenchError("--backend openvino runs squad and sst2 models (masked-LM runs on torch)")
-    if options.compile:
-        raise BertbenchError("--compile is a torch option (OpenVINO compiles every model itself)")
     if options.precision == "int8":
         if options.quantization != "static":
             raise BertbenchError(
                 "--backend openvino --precision int8 is NNCF post-training (static) quantization: add "
                 "--quantization static --calibration-data TRAINING_FILE"
             )
-        if options.calibration is None:
+        if placement.calibration is None:
             raise BertbenchError("--quantization static needs --calibration-data (training data)")
-        if options.int8_weights != "s8":
-            raise BertbenchError("--int8-weights u8: an onnxruntime option (NNCF's INT8 weights are signed)")
 
 
 class OpenVinoRuntime:
@@ -67,27 +61,28 @@ class OpenVinoRuntime:
         self.request: Any = None
         self.output_names: list[str] = []
         self.options = RuntimeOptions()
+        self.device = "cpu"
         self.facts: dict[str, Any] = {}
 
-    def prepare(self, loaded: LoadedModel, options: RuntimeOptions) -> None:
-        """Get the artifact (cache or build), then compile it for the CPU with options.threads threads."""
-        _check_options(loaded, options)
-        self.options = options
-        items = calibration_items(options.calibration) if options.precision == "int8" else []
-        parts = {
-            "model": model_fingerprint(loaded.model),
-            "precision": options.precision,
-            "per_channel": options.per_channel if items else None,
-            "reduce_range": options.reduce_range if items else None,
-            "calibration": fingerprint_batches(items) if items else None,
-            "keep_fp32": list(options.keep_fp32),
-            "opset": OPSET,
-            "versions": [metadata.version(p) for p in ("torch", "onnx", "openvino", "nncf")],
-        }
-        cache = Cache(options.cache_dir)
+    def prepare(self, loaded: LoadedModel, options: RuntimeOptions, placement: Placement) -> None:
+        """Get the artifact (cache or build), then compile it for the CPU with placement.threads threads."""
+        _check_options(loaded, options, placement)
+        self.options, self.device = options, placement.device
+        own = options.openvino
+        items = calibration_items(placement.calibration) if options.precision == "int8" else []
+        parts = artifact_key(
+            loaded,
+            options.precision,
+            options.keep_fp32,
+            ("torch", "onnx", "openvino", "nncf"),
+            per_channel=options.per_channel if items else None,
+            reduce_range=own.reduce_range if items else None,
+            calibration=fingerprint_batches(items) if items else None,
+        )
+        cache = Cache(placement.cache_dir)
         entry, hit = cache.get_or_build("openvino", parts, lambda d: self._build(loaded, options, items, d))
         try:
-            compiled = self._compile(entry, options)
+            compiled = self._compile(entry, placement.threads)
         except RuntimeError as error:
             # The manifest matched but OpenVINO cannot read the files (edited together with their hashes, or a
             # version mismatch): one line, then the entry is rebuilt once.
@@ -95,9 +90,8 @@ class OpenVinoRuntime:
             shutil.rmtree(entry, ignore_errors=True)
             cache.rebuilt_corrupt += 1
             entry, hit = cache.get_or_build("openvino", parts, lambda d: self._build(loaded, options, items, d))
-            compiled = self._compile(entry, options)
-        if options.export_dir is not None:
-            shutil.copytree(entry, options.export_dir, dirs_exist_ok=True)
+            compiled = self._compile(entry, placement.threads)
+        export_artifact(entry, own.export_dir)
         self.request = compiled.create_infer_request()
         self.output_names = list(loaded.model.output_names)
         self.facts = {
@@ -109,21 +103,22 @@ class OpenVinoRuntime:
         }
 
     @staticmethod
-    def _compile(entry: Path, options: RuntimeOptions) -> Any:
+    def _compile(entry: Path, threads: int) -> Any:
         import openvino as ov
 
         core = ov.Core()
         model = core.read_model(str(entry / ARTIFACT))
         config = {
-            "INFERENCE_NUM_THREADS": options.threads,
+            "INFERENCE_NUM_THREADS": threads,
             "NUM_STREAMS": 1,  # one request at a time: instances, not streams, are the parallelism lever
             "PERFORMANCE_HINT": "LATENCY",
             "INFERENCE_PRECISION_HINT": "f32",  # never a silent BF16/FP16 downcast on CPUs that have them
         }
         return core.compile_model(model, "CPU", config)
 
+    @classmethod
     def _build(
-        self, loaded: LoadedModel, options: RuntimeOptions, items: list[dict[str, np.ndarray]], directory: Path
+        cls, loaded: LoadedModel, options: RuntimeOptions, items: list[dict[str, np.ndarray]], directory: Path
     ) -> None:
         import openvino as ov
 
@@ -133,14 +128,14 @@ class OpenVinoRuntime:
         model = ov.convert_model(str(work / "exported.onnx"))
         facts: dict[str, Any] = {"converted_from": "ONNX (torch.onnx TorchScript export)", "opset": OPSET}
         if options.precision == "int8":
-            model = self._quantize(model, items, options)
+            model = cls._quantize(model, items, options)
             facts.update(
                 {
                     "quantization": "static",
                     "quantization_format": "NNCF post-training (FakeQuantize, OpenVINO INT8 kernels)",
                     "calibration_samples": len(items),
                     "per_channel": options.per_channel,
-                    "reduce_range": options.reduce_range,
+                    "reduce_range": options.openvino.reduce_range,
                     "keep_fp32": list(options.keep_fp32),
                 }
             )
@@ -166,7 +161,7 @@ class OpenVinoRuntime:
 
             advanced = AdvancedQuantizationParameters(
                 # reduce_range is ORT's name for 7-bit weights against u8s8 saturation; NNCF calls it overflow fix
-                overflow_fix=OverflowFix.ENABLE if options.reduce_range else OverflowFix.DISABLE,
+                overflow_fix=OverflowFix.ENABLE if options.openvino.reduce_range else OverflowFix.DISABLE,
                 weights_quantization_params=QuantizationParameters(per_channel=options.per_channel),
             )
             scope = nncf.IgnoredScope(patterns=[f".*/{k}/.*" for k in options.keep_fp32], validate=False)
@@ -192,7 +187,7 @@ class OpenVinoRuntime:
         return {
             "backend": self.name,
             "precision": self.options.precision,
-            "device": self.options.device,
+            "device": self.device,
             "emulated": False,
             **self.facts,
         }

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -16,28 +15,27 @@ from bertbench.cache import Cache
 from bertbench.errors import BertbenchError
 from bertbench.io_utils import atomic_write_json
 from bertbench.models import INPUT_NAMES, BertForMaskedLM, LoadedModel
-from bertbench.models.loading import model_fingerprint
 from bertbench.runtimes.onnx_graph import (
     OPSET,
+    artifact_key,
+    export_artifact,
     export_onnx,
     fingerprint_batches,
     int8_linear_census,
     optimize_bert_graph,
 )
 from bertbench.runtimes.onnx_quant import Int8Variant, quantize_dynamic_int8, quantize_static_int8
-from bertbench.runtimes.options import RuntimeOptions
+from bertbench.runtimes.options import Placement, RuntimeOptions
+from bertbench.tasks.batching import plan_batches
 
 CALIBRATION_BATCH = 8
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
 
 
 def _calibration_batches(source: Any) -> list[dict[str, np.ndarray]]:
-    lengths = np.asarray(source.lengths)
-    order = np.argsort(-lengths, kind="stable")  # similar lengths together: less padding to calibrate on
-    return [
-        source.model_inputs(order[i : i + CALIBRATION_BATCH], int(lengths[order[i : i + CALIBRATION_BATCH]].max()))
-        for i in range(0, len(order), CALIBRATION_BATCH)
-    ]
+    """Calibration samples in sorted batches (similar lengths together: less padding to calibrate on)."""
+    plan = plan_batches(np.asarray(source.lengths), CALIBRATION_BATCH, "sorted", max_seq_length=0)
+    return [source.model_inputs(rows, seq_len) for rows, seq_len in zip(plan.rows, plan.seq_lens, strict=True)]
 
 
 class OrtRuntime:
@@ -49,12 +47,14 @@ class OrtRuntime:
         self.session: Any = None
         self.output_names: list[str] = []
         self.options = RuntimeOptions()
+        self.device = "cpu"
         self.facts: dict[str, Any] = {}
 
-    def _providers(self, options: RuntimeOptions) -> list[str]:
+    @staticmethod
+    def _providers(options: RuntimeOptions, device: str) -> list[str]:
         import onnxruntime as ort
 
-        wanted = list(options.providers) or (["cuda"] if options.device.startswith("cuda") else ["cpu"])
+        wanted = list(options.onnxruntime.providers) or (["cuda"] if device.startswith("cuda") else ["cpu"])
         available = ort.get_available_providers()
         chosen = []
         for name in wanted:
@@ -67,48 +67,44 @@ class OrtRuntime:
             chosen.append(provider)
         return [*chosen, "CPUExecutionProvider"] if "CPUExecutionProvider" not in chosen else chosen
 
-    def prepare(self, loaded: LoadedModel, options: RuntimeOptions) -> None:
-        """Get the artifact (cache or build), then open a session with threads = options.threads."""
+    def prepare(self, loaded: LoadedModel, options: RuntimeOptions, placement: Placement) -> None:
+        """Get the artifact (cache or build), then open a session with placement.threads threads."""
         import onnxruntime as ort
 
         if options.precision == "bf16":
             raise BertbenchError("--precision bf16: not offered on the onnxruntime backend (use torch)")
-        providers = self._providers(options)
+        providers = self._providers(options, placement.device)
         gpu = providers[0] != "CPUExecutionProvider"
         if options.precision == "fp16" and not gpu:
             raise BertbenchError("--precision fp16 on onnxruntime needs the CUDA or TensorRT provider (a GPU)")
         if isinstance(loaded.model, BertForMaskedLM):
             raise BertbenchError("--backend onnxruntime runs squad and sst2 models (masked-LM runs on torch)")
-        self.options = options
-        reduce_range = options.reduce_range
+        self.options, self.device = options, placement.device
+        own = options.onnxruntime
         calibration: list[dict[str, np.ndarray]] = []
-        if options.precision == "int8" and options.quantization == "static":
-            if options.calibration is None:
+        if options.static_int8:
+            if placement.calibration is None:
                 raise BertbenchError("--quantization static needs --calibration-data (training data)")
-            calibration = _calibration_batches(options.calibration)
-        parts = {
-            "model": model_fingerprint(loaded.model),
-            "precision": options.precision,
-            "quantization": options.quantization if options.precision == "int8" else None,
-            "per_channel": options.per_channel,
-            "reduce_range": reduce_range,
-            "int8_weights": options.int8_weights,
-            "quantize_attention": options.int8_attention(),
-            "calibration_method": options.calibration_method if calibration else None,
-            "calibration": fingerprint_batches(calibration) if calibration else None,
-            "keep_fp32": list(options.keep_fp32),
-            "opset": OPSET,
-            "versions": [metadata.version(p) for p in ("torch", "onnx", "onnxruntime")],
-        }
-        cache = Cache(options.cache_dir)
-        entry, hit = cache.get_or_build(
-            "onnx", parts, lambda d: self._build(loaded, options, reduce_range, calibration, d)
+            calibration = _calibration_batches(placement.calibration)
+        parts = artifact_key(
+            loaded,
+            options.precision,
+            options.keep_fp32,
+            ("torch", "onnx", "onnxruntime"),
+            quantization=options.quantization if options.precision == "int8" else None,
+            per_channel=options.per_channel,
+            reduce_range=own.reduce_range,
+            int8_weights=own.int8_weights,
+            quantize_attention=own.int8_attention(options.quantization),
+            calibration_method=own.calibration_method if calibration else None,
+            calibration=fingerprint_batches(calibration) if calibration else None,
         )
+        cache = Cache(placement.cache_dir)
+        entry, hit = cache.get_or_build("onnx", parts, lambda d: self._build(loaded, options, calibration, d))
         artifact = json.loads((entry / "artifact.json").read_text())
-        if options.export_dir is not None:
-            shutil.copytree(entry, options.export_dir, dirs_exist_ok=True)
+        export_artifact(entry, own.export_dir)
         session_options = ort.SessionOptions()
-        session_options.intra_op_num_threads = options.threads
+        session_options.intra_op_num_threads = placement.threads
         session_options.inter_op_num_threads = 1
         session_options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         session_options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -122,19 +118,17 @@ class OrtRuntime:
             "rebuilt_corrupt_artifacts": cache.rebuilt_corrupt,
         }
 
+    @staticmethod
     def _build(
-        self,
-        loaded: LoadedModel,
-        options: RuntimeOptions,
-        reduce_range: bool,
-        calibration: list[dict[str, np.ndarray]],
-        directory: Path,
+        loaded: LoadedModel, options: RuntimeOptions, calibration: list[dict[str, np.ndarray]], directory: Path
     ) -> None:
         config = loaded.model.config
+        own = options.onnxruntime
+        attention = own.int8_attention(options.quantization)
         work = directory / "work"
         work.mkdir()
         export_onnx(loaded.model, work / "exported.onnx")
-        static = options.precision == "int8" and options.quantization == "static"
+        static = options.static_int8
         fused = optimize_bert_graph(
             work / "exported.onnx",
             work / "optimized.onnx",
@@ -147,17 +141,17 @@ class OrtRuntime:
         if options.precision == "int8":
             variant = Int8Variant(
                 per_channel=options.per_channel,
-                reduce_range=reduce_range,
-                weights=options.int8_weights,
-                quantize_attention=options.int8_attention(),
+                reduce_range=own.reduce_range,
+                weights=own.int8_weights,
+                quantize_attention=attention,
             )
             facts.update(
                 {
                     "quantization": options.quantization,
                     "per_channel": options.per_channel,
-                    "reduce_range": reduce_range,
-                    "int8_weights": options.int8_weights,
-                    "quantize_attention": options.int8_attention(),
+                    "reduce_range": own.reduce_range,
+                    "int8_weights": own.int8_weights,
+                    "quantize_attention": attention,
                     "keep_fp32": list(options.keep_fp32),
                 }
             )
@@ -166,7 +160,7 @@ class OrtRuntime:
                     work / "optimized.onnx",
                     final,
                     calibration,
-                    options.calibration_method,
+                    own.calibration_method,
                     variant,
                     options.keep_fp32,
                 )
@@ -174,15 +168,15 @@ class OrtRuntime:
                 facts.update(
                     {
                         "quantization_format": "QDQ (static)",
-                        "calibration_method": options.calibration_method,
+                        "calibration_method": own.calibration_method,
                         "calibration_samples": samples,
                         **extra,
                     }
                 )
             else:
                 quantize_dynamic_int8(work / "optimized.onnx", final, variant, options.keep_fp32)
-                attention = "QAttention, " if options.int8_attention() else "FP32 Attention, "
-                facts["quantization_format"] = f"QOperator (dynamic: {attention}MatMulInteger)"
+                kind = "QAttention, " if attention else "FP32 Attention, "
+                facts["quantization_format"] = f"QOperator (dynamic: {kind}MatMulInteger)"
             int8, total = int8_linear_census(final)
             facts["int8_linear_fraction"] = int8 / total if total else 0.0
             facts["partial_int8"] = facts["int8_linear_fraction"] < 0.9
@@ -207,7 +201,7 @@ class OrtRuntime:
         return {
             "backend": self.name,
             "precision": self.options.precision,
-            "device": self.options.device,
+            "device": self.device,
             "emulated": False,
             **self.facts,
         }

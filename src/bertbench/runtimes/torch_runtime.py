@@ -12,7 +12,7 @@ import torch
 from bertbench.errors import BertbenchError
 from bertbench.hardware import has_native_bf16
 from bertbench.models import BertHeadModel, LoadedModel
-from bertbench.runtimes.options import RuntimeOptions
+from bertbench.runtimes.options import Placement, RuntimeOptions
 from bertbench.runtimes.torch_quant import int8_linear_fraction, quantize_linear_dynamic
 
 
@@ -25,22 +25,23 @@ class TorchRuntime:
         self.model: BertHeadModel | None = None
         self.forward: Any = None
         self.options = RuntimeOptions()
+        self.device = "cpu"
         self.facts: dict[str, Any] = {}
 
-    def prepare(self, loaded: LoadedModel, options: RuntimeOptions) -> None:
+    def prepare(self, loaded: LoadedModel, options: RuntimeOptions, placement: Placement) -> None:
         """Convert a copy of the model to the requested precision on the device."""
-        cuda = options.device.startswith("cuda")
+        cuda = placement.device.startswith("cuda")
         if cuda and not torch.cuda.is_available():
-            raise BertbenchError(f"--device {options.device}: no CUDA device is available")
+            raise BertbenchError(f"--device {placement.device}: no CUDA device is available")
         if options.precision == "fp16" and not cuda:
             raise BertbenchError("--precision fp16 on the torch backend needs a CUDA device (CPU FP16 is refused)")
         if options.precision == "int8" and cuda:
             raise BertbenchError("--precision int8 on the torch backend is CPU-only (use onnxruntime on GPU)")
         if options.precision == "int8" and options.quantization != "dynamic":
             raise BertbenchError("--quantization static is available on the onnxruntime backend only")
-        self.options = options
+        self.options, self.device = options, placement.device
         model = loaded.model if options.precision == "fp32" else copy.deepcopy(loaded.model)
-        model = model.eval().to(options.device)
+        model = model.eval().to(placement.device)
         self.facts = {"emulated": False}
         if options.precision == "bf16":
             model = model.to(torch.bfloat16)
@@ -48,10 +49,6 @@ class TorchRuntime:
         elif options.precision == "fp16":
             model = model.half()
         elif options.precision == "int8":
-            if options.reduce_range:
-                raise BertbenchError("--reduce-range: an onnxruntime option (fbgemm picks its own)")
-            if options.int8_weights != "s8":
-                raise BertbenchError("--int8-weights u8: an onnxruntime option (torch's INT8 weights are signed)")
             model = quantize_linear_dynamic(model, options.keep_fp32, options.per_channel)
             fraction = int8_linear_fraction(model)
             self.facts.update(
@@ -67,25 +64,24 @@ class TorchRuntime:
             )
         self.model = model
         self.forward = model
-        if options.compile:
+        compile_model = options.torch.compile
+        if compile_model:
             import torch._inductor.config as inductor
 
             # Freezing folds the (inference-only) weights into the graph as constants, so inductor can pre-pack
             # them for its GEMMs instead of reading parameters on every call.
             inductor.freezing = True
             self.forward = torch.compile(model, dynamic=True)
-        self.facts.update({"compiled": options.compile, "inductor_freezing": options.compile})
+        self.facts.update({"compiled": compile_model, "inductor_freezing": compile_model})
 
     @torch.inference_mode()
     def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """One forward pass; outputs come back as float32 numpy arrays."""
         assert self.model is not None, "prepare() first"
-        device = self.options.device
-        tensors = {k: torch.from_numpy(v).to(device) for k, v in inputs.items()}
-        extra = {"masked_positions": tensors["masked_positions"]} if "masked_positions" in tensors else {}
-        outputs = self.forward(tensors["input_ids"], tensors["attention_mask"], tensors["token_type_ids"], **extra)
+        tensors = {k: torch.from_numpy(inputs[k]).to(self.device) for k in self.model.input_names if k in inputs}
+        outputs = self.forward(**tensors)
         return {name: out.float().cpu().numpy() for name, out in zip(self.model.output_names, outputs, strict=True)}
 
     def describe(self) -> dict[str, Any]:
         """Backend facts for metrics.json."""
-        return {"backend": self.name, "precision": self.options.precision, "device": self.options.device, **self.facts}
+        return {"backend": self.name, "precision": self.options.precision, "device": self.device, **self.facts}

@@ -47,6 +47,23 @@ class EvalData(Protocol):
         """Data facts for metrics.json."""
 
 
+class RowSubset:
+    """Some rows of evaluation features, seen as features of their own (a shard, a calibration sample)."""
+
+    def __init__(self, source: EvalData, rows: np.ndarray) -> None:
+        self.source, self.rows = source, np.asarray(rows)
+        self.lengths = np.asarray(source.lengths)[self.rows]
+
+    @property
+    def num_samples(self) -> int:
+        """Rows in the subset."""
+        return len(self.rows)
+
+    def model_inputs(self, rows: np.ndarray, seq_len: int) -> dict[str, np.ndarray]:
+        """Inputs of the subset's local rows."""
+        return self.source.model_inputs(self.rows[rows], seq_len)
+
+
 class TrainData(Protocol):
     """Training samples that can be batched by row indices (with their labels)."""
 

@@ -21,11 +21,11 @@ import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
+from bertbench.console import info, warn
 from bertbench.errors import BertbenchError
 from bertbench.io_utils import atomic_write_text
-from bertbench.models import INPUT_NAMES, BertHeadModel, WordPieceTokenizer
+from bertbench.models import BertHeadModel, WordPieceTokenizer
 from bertbench.progress import progress_bar
-from bertbench.results.console import info, warn
 from bertbench.tasks.base import TrainData
 from bertbench.training.checkpoint import (
     CheckpointMismatch,
@@ -323,7 +323,7 @@ class Trainer:
             sync = nullcontext() if last or not self.dist.distributed else wrapped.no_sync()
             with sync:
                 with self._autocast():
-                    outputs = wrapped(*(batch[k] for k in INPUT_NAMES), **self._extra_inputs(batch))
+                    outputs = wrapped(**{k: batch[k] for k in self.model.input_names if k in batch})
                     per_sample = self.loss_fn(outputs, batch).float()
                 self.scaler.scale(per_sample.sum() * scale).backward()
             loss_sum += float(per_sample.detach().sum())
@@ -342,11 +342,6 @@ class Trainer:
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         return loss, total
-
-    @staticmethod
-    def _extra_inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        # Heads with extra forward arguments (masked-LM positions) receive them by name.
-        return {"masked_positions": batch["masked_positions"]} if "masked_positions" in batch else {}
 
     # ---- log ---------------------------------------------------------------------------------------------
 

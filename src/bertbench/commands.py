@@ -1,0 +1,133 @@
+"""The command table: each sub-command's config dataclass, the job that runs it and the tasks it takes. The CLI
+generates its grammar from it; workloads build their cases from it (the same options, checked the same way) and
+turn them back into command lines. Imports nothing heavy: jobs are named, not imported."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from typing import Any
+
+from bertbench.cliargs import OptionValueError, from_namespace, namespace_from_mapping, to_argv
+from bertbench.configs import (
+    BenchConfig,
+    BenchRoofConfig,
+    BuildCorpusConfig,
+    EvalConfig,
+    FinetuneConfig,
+    PretrainConfig,
+    ReportConfig,
+    ResultsConfig,
+    RunConfig,
+)
+from bertbench.errors import UsageError
+from bertbench.tasks.registry import TASKS
+
+
+@dataclass(frozen=True)
+class Command:
+    """One sub-command: its config class, its job ("module:function"), and the tasks it takes (if any)."""
+
+    help: str
+    config: type
+    job: str
+    tasks: tuple[str, ...] = ()
+    # (config, job) run when no task is given: options on the command itself (`bench --roof`)
+    standalone: tuple[type, str] | None = None
+    recorded: bool = True  # its runs become rows of the results store (reading commands do not)
+    in_workloads: bool = False  # a workload case may run it
+    distributed: bool = False  # it may run under torchrun (a case's `processes` > 1)
+
+
+COMMANDS: dict[str, Command] = {
+    "run": Command(
+        "the main job: run a workload's cases (default: the built-in main job), then the KPI table and report",
+        RunConfig,
+        "bertbench.jobs.run:run_workload",
+    ),
+    "eval": Command(
+        "accuracy mode: score a model on a task's data",
+        EvalConfig,
+        "bertbench.jobs.evaluate:run_eval",
+        tuple(TASKS),
+        in_workloads=True,
+    ),
+    "bench": Command(
+        "performance mode: MLPerf LoadGen scenarios, pinned instances, honest timing",
+        BenchConfig,
+        "bertbench.jobs.bench:run_bench",
+        ("squad", "sst2"),
+        standalone=(BenchRoofConfig, "bertbench.jobs.bench:run_roof"),
+        in_workloads=True,
+    ),
+    "finetune": Command(
+        "fine-tune a model on a task",
+        FinetuneConfig,
+        "bertbench.jobs.finetune:run_finetune",
+        tuple(name for name, entry in TASKS.items() if entry.trainable),
+        in_workloads=True,
+        distributed=True,
+    ),
+    "pretrain": Command(
+        "masked-LM pretraining with a target accuracy",
+        PretrainConfig,
+        "bertbench.jobs.pretrain:run_pretrain",
+        in_workloads=True,
+        distributed=True,
+    ),
+    "build-corpus": Command(
+        "write a pretraining corpus from SQuAD contexts and SST-2 sentences",
+        BuildCorpusConfig,
+        "bertbench.jobs.corpus:run_build_corpus",
+        in_workloads=True,
+    ),
+    "report": Command(
+        "the KPI table from the results store (terminal, Markdown, CSV, JSON), --html with plots, --compare",
+        ReportConfig,
+        "bertbench.jobs.report:run_report",
+        recorded=False,
+    ),
+    "results": Command(
+        "manage the results store: `results import DIR` loads metrics.json files",
+        ResultsConfig,
+        "bertbench.jobs.report:run_results",
+        recorded=False,
+    ),
+}
+
+WORKLOAD_JOBS = tuple(name for name, command in COMMANDS.items() if command.in_workloads)
+
+
+def config_from_namespace(command: str, args: argparse.Namespace, task: str | None) -> Any:
+    """The config of `command` (and `task`) from parsed arguments."""
+    entry = COMMANDS[command]
+    if not entry.tasks:
+        return from_namespace(entry.config, args)
+    if task is None:
+        config_class, _ = entry.standalone  # the parser requires a task when there is no standalone form
+        return from_namespace(config_class, args)
+    options = from_namespace(TASKS[task].options_class, args)
+    return from_namespace(entry.config, args, task=task, task_options=options)
+
+
+def config_from_options(
+    command: str, task: str | None, options: dict[str, Any], ignorable: frozenset[str] = frozenset()
+) -> Any:
+    """The config a command line would give for `options` (a workload case's), checked by the same parsers,
+    choices and bounds; OptionValueError names the option and the problem."""
+    entry = COMMANDS[command]
+    classes = [entry.config] + ([TASKS[task].options_class] if task else [])
+    label = f"`bertbench {command}{' ' + task if task else ''}`"
+    namespace = namespace_from_mapping(classes, options, ignorable=ignorable, label=label)
+    try:
+        return config_from_namespace(command, namespace, task)
+    except UsageError as exc:  # a check across options (e.g. an option of another backend)
+        raise OptionValueError(str(exc)) from None
+
+
+def command_argv(command: str, task: str | None, config: Any) -> list[str]:
+    """`bertbench` arguments that parse back into `config` (the inverse of config_from_namespace)."""
+    argv = [command, *([task] if task else []), *to_argv(config)]
+    if task and COMMANDS[command].tasks:
+        argv += to_argv(config.task_options)
+    return argv

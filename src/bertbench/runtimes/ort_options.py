@@ -1,0 +1,39 @@
+"""What only the ONNX Runtime backend takes (beside the options every runtime shares, in `options`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from bertbench.choices import CALIBRATION_METHODS, INT8_WEIGHT_TYPES, PROVIDERS
+from bertbench.cliargs import option
+
+
+@dataclass(frozen=True, kw_only=True)
+class OrtOptions:
+    """Execution providers, the INT8 variant and the calibration method of ONNX Runtime's quantizers."""
+
+    providers: tuple[str, ...] = option(
+        (),
+        help="onnxruntime execution provider (repeatable; default from --device)",
+        choices=PROVIDERS,
+        flag="--provider",
+        repeat=True,
+    )
+    calibration_method: str = option("minmax", help="static INT8 range calibration", choices=CALIBRATION_METHODS)
+    # ORT's advice without VNNI; measured on the fine-tuned MiniLM (SQuAD dev, ORT dynamic, AVX2 without VNNI):
+    # F1 -8.4 against FP32 with per-tensor 7-bit weights, where per-channel 8-bit lost 0.7.
+    reduce_range: bool = option(
+        False, help="7-bit INT8 weights (ORT's advice without VNNI; cost 8 F1 on MiniLM SQuAD here)"
+    )
+    int8_weights: str = option("s8", help="INT8 weight type (onnxruntime; u8 only there)", choices=INT8_WEIGHT_TYPES)
+    # Default by mode, from the INT8 study (fine-tuned MiniLM, SQuAD dev): dynamic QAttention is faster than FP32
+    # attention (56 vs 52 samples/s) and more accurate; static QDQ score MatMuls cost 0.8 F1 and gain nothing.
+    quantize_attention: bool | None = option(
+        None, help="INT8 attention (onnxruntime; default: on when dynamic (QAttention), off when static)"
+    )
+    export_dir: Path | None = option(None, help="also write the prepared ONNX/OpenVINO artifact here")
+
+    def int8_attention(self, quantization: str) -> bool:
+        """Whether attention runs in INT8: the flag, or the measured best for the quantization mode."""
+        return quantization == "dynamic" if self.quantize_attention is None else self.quantize_attention
