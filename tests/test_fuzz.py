@@ -14,12 +14,14 @@ import io
 import json
 import os
 import shutil
+import sqlite3
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from safetensors.torch import load_file, save_file
@@ -28,6 +30,8 @@ from bertbench.cli import main
 from bertbench.models import BertConfig, BertForSequenceClassification, save_model
 from bertbench.models.loading import minilm_directory
 from bertbench.models.tokenizer import WordPieceTokenizer
+from bertbench.results.record import RunRecord
+from bertbench.results.store import ResultsStore
 
 from .conftest import DATA
 
@@ -336,3 +340,157 @@ def test_fuzz_training_options(workdir: Path, chosen: list[tuple[str, str]]) -> 
     argv = ["finetune", "sst2", "--model", "bert-tiny", "--train", str(data), "--max-train-samples", "32"]
     # The step budget comes last so that a fuzzed value can never ask for a long run.
     run_cli(workdir, lambda out: [*argv, *common(workdir, out), *options, "--max-steps", "1"])
+
+
+# ---- workload files ---------------------------------------------------------------------------------------------
+
+ESCAPE = "fuzz-escape.txt"  # a file outside every output root that no workload may write
+GOOD_NAME = st.sampled_from(["ok", "a-b", "x.y", "c1", "d_2", "Case9", "e"])
+HOSTILE_NAME = st.one_of(
+    st.sampled_from(["../up", "/abs/x", "x/", ".hidden", "logs", "REPORT.html", "", "a b", "x" * 130, "{x}", "OK"]),
+    st.text(alphabet="ab./-_{}A", min_size=1, max_size=8),
+)
+NAME = st.one_of(GOOD_NAME, GOOD_NAME, GOOD_NAME, GOOD_NAME, HOSTILE_NAME)
+CORPUS_OUTPUT = st.sampled_from(["{output}/c.txt", "{output}/sub/c.txt", f"../{ESCAPE}", "{output}/../../" + ESCAPE])
+OPTION_VALUE = st.one_of(SCALAR, st.lists(st.one_of(st.integers(0, 40), TEXT), max_size=3))
+
+
+FAULTS = ("none", "workload-name", "case-name", "output", "matrix", "needs", "processes", "job", "options", "bytes")
+
+
+@st.composite
+def workload_document(draw: st.DrawFn, escape: Path) -> tuple[str, bool]:
+    """(a workload file, whether every case is a build-corpus case: cheap enough to run for real). Each file has
+    one or two faults (or none): a name that is a path, an output outside the case's folder, a huge matrix, …"""
+    faults = set(draw(st.lists(st.sampled_from(FAULTS), min_size=1, max_size=2)))
+    if "bytes" in faults:
+        return draw(st.one_of(TEXT, st.binary(max_size=80).map(lambda b: b.decode("latin-1")))), False
+    names = draw(st.lists(GOOD_NAME, min_size=1, max_size=3, unique=True))
+    cases = []
+    for i, name in enumerate(names):
+        faulty = i == len(names) - 1  # the last case carries the faults
+        case: dict = {"name": draw(HOSTILE_NAME) if faulty and "case-name" in faults else name, "job": "build-corpus"}
+        output = draw(st.one_of(CORPUS_OUTPUT, st.just(str(escape)))) if faulty and "output" in faults else None
+        case["options"] = {"sst2": ["{data}/sst2/dev.tsv"], "output": output or "{output}/c.txt"}
+        if faulty and "job" in faults:
+            case["job"] = draw(st.sampled_from(["eval", "bench", "pretrain", "x"]))
+            case["task"] = draw(st.sampled_from(["sst2", "squad", "mlm", "nope"]))
+            case["options"] = {"model": "bert-tiny", "data": "{data}/sst2/dev.tsv"}
+        if faulty and "options" in faults:
+            for key in draw(st.lists(st.sampled_from(["batch_size", "precision", "frobnicate", "output"]), max_size=2)):
+                case["options"][key] = draw(OPTION_VALUE)
+        if faulty and "matrix" in faults:
+            sizes = draw(st.lists(st.sampled_from([0, 1, 2, 5000]), min_size=1, max_size=3))
+            axes = ["seed", "threads", "batch_size"]
+            case["matrix"] = {axes[k]: list(range(size)) for k, size in enumerate(sizes)}
+        if faulty and "needs" in faults:
+            case["needs"] = draw(st.lists(st.one_of(st.sampled_from(names), HOSTILE_NAME), min_size=1, max_size=2))
+        if faulty and "processes" in faults:
+            case["processes"] = draw(st.one_of(st.integers(-2, 100_000), SCALAR))
+        cases.append(case)
+    workload_name = draw(HOSTILE_NAME) if "workload-name" in faults else "fuzz"
+    document = {"name": workload_name, "description": "fuzz", "cases": cases}
+    cheap = all(c["job"] == "build-corpus" for c in cases)
+    return yaml.safe_dump(document, allow_unicode=True), cheap
+
+
+def _tree(root: Path, skip: Path) -> dict[str, int]:
+    return {str(p): p.stat().st_size for p in root.rglob("*") if p.is_file() and skip not in p.parents}
+
+
+@fuzz(20)
+@given(data=st.data())
+def test_fuzz_workload_files(workdir: Path, data: st.DataObject) -> None:
+    scratch = Path(tempfile.mkdtemp(dir=workdir))
+    escape = scratch / ESCAPE
+    text, cheap = data.draw(workload_document(escape))
+    path = write(scratch / "w.yaml", text)
+    root, store = scratch / "runs", scratch / "store.sqlite"
+    before = _tree(scratch, root)
+    argv = ["run", str(path), "--data-dir", str(DATA), "--output-root", str(root), "--store", str(store)]
+    argv += ["--no-progress", *([] if cheap else ["--dry-run"])]
+    err, sink = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(sink):
+        code = main(argv)
+    lines = [line for line in err.getvalue().splitlines() if line.strip()]
+    assert code in {0, 1, 2}, f"exit {code}: {err.getvalue()}"
+    assert "Traceback" not in err.getvalue()
+    if code != 0:
+        assert sum(line.startswith("bertbench: error") for line in lines) == 1, err.getvalue()
+    after = _tree(scratch, root)
+    touched = {k for k in after if before.get(k) != after[k]} - {str(store), str(path)}
+    touched = {k for k in touched if not k.startswith(str(store))}  # the store's own WAL and pending files
+    assert not touched and not escape.exists() and not (workdir / ESCAPE).exists(), touched
+    if store.exists():
+        running = ResultsStore(store).runs("status = 'running'")
+        assert not running, [r.command for r in running]
+    shutil.rmtree(scratch, ignore_errors=True)
+
+
+# ---- store files ------------------------------------------------------------------------------------------------
+
+
+@st.composite
+def store_damage(draw: st.DrawFn) -> tuple[str, object]:
+    kind = draw(st.sampled_from(["bytes", "truncate", "foreign", "newer", "json-row", "null-row", "flip"]))
+    if kind == "bytes":
+        return kind, draw(st.binary(max_size=600))
+    if kind in ("truncate", "flip"):
+        return kind, draw(st.floats(0.0, 0.999))
+    if kind in ("json-row", "null-row"):
+        return kind, draw(st.sampled_from(["config", "metrics", "environment"]))
+    return kind, draw(st.integers(4, 999))
+
+
+@pytest.fixture(scope="module")
+def store_template(workdir: Path) -> Path:
+    """A real store with a few finished rows, to damage."""
+    path = workdir / "template.sqlite"
+    store = ResultsStore(path)
+    for value in (0.5, 0.6, 0.7):
+        config = {"task": "sst2", "model": "m", "backend": "torch", "precision": "fp32", "batch_size": 32}
+        store.add(
+            RunRecord("eval", config, {"accuracy": value, "throughput": 10 * value}, environment={"git_sha": "x"})
+        )
+    return path
+
+
+@fuzz(30)
+@given(damage=store_damage())
+def test_fuzz_store_files(workdir: Path, store_template: Path, damage: tuple[str, object]) -> None:
+    scratch = Path(tempfile.mkdtemp(dir=workdir))
+    path = scratch / "s.sqlite"
+    kind, arg = damage
+    shutil.copy(store_template, path)
+    if kind == "bytes":
+        path.write_bytes(arg)
+    elif kind == "truncate":
+        path.write_bytes(path.read_bytes()[: int(path.stat().st_size * arg)])
+    elif kind == "flip":
+        raw = bytearray(path.read_bytes())
+        raw[int(len(raw) * arg)] ^= 0xFF
+        path.write_bytes(bytes(raw))
+    else:
+        db = sqlite3.connect(path)
+        if kind == "foreign":
+            db.execute("PRAGMA user_version = 0")
+            db.execute("DROP TABLE runs")
+            db.execute("CREATE TABLE notes (x TEXT)")
+        elif kind == "newer":
+            db.execute(f"PRAGMA user_version = {arg}")
+        else:
+            db.execute(f"UPDATE runs SET {arg} = ? WHERE id = 2", ("{broken" if kind == "json-row" else "null",))
+        db.commit()
+        db.close()
+    for argv in (["report", "--format", "json"], ["results", "import", str(scratch / "nothing-here")]):
+        err, sink = io.StringIO(), io.StringIO()
+        (scratch / "nothing-here").mkdir(exist_ok=True)
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(sink):
+            code = main([*argv, "--store", str(path)])
+        lines = [line for line in err.getvalue().splitlines() if line.strip()]
+        assert code in {0, 1}, f"exit {code} for {kind}: {err.getvalue()}"
+        assert "Traceback" not in err.getvalue() and len(lines) <= MAX_STDERR_LINES
+        if code != 0:
+            errors = [line for line in lines if line.startswith("bertbench: error")]
+            assert len(errors) == 1 and str(path) in errors[0], err.getvalue()
+    shutil.rmtree(scratch, ignore_errors=True)

@@ -75,7 +75,7 @@ cases:
     job: eval
     task: sst2
     options:
-      data: "{data}/sst2/missing.tsv"
+      data: "{data}/squad/dev.json"  # a SQuAD file is no SST-2 TSV: the case fails when it runs
 """
 
 
@@ -258,7 +258,7 @@ def test_a_failing_case_does_not_stop_the_run(tiny_run) -> None:
     assert code == 1  # the exit code counts the failed cases: only broken-accuracy
     store = ResultsStore(root / "store.sqlite")
     by_case = {r.case_name: r for r in store.runs("workload = 'tiny' AND parent_uid IS NULL")}
-    assert by_case["broken-accuracy"].status == "failed" and "missing.tsv" in by_case["broken-accuracy"].error
+    assert by_case["broken-accuracy"].status == "failed" and "dev.json" in by_case["broken-accuracy"].error
     finished = {name for name, r in by_case.items() if r.status == "finished"}
     assert finished == {
         "sst2-tiny-training-finetune",
@@ -430,7 +430,7 @@ def test_a_store_of_the_previous_schema_is_upgraded_not_dropped(tmp_path: Path) 
     db.commit()
     db.close()
     store = ResultsStore(path)
-    assert store.schema_version == SCHEMA_VERSION == 2
+    assert store.schema_version == SCHEMA_VERSION == 3
     old = store.get("old1")
     assert old.metrics == {"accuracy": 0.9} and old.workload is None
     uid = store.start("eval", {}, workload="w", case_name="c", fingerprint="f")

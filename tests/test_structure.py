@@ -75,8 +75,8 @@ def test_the_import_graph_has_no_circle() -> None:
 # units of lower layers only: never a unit above it, nor another unit of its own layer.
 LAYERS: list[tuple[str, ...]] = [
     ("errors", "choices"),  # words every layer speaks
-    ("bertbench", "hardware", "io_utils", "cliargs", "console", "progress"),  # the machine, files, flags, notices
-    ("cache",),  # content-keyed artifacts
+    ("bertbench", "hardware", "io_utils", "cliargs", "console", "progress", "lifetime"),  # machine, files, flags
+    ("cache", "locking"),  # content-keyed artifacts; one writer at a time
     ("models",),  # BERT and its heads: no data, no devices
     ("tasks",),  # text -> features, outputs -> metrics: no runtime
     ("runtimes", "training", "calibration"),  # infer / train / draw calibration samples: no timing

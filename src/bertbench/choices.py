@@ -14,4 +14,6 @@ PADDING_MODES = ("sorted", "longest", "fixed")
 PROVIDERS = ("cpu", "cuda", "tensorrt")
 OPTIMIZERS = ("adamw", "lamb")
 SCENARIOS = ("offline", "singlestream", "multistream", "server")  # MLPerf LoadGen scenarios
+# Queries a LoadGen test issues at least, scaled to a 2-core machine (MLPerf's own are far more).
+DEFAULT_MIN_QUERIES = {"offline": 1, "singlestream": 64, "multistream": 64, "server": 64}
 BENCH_MODES = ("performance", "accuracy")

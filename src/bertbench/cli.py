@@ -17,6 +17,7 @@ from bertbench import __version__
 from bertbench.cliargs import add_arguments
 from bertbench.commands import COMMANDS, config_from_namespace
 from bertbench.errors import BertbenchError, UsageError
+from bertbench.lifetime import tether_from_environment
 from bertbench.results.recording import recorded_run
 from bertbench.tasks.registry import TASKS
 
@@ -89,13 +90,14 @@ def main(argv: list[str] | None = None) -> int:
     """Run one command; bad input ends with one line on stderr and a non-zero return code."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _on_sigterm)
+    tether_from_environment()
     created: Path | None = None
     try:
         command, job, config = parse(argv)
         created = _new_output_dir(config)
         module, function = job.split(":")
         run = getattr(importlib.import_module(module), function)
-        if not COMMANDS[command].recorded:
+        if not COMMANDS[command].recorded or COMMANDS[command].only_looks(config):
             run(config)
         else:
             with recorded_run(command, config) as recorder:

@@ -5,6 +5,7 @@ turn them back into command lines. Imports nothing heavy: jobs are named, not im
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +36,8 @@ class Command:
     # (config, job) run when no task is given: options on the command itself (`bench --roof`)
     standalone: tuple[type, str] | None = None
     recorded: bool = True  # its runs become rows of the results store (reading commands do not)
+    # ... except the runs this says are only looking (`run --list`, `run --dry-run` run nothing)
+    only_looks: Callable[[Any], bool] = lambda config: False
     in_workloads: bool = False  # a workload case may run it
     distributed: bool = False  # it may run under torchrun (a case's `processes` > 1)
 
@@ -44,6 +47,7 @@ COMMANDS: dict[str, Command] = {
         "the main job: run a workload's cases (default: the built-in main job), then the KPI table and report",
         RunConfig,
         "bertbench.jobs.run:run_workload",
+        only_looks=lambda config: config.list_cases or config.dry_run,
     ),
     "eval": Command(
         "accuracy mode: score a model on a task's data",

@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import argparse
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bertbench.choices import BENCH_MODES, PADDING_MODES, SCENARIOS
+from bertbench.choices import BENCH_MODES, DEFAULT_MIN_QUERIES, PADDING_MODES, SCENARIOS
 from bertbench.cliargs import (
     batch_size_value,
     batch_size_values,
@@ -21,6 +23,7 @@ from bertbench.cliargs import (
     seed_value,
     thread_count,
 )
+from bertbench.errors import UsageError
 from bertbench.runtimes.options import RuntimeOptions
 from bertbench.tasks.mlm.options import MlmOptions
 from bertbench.training.config import PretrainTrainConfig, TrainConfig
@@ -86,6 +89,33 @@ class EvalConfig(ModelChoice, RunPlace):
     )
     task_options: Any = None  # the task's own options dataclass, from the task's sub-command
 
+    def __post_init__(self) -> None:
+        if self.runtime.backend == "null":
+            raise UsageError("--backend null computes nothing: it measures the harness (bench --mode performance)")
+
+
+MAX_TEST_S = 4 * 3600.0  # a LoadGen test that must last longer needs --max-duration to say so
+MAX_LATENCY_MS = 3_600_000.0  # one hour per query: far beyond any bound, far below LoadGen's int64 nanoseconds
+ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def latency_ms_value(text: str) -> float:
+    """A latency bound in ms: > 0 and at most an hour."""
+    value = positive_float(text)
+    if value > MAX_LATENCY_MS:
+        raise argparse.ArgumentTypeError(f"{text} ms is more than an hour ({MAX_LATENCY_MS:.0f} ms)")
+    return value
+
+
+def env_value(text: str) -> str:
+    """KEY=VALUE for the instances' environment: KEY a variable name; values Python checks at start-up checked."""
+    key, _, value = key_value(text).partition("=")
+    if not ENV_KEY.fullmatch(key):
+        raise argparse.ArgumentTypeError(f"{text}: {key!r} is not an environment variable name")
+    if key == "PYTHONHASHSEED" and value != "random" and not (value.isdigit() and int(value) <= 4294967295):
+        raise argparse.ArgumentTypeError(f"{text}: PYTHONHASHSEED is 'random' or an integer in [0, 4294967295]")
+    return text
+
 
 def instances_value(text: str) -> int | str:
     """A positive integer, or "auto" (= available cores // --cores-per-instance)."""
@@ -123,7 +153,9 @@ class BenchConfig(ModelChoice, RunPlace):
         parse=positive_float,
     )
     target_latency_ms: float | None = option(
-        None, help="Server latency bound (default 130); SingleStream/MultiStream expected latency", parse=positive_float
+        None,
+        help="Server latency bound (default 130); SingleStream/MultiStream expected latency",
+        parse=latency_ms_value,
     )
     samples_per_query: int = option(8, help="MultiStream samples per query", parse=positive_int)
     instances: int | str = option(
@@ -133,13 +165,36 @@ class BenchConfig(ModelChoice, RunPlace):
         None, help="cores pinned to each instance (default: available cores // instances)", parse=positive_int
     )
     oversubscribe: bool = option(False, help="allow more pinned cores than this process may use")
-    env: tuple[str, ...] = option((), help="KEY=VALUE set in every instance (repeatable)", parse=key_value, repeat=True)
+    env: tuple[str, ...] = option((), help="KEY=VALUE set in every instance (repeatable)", parse=env_value, repeat=True)
     require_quiet: bool = option(False, help="refuse to time on a contended machine")
     calibration_data: Path | None = option(None, help="training data for static INT8 (never the benchmarked file)")
     calibration_samples: int = option(1000, help="calibration samples for static INT8", parse=positive_int)
     accuracy_target: float = option(0.99, help="accuracy mode: relative to FP32 (MLPerf bert-99)", parse=fraction)
     strict: bool = option(False, help="accuracy mode: exit 3 when the accuracy target is missed")
     task_options: Any = None
+
+    def __post_init__(self) -> None:
+        if self.runtime.backend == "null" and self.mode != "performance":
+            raise UsageError("--backend null computes nothing: it measures the harness in --mode performance only")
+        least = self.least_test_seconds()
+        ceiling = self.max_duration or MAX_TEST_S
+        if least > ceiling:
+            raise UsageError(
+                f"each test would run at least {least:g} s with these settings (--min-duration, --min-query-count, "
+                f"--target-qps), above {'--max-duration' if self.max_duration else 'the ceiling of'} {ceiling:g} s"
+                f"{'' if self.max_duration else ' (raise it with --max-duration)'}"
+            )
+
+    def least_test_seconds(self) -> float:
+        """How long one LoadGen test lasts at least, from its settings alone (the model's speed aside): its
+        minimum duration, and for Server the time its minimum queries take at the target rate."""
+        if self.mlperf_defaults:
+            return 600.0  # MLPerf's minimum duration
+        least = self.min_duration
+        if self.scenario == "server" and self.target_qps:
+            queries = self.min_query_count or DEFAULT_MIN_QUERIES["server"]
+            least = max(least, queries / self.target_qps)
+        return least
 
 
 @dataclass(kw_only=True)
@@ -195,6 +250,7 @@ class BuildCorpusConfig(StoreChoice):
     squad: list[Path] = option(help="SQuAD files whose contexts become documents", default_factory=list)
     sst2: list[Path] = option(help="SST-2 files whose sentences become documents", default_factory=list)
     output: Path = option(help="the corpus file to write")
+    overwrite: bool = option(False, help="replace --output if it exists (never one of the inputs)")
 
 
 @dataclass(kw_only=True)
@@ -210,6 +266,8 @@ class RunConfig(StoreChoice):
     )
     dry_run: bool = option(False, help="print each case's command line and exit")
     force: bool = option(False, help="rerun cases that finished before with the same config, code and data")
+    wait: bool = option(False, help="when another run holds this workload's folder, wait for it (else exit 75)")
+    oversubscribe: bool = option(False, help="allow a case more processes than this machine has cores")
     data_dir: Path | None = option(
         None, help="directory with squad/ and sst2/ (default: $BERTBENCH_DATA_DIR, ./data, ../shared/data)"
     )
@@ -239,6 +297,7 @@ class ReportConfig(StoreChoice):
         (), help="A B: two run sets (uid, git SHA, hostname, KEY=VALUE or KEY~TEXT), ratios B/A"
     )
     include_failed: bool = option(False, help="also list failed and interrupted runs")
+    overwrite: bool = option(False, help="replace an existing --output file (a page --html wrote is replaced anyway)")
 
 
 @dataclass(kw_only=True)

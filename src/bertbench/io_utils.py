@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -74,12 +75,24 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
+TEMPORARY = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[^.]+\.tmp$|^\.(?P<old>.+)\.old-(?P<oldpid>\d+)$")
+
+
+def temporary_writer(entry: str) -> int | None:
+    """The pid of the process that made this temporary name (atomic_directory), None for other names."""
+    match = TEMPORARY.match(entry)
+    if match is None:
+        return None
+    return int(match.group("pid") or match.group("oldpid"))
+
+
 @contextlib.contextmanager
 def atomic_directory(final: str | Path) -> Iterator[Path]:
-    """Yield a temporary directory that replaces `final` only when the block completes without error."""
+    """Yield a temporary directory that replaces `final` only when the block completes without error. The
+    temporary names carry the writer's pid, so that what a killed writer left can be told apart and cleared."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp"))
+    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.{os.getpid()}.", suffix=".tmp"))
     try:
         yield tmp
         if final.exists():

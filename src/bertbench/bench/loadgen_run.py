@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 
 from bertbench.bench.instances import InstancePool
+from bertbench.choices import DEFAULT_MIN_QUERIES
 from bertbench.tasks.batching import order_rows
 
 SCENARIOS = {"offline": "Offline", "singlestream": "SingleStream", "multistream": "MultiStream", "server": "Server"}
 MODES = {"performance": "PerformanceOnly", "accuracy": "AccuracyOnly"}
 # Scaled to a 2-core machine: a test lasts seconds, not MLPerf's 600 s (--mlperf-defaults restores those).
-DEFAULT_MIN_QUERIES = {"offline": 1, "singlestream": 64, "multistream": 64, "server": 64}
 MLPERF_MODEL = "bert"  # the built-in mlperf.conf's entry: 130 ms Server bound, 600 s minimum, …
 SERVER_BOUND_MS = 130.0  # MLPerf's BERT Server latency bound
 SERVER_SHARE = 0.5  # Server's default target: half the capacity measured at warm-up

@@ -6,6 +6,7 @@ This job orchestrates: the layout, the plan, LoadGen's metrics and the roof live
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -94,6 +95,7 @@ def _worker_specs(config: BenchConfig, layout: Layout) -> list[WorkerSpec]:
     return [
         WorkerSpec(
             instance=i,
+            parent_pid=os.getpid(),
             cores=layout.cores[i],
             threads=layout.threads,
             env=_env(config),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 from pathlib import Path
@@ -12,6 +13,10 @@ from bertbench.errors import BertbenchError, DataProblemsError
 from bertbench.hardware import has_native_bf16
 from bertbench.training.checkpoint import CHECKPOINTS, checkpoint_owner
 from bertbench.training.distributed import DistEnv
+
+# `bertbench run` marks the folders of its cases with this file (jobs.case_folders); it does not make a folder
+# non-empty, and --overwrite never removes it.
+CASE_MARK = ".bertbench-case.json"
 
 # What a training run writes into its directory; `--overwrite` of that training clears these and nothing else.
 TRAINING_OUTPUTS = (
@@ -53,7 +58,7 @@ def check_output_policy(path: Path, overwrite: bool, resume: bool, training: str
     """
     if path.exists() and not path.is_dir():
         raise BertbenchError(f"{path}: output path exists and is not a directory")
-    non_empty = path.is_dir() and any(path.iterdir())
+    non_empty = path.is_dir() and any(p.name != CASE_MARK for p in path.iterdir())
     if non_empty and not (overwrite or resume):
         hint = "--resume to continue or --overwrite" if training else "--overwrite to replace its results"
         raise BertbenchError(f"{path}: output directory is not empty (pass {hint})")
@@ -117,3 +122,20 @@ def announce_data_problems(dataset: Any, strict: bool, speak: bool = True) -> No
         raise DataProblemsError(f"{line} (--strict-data)")
     if speak:
         warn(f"{line}; unusable rows skipped (data_problems in metrics.json; --strict-data makes them an error)")
+
+
+def check_new_file(path: Path, overwrite: bool, inputs: tuple[Path, ...] = (), ours: str | None = None) -> None:
+    """A file a command is about to write: never one of its inputs; an existing file only with --overwrite, or
+    when it carries `ours` (a mark in its first kilobytes saying this tool wrote it)."""
+    for source in inputs:
+        if source.exists() and path.exists() and path.resolve() == source.resolve():
+            raise BertbenchError(f"{path}: is one of the inputs; choose another output file")
+    if path.is_dir():
+        raise BertbenchError(f"{path}: is a directory, not a file")
+    if not path.exists() or overwrite:
+        return
+    if ours is not None:
+        with contextlib.suppress(OSError), open(path, "rb") as handle:
+            if ours.encode() in handle.read(4096):
+                return
+    raise BertbenchError(f"{path}: exists and this command did not write it (pass --overwrite to replace it)")

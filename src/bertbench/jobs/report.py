@@ -10,8 +10,9 @@ from bertbench.configs import ReportConfig, ResultsConfig
 from bertbench.console import info, warn
 from bertbench.errors import UsageError
 from bertbench.io_utils import atomic_write_text
+from bertbench.jobs.common import check_new_file
 from bertbench.results.console import print_rows_table, stdout_console
-from bertbench.results.html import render_html
+from bertbench.results.html import GENERATOR, render_html
 from bertbench.results.record import RunRecord
 from bertbench.results.report import (
     KpiRow,
@@ -62,7 +63,11 @@ def workload_report(store: ResultsStore, workload: str, cases: list[str], html_p
 
 def run_report(config: ReportConfig) -> None:
     """Select runs, then print or write the table; --html writes the page; --compare prints ratios."""
-    store = ResultsStore(config.store)
+    if config.output is not None:
+        check_new_file(config.output, config.overwrite)
+    if config.html is not None:
+        check_new_file(config.html, config.overwrite, ours=GENERATOR)
+    store = ResultsStore(config.store, create=False)
     statuses = ("finished", "failed", "interrupted", "running") if config.include_failed else ("finished",)
     where = list(config.where) + ([f"workload={config.workload}"] if config.workload else [])
     everything = store.runs()
@@ -115,7 +120,11 @@ def _emit(rows: list[dict[str, Any]], config: ReportConfig, title: str) -> None:
 def run_results(config: ResultsConfig) -> None:
     """`bertbench results import`: every metrics.json under the paths becomes a finished row (once)."""
     store = ResultsStore(config.store)
-    known = {r.output_dir for r in store.runs() if r.output_dir}
+    rows = store.runs()
+    # A run is known by its uid (metrics.json names it: run_uid) or by where its metrics.json lies, resolved, so
+    # that DIR and /absolute/DIR are one place.
+    known_uids = {r.uid for r in rows} | {r.parent_uid for r in rows if r.parent_uid}
+    known = {str(Path(r.output_dir).resolve()) for r in rows if r.output_dir}
     files: list[Path] = []
     for path in config.paths:
         if path.is_file():
@@ -136,11 +145,12 @@ def run_results(config: ResultsConfig) -> None:
             warn(f"{file}: not a bertbench metrics.json (no schema_version); skipped")
             skipped += 1
             continue
-        if str(file.parent) in known:
+        place = str(file.parent.resolve())
+        if place in known or flat.get("run_uid") in known_uids:
             skipped += 1
             continue
-        store.add(_record_from_flat(flat), str(file.parent))
-        known.add(str(file.parent))
+        store.add(_record_from_flat(flat), place)
+        known.add(place)
         imported += 1
     info(f"imported {imported} run(s) into {store.path}; {skipped} skipped (already there or not bertbench)")
 
@@ -168,6 +178,13 @@ def _record_from_flat(flat: dict[str, Any]) -> RunRecord:
         or k.startswith(ENVIRONMENT_PREFIXES)
         or (k.endswith("_version") and k != "schema_version" and k != "data_version")
     }
-    header = {"schema_version", "timestamp", "command"}
+    header = {"schema_version", "timestamp", "command", "run_uid"}
     metrics = {k: v for k, v in flat.items() if k not in environment and k not in header}
-    return RunRecord(str(flat.get("command", "unknown")), {}, metrics, environment, str(flat.get("timestamp", "")))
+    return RunRecord(
+        str(flat.get("command", "unknown")),
+        {},
+        metrics,
+        environment,
+        str(flat.get("timestamp", "")),
+        flat.get("run_uid"),
+    )

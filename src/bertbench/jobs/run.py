@@ -14,29 +14,30 @@ from pathlib import Path
 from bertbench.configs import RunConfig
 from bertbench.console import info, warn
 from bertbench.errors import BertbenchError
+from bertbench.jobs.case_folders import check_owner, claim, held_files
+from bertbench.lifetime import TETHER_ENV
+from bertbench.locking import exclusive
 from bertbench.progress import progress_bar
 from bertbench.results.console import print_rows_table, stdout_console
-from bertbench.results.record import RunRecord
-from bertbench.results.recording import RUN_UID_ENV
+from bertbench.results.record import RUN_UID_ENV, RunRecord
 from bertbench.results.store import ResultsStore
-from bertbench.workloads import Workload, load_workload
-from bertbench.workloads.plan import PlannedCase, command_line, plan_cases, select_cases
+from bertbench.workloads import Case, Workload, load_workload
+from bertbench.workloads.plan import LOCK_FILE, PlannedCase, command_line, plan_cases, select_cases
 
 
 class CasesFailed(BertbenchError):
-    """Some cases failed: the exit code is how many (at most 100)."""
+    """Some cases failed (exit 1; the line says how many and which)."""
 
     def __init__(self, failed: list[str], records: list[RunRecord]) -> None:
         super().__init__(f"{len(failed)} case(s) failed: {', '.join(failed)}")
-        self.exit_code = min(len(failed), 100)
         self.records = records
 
 
 def _resume_flag(planned: PlannedCase, redo: bool) -> list[str]:
-    """A case that ran before without finishing: training continues from its checkpoints, the rest starts over
-    (and so does everything that --force redoes)."""
+    """A case that ran before without finishing (in its own folder: see case_folders): training continues from
+    its checkpoints, the rest starts over (and so does everything that --force redoes)."""
     directory = planned.directory
-    if planned.case.job == "build-corpus" or not directory.exists() or not any(directory.iterdir()):
+    if not held_files(directory):
         return []
     if not redo and planned.case.job in ("finetune", "pretrain") and any((directory / "checkpoints").glob("step-*")):
         return ["--resume"]
@@ -62,10 +63,9 @@ def _run_case(planned: PlannedCase, store: ResultsStore, workload: Workload, log
         case_name=case.name,
         fingerprint=planned.fingerprint,
     )
-    argv = command_line(planned, _resume_flag(planned, redo))
-    env = {**os.environ, RUN_UID_ENV: uid, "MASTER_ADDR": "127.0.0.1", "GLOO_SOCKET_IFNAME": "lo"}
-    if case.job == "build-corpus":
-        planned.directory.mkdir(parents=True, exist_ok=True)
+    argv = command_line(planned, _resume_flag(planned, redo), tethered=True)
+    env = {**os.environ, RUN_UID_ENV: uid, TETHER_ENV: "1", "MASTER_ADDR": "127.0.0.1", "GLOO_SOCKET_IFNAME": "lo"}
+    claim(planned.directory, workload.name, case.name, planned.fingerprint)
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "w", encoding="utf-8") as handle:
         handle.write("$ " + shlex.join(argv) + "\n")
@@ -117,8 +117,24 @@ def run_workload(config: RunConfig) -> RunRecord | None:
         for item in planned:
             stdout_console.print(shlex.join(command_line(item)), soft_wrap=True)
         return None
+    root = config.output_root / workload.name
+    with exclusive(root / LOCK_FILE, f"{root} (workload {workload.name})", wait=config.wait):
+        return _run_planned(config, workload, cases, matched, planned, root)
+
+
+def _run_planned(
+    config: RunConfig,
+    workload: Workload,
+    cases: list[Case],
+    matched: set[str],
+    planned: list[PlannedCase],
+    root: Path,
+) -> RunRecord:
+    """Run the planned cases, holding the workload folder's lock; then the KPI table and the report."""
+    for item in planned:  # every folder is checked before the first case runs
+        check_owner(item.directory, workload.name, item.case.name)
     store = ResultsStore(config.store)
-    logs = config.output_root / workload.name / "logs"
+    logs = root / "logs"
     start = time.perf_counter()
     outcome: dict[str, str] = {}
     with progress_bar(f"run {workload.name}", total=len(planned), enabled=config.show_progress) as advance:
@@ -146,7 +162,7 @@ def run_workload(config: RunConfig) -> RunRecord | None:
     failed = [n for n, s in outcome.items() if s == "failed"]
     from bertbench.jobs.report import workload_report
 
-    html_path = config.output_root / workload.name / "report.html"
+    html_path = root / "report.html"
     workload_report(store, workload.name, [c.name for c in cases], html_path)
     info(f"HTML report: {html_path.resolve()}")
     record = RunRecord(

@@ -13,6 +13,8 @@ from typing import Any
 
 from bertbench.results.report import KpiRow, format_cell, model_label, table_rows
 
+GENERATOR = "bertbench report"  # in every page's head: a page this tool wrote, which it may write again
+
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem; color: #222; max-width: 1400px; }
 h1 { font-size: 1.5rem; } h2 { font-size: 1.2rem; margin-top: 2rem; }
@@ -256,7 +258,8 @@ def render_html(title: str, rows: list[KpiRow], runs: list[dict[str, Any]], refs
             figures.append(f'<figure data-plot="{name}">{svg}<figcaption>{html.escape(caption)}</figcaption></figure>')
     generated = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title><style>{STYLE}</style></head>
+<html lang="en"><head><meta charset="utf-8"><meta name="generator" content="{GENERATOR}">
+<title>{html.escape(title)}</title><style>{STYLE}</style></head>
 <body>
 <h1>{html.escape(title)}</h1>
 <p class="note">Generated {generated} from {len(runs)} runs on {html.escape("; ".join(machines) or "-")}.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,12 @@ from bertbench.io_utils import atomic_write_json
 from bertbench.results.environment import environment
 
 SCHEMA_VERSION = 1
+RUN_UID_ENV = "BERTBENCH_RUN_UID"  # the store row of the command this process runs (set by the recorder or `run`)
+
+
+def current_run_uid() -> str | None:
+    """The store row of the running command, which every record it makes names (`run_uid`)."""
+    return os.environ.get(RUN_UID_ENV) or None
 
 
 class RecordKeyCollision(ValueError):
@@ -46,10 +53,14 @@ class RunRecord:
     metrics: dict[str, Any]
     environment: dict[str, Any] = field(default_factory=environment)
     timestamp: str = field(default_factory=_now)
+    run_uid: str | None = field(default_factory=current_run_uid)
+    written_to: Path | None = None  # the directory of its metrics.json, once written
 
     def flat(self) -> dict[str, Any]:
         """The flat dict metrics.json holds; raises RecordKeyCollision when two sections share a key."""
         out: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "timestamp": self.timestamp, "command": self.command}
+        if self.run_uid:
+            out["run_uid"] = self.run_uid
         owner = dict.fromkeys(out, "header")
         for section, values in (("config", self.config), ("metrics", self.metrics), ("environment", self.environment)):
             for key, value in values.items():
@@ -63,4 +74,33 @@ class RunRecord:
         """Write DIR/metrics.json atomically and return its path."""
         path = Path(output_dir) / "metrics.json"
         atomic_write_json(path, self.flat())
+        self.written_to = Path(output_dir)
         return path
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record's sections as JSON-ready data (a pending store write)."""
+        return json_safe(
+            {
+                "command": self.command,
+                "config": self.config,
+                "metrics": self.metrics,
+                "environment": self.environment,
+                "timestamp": self.timestamp,
+                "run_uid": self.run_uid,
+                "written_to": str(self.written_to) if self.written_to else None,
+            }
+        )
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunRecord:
+        """The record to_dict() wrote."""
+        written = data.get("written_to")
+        return cls(
+            str(data["command"]),
+            dict(data["config"]),
+            dict(data["metrics"]),
+            dict(data["environment"]),
+            str(data["timestamp"]),
+            data.get("run_uid"),
+            Path(written) if written else None,
+        )

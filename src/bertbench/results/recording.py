@@ -1,6 +1,10 @@
 """Every command's run becomes a row of the results store: `running` when it starts, then finished (with its
 records), failed (with the one-line reason) or interrupted. `bertbench run` creates the row of each case itself
-and passes its uid down (BERTBENCH_RUN_UID), so that a case that dies without a word is still accounted for."""
+and passes its uid down (BERTBENCH_RUN_UID), so that a case that dies without a word is still accounted for; the
+case claims the row (its host, pid and start time), so that a row whose process is gone is found out later.
+
+A result is never stranded: when the store stays locked, the records wait beside it and are imported the next
+time it is opened (`ResultsStore.keep_pending`)."""
 
 from __future__ import annotations
 
@@ -10,11 +14,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from bertbench.console import warn
 from bertbench.errors import BertbenchError
-from bertbench.results.record import RunRecord
-from bertbench.results.store import ResultsStore
-
-RUN_UID_ENV = "BERTBENCH_RUN_UID"
+from bertbench.results.record import RUN_UID_ENV, RunRecord
+from bertbench.results.store import ResultsStore, StoreBusy
 
 
 def _is_main_rank() -> bool:
@@ -37,9 +40,16 @@ class Recorder:
         self.store, self.uid, self.output_dir = store, uid, output_dir
 
     def finished(self, result: Any) -> None:
-        """The job returned: its records become the row."""
+        """The job returned: its records become the row (or wait beside a locked store)."""
         if self.store and self.uid:
-            self.store.finish(self.uid, _as_records(result), self.output_dir)
+            self._finish(_as_records(result))
+
+    def _finish(self, records: list[RunRecord]) -> None:
+        try:
+            self.store.finish(self.uid, records, self.output_dir)
+        except StoreBusy as exc:
+            kept = self.store.keep_pending(self.uid, records, self.output_dir)
+            warn(f"{exc}; the result waits in {kept} and enters the store the next time it is opened")
 
     def failed(self, exc: BaseException, status: str = "failed") -> None:
         """The job ended with an error (records written before it, e.g. --strict, are kept)."""
@@ -47,8 +57,11 @@ class Recorder:
             return
         records = getattr(exc, "records", None)
         if records:
-            self.store.finish(self.uid, records, self.output_dir)
-        self.store.end(self.uid, status, str(exc) or type(exc).__name__)
+            self._finish(records)
+        try:
+            self.store.end(self.uid, status, str(exc) or type(exc).__name__)
+        except StoreBusy:
+            warn(f"{self.store.path}: busy; run {self.uid} is marked interrupted the next time the store is opened")
 
 
 @contextmanager
@@ -61,10 +74,14 @@ def recorded_run(command: str, config: Any) -> Iterator[Recorder]:
     output_dir = getattr(config, "output_dir", None)
     output_dir = str(output_dir) if output_dir is not None else None
     asked = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else {}
-    uid = os.environ.get(RUN_UID_ENV)
-    if uid is None or store.get(uid) is None:
-        uid = store.start(command, asked, output_dir, uid=uid)
+    given = os.environ.get(RUN_UID_ENV)
+    if given is not None and store.get(given) is not None:
+        uid = given
+        store.claim(uid)
+    else:
+        uid = store.start(command, asked, output_dir, uid=given)
     recorder = Recorder(store, uid, output_dir)
+    os.environ[RUN_UID_ENV] = uid  # every record the job makes names its row (run_uid)
     try:
         yield recorder
     except BertbenchError as exc:
@@ -76,3 +93,8 @@ def recorded_run(command: str, config: Any) -> Iterator[Recorder]:
     except Exception as exc:
         recorder.failed(exc)
         raise
+    finally:
+        if given is None:
+            os.environ.pop(RUN_UID_ENV, None)
+        else:
+            os.environ[RUN_UID_ENV] = given

@@ -1,25 +1,37 @@
 """The results store: one SQLite row per run of any command, kept across versions.
 
 WAL mode and a busy timeout let several processes write at once (instances, two `run`s); every write is one
-short transaction. The schema is versioned with `PRAGMA user_version`; opening an older store applies the
-missing migrations in order (never drops a table).
+short transaction, retried with backoff past a busy store. The schema is versioned with `PRAGMA user_version`;
+opening an older store applies the missing migrations in order (never drops a table).
+
+Nothing strands a result: records that could not be written (the store stayed locked) wait in `STORE.pending/`
+and are imported the next time the store is opened; a `running` row whose process is gone (recorded by host, pid
+and the process's start time) is marked `interrupted` then too. A damaged, foreign or newer store is one line
+naming the file and what to do; one unreadable row is left out with a warning naming its uid.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
 import sqlite3
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from bertbench.console import warn
 from bertbench.errors import BertbenchError
+from bertbench.io_utils import atomic_write_json
+from bertbench.lifetime import hostname, start_time, still_running
 from bertbench.results.record import RunRecord, json_safe
+
+T = TypeVar("T")
 
 STATUSES = ("running", "finished", "failed", "interrupted")
 # Each entry upgrades the schema by one version; append, never edit (stores in the field were made by them).
@@ -49,9 +61,34 @@ MIGRATIONS: list[str] = [
     ALTER TABLE runs ADD COLUMN parent_uid TEXT;
     CREATE INDEX runs_case ON runs (workload, case_name, fingerprint, status);
     """,
+    # 3: the process that holds a running row (host, pid, its start time), so that a dead one is found
+    """
+    ALTER TABLE runs ADD COLUMN host TEXT;
+    ALTER TABLE runs ADD COLUMN pid INTEGER;
+    ALTER TABLE runs ADD COLUMN pid_started TEXT;
+    CREATE INDEX runs_status ON runs (status);
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
-BUSY_TIMEOUT_S = 120.0
+TIMEOUT_ENV = "BERTBENCH_STORE_TIMEOUT_S"  # how long one write waits for a busy store (default 120 s)
+WRITE_ATTEMPTS = 3  # each waits the busy timeout; between them a growing pause
+PENDING_SUFFIX = ".pending"
+
+
+class StoreBusy(BertbenchError):
+    """The store stayed locked through every attempt."""
+
+
+def busy_timeout_s() -> float:
+    """The busy timeout of one write ($BERTBENCH_STORE_TIMEOUT_S, default 120 s)."""
+    try:
+        return max(0.01, float(os.environ.get(TIMEOUT_ENV, "120")))
+    except ValueError:
+        return 120.0
+
+
+def _locked(exc: sqlite3.Error) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and ("locked" in str(exc) or "busy" in str(exc))
 
 
 def default_store_path() -> Path:
@@ -107,32 +144,67 @@ class StoredRun:
 
 
 class ResultsStore:
-    """Open (creating or upgrading) the store at `path`."""
+    """Open (creating or upgrading) the store at `path`; `create=False` (reading commands) refuses a missing one."""
 
-    def __init__(self, path: str | Path | None = None) -> None:
+    def __init__(self, path: str | Path | None = None, *, create: bool = True) -> None:
         self.path = Path(path) if path else default_store_path()
+        if not create and not self.path.is_file():
+            raise BertbenchError(
+                f"{self.path}: no results store here (check --store; a store is made by the first eval, bench, "
+                "finetune, pretrain or run)"
+            )
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self._connect() as db:
+                self._check_foreign(db)
+                self._check_not_newer(db)
                 db.execute("PRAGMA journal_mode=WAL")
                 self._migrate(db)
-        except (OSError, sqlite3.Error) as exc:
+        except sqlite3.Error as exc:
+            raise self._damaged(exc) from None
+        except OSError as exc:
             raise BertbenchError(f"{self.path}: cannot open the results store ({exc})") from None
+        self._import_pending()
+        self._mark_dead_runs()
+
+    def _damaged(self, exc: sqlite3.Error) -> BertbenchError:
+        """One line for a store SQLite cannot use: which file, what is wrong, what to do."""
+        if _locked(exc):
+            return StoreBusy(f"{self.path}: the results store stayed locked ({exc}); try again when it is free")
+        return BertbenchError(
+            f"{self.path}: not a readable results store ({exc}); move it aside (a new one is made) or pass "
+            "--store with another file"
+        )
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        db = sqlite3.connect(self.path, timeout=busy_timeout_s(), isolation_level=None)
         try:
             yield db
         finally:
             db.close()
 
-    def _migrate(self, db: sqlite3.Connection) -> None:
+    def _check_foreign(self, db: sqlite3.Connection) -> None:
+        """A SQLite file of another program (tables, but none of ours, and no schema version) is not touched."""
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if version == 0 and tables and "runs" not in tables:
+            raise BertbenchError(
+                f"{self.path}: a SQLite file of another program (tables {', '.join(sorted(tables)[:3])}), not a "
+                "bertbench results store; pass --store with another file"
+            )
+
+    def _check_not_newer(self, db: sqlite3.Connection) -> None:
+        """A store a newer bertbench wrote is left as it is (not even switched to WAL)."""
         version = db.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
             raise BertbenchError(
-                f"{self.path}: store schema {version} is newer than this bertbench understands ({SCHEMA_VERSION})"
+                f"{self.path}: store schema {version} is newer than this bertbench understands ({SCHEMA_VERSION}); "
+                "upgrade bertbench, or pass --store with another file"
             )
+
+    def _migrate(self, db: sqlite3.Connection) -> None:
+        version = db.execute("PRAGMA user_version").fetchone()[0]
         if version == SCHEMA_VERSION:
             return
         db.execute("BEGIN IMMEDIATE")  # one process migrates; the others wait, then find it done
@@ -148,11 +220,77 @@ class ResultsStore:
             db.execute("ROLLBACK")
             raise
 
+    def _write(self, action: Callable[[sqlite3.Connection], T]) -> T:
+        """Run one write transaction, again after a pause when the store stays busy past its timeout."""
+        for attempt in range(WRITE_ATTEMPTS):
+            try:
+                with self._connect() as db:
+                    return action(db)
+            except sqlite3.Error as exc:
+                if not _locked(exc) or attempt == WRITE_ATTEMPTS - 1:
+                    raise self._damaged(exc) from None
+                time.sleep(min(30.0, busy_timeout_s()) * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    def _read(self, action: Callable[[sqlite3.Connection], T]) -> T:
+        try:
+            with self._connect() as db:
+                return action(db)
+        except sqlite3.Error as exc:
+            raise self._damaged(exc) from None
+
+    # ---- results that could not be written, and runs whose process is gone -------------------------------------
+
+    @property
+    def pending_dir(self) -> Path:
+        """Where records wait that could not be written (the store stayed locked)."""
+        return self.path.with_name(self.path.name + PENDING_SUFFIX)
+
+    def keep_pending(self, uid: str, records: list[RunRecord], output_dir: str | None) -> Path:
+        """Keep a run's records beside the store, to be imported the next time it is opened."""
+        target = self.pending_dir / f"{uid}.json"
+        atomic_write_json(
+            target, {"uid": uid, "output_dir": output_dir, "records": [record.to_dict() for record in records]}
+        )
+        return target
+
+    def _import_pending(self) -> None:
+        if not self.pending_dir.is_dir():
+            return
+        for file in sorted(self.pending_dir.glob("*.json")):
+            try:
+                pending = json.loads(file.read_text())
+                records = [RunRecord.from_dict(item) for item in pending["records"]]
+                uid, output_dir = str(pending["uid"]), pending.get("output_dir")
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                warn(f"{file}: a pending result that cannot be read ({exc}); left where it is")
+                continue
+            try:
+                if self.get(uid) is None:
+                    self.start(records[0].command if records else "unknown", {}, output_dir, uid=uid)
+                self.finish(uid, records, output_dir)
+            except StoreBusy:
+                return  # still busy: the next open tries again
+            file.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            self.pending_dir.rmdir()
+
+    def _mark_dead_runs(self) -> None:
+        """A `running` row of this host whose process is gone was interrupted (a kill, a power cut)."""
+        host = hostname()
+        rows = self._read(
+            lambda db: db.execute(
+                "SELECT uid, pid, pid_started FROM runs WHERE status = 'running' AND host = ?", (host,)
+            ).fetchall()
+        )
+        for uid, pid, started in rows:
+            if pid is not None and not still_running(int(pid), started):
+                self.end(uid, "interrupted", f"its process {pid} on {host} is gone (found when the store was opened)")
+
     @property
     def schema_version(self) -> int:
         """The schema version of the file."""
-        with self._connect() as db:
-            return db.execute("PRAGMA user_version").fetchone()[0]
+        return self._read(lambda db: db.execute("PRAGMA user_version").fetchone()[0])
 
     # ---- writes ---------------------------------------------------------------------------------------------
 
@@ -169,13 +307,37 @@ class ResultsStore:
     ) -> str:
         """A new row with status `running`; returns its uid."""
         uid = uid or uuid.uuid4().hex
-        with self._connect() as db:
-            db.execute(
+        pid = os.getpid()
+        self._write(
+            lambda db: db.execute(
                 "INSERT INTO runs (uid, command, status, started_at, config, output_dir, workload, case_name, "
-                "fingerprint) VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?)",
-                (uid, command, _now(), _json(config), output_dir, workload, case_name, fingerprint),
+                "fingerprint, host, pid, pid_started) VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    uid,
+                    command,
+                    _now(),
+                    _json(config),
+                    output_dir,
+                    workload,
+                    case_name,
+                    fingerprint,
+                    hostname(),
+                    pid,
+                    start_time(pid),
+                ),
             )
+        )
         return uid
+
+    def claim(self, uid: str) -> None:
+        """This process now runs the row (a case process taking over the row `run` made for it)."""
+        pid = os.getpid()
+        self._write(
+            lambda db: db.execute(
+                "UPDATE runs SET host = ?, pid = ?, pid_started = ? WHERE uid = ?",
+                (hostname(), pid, start_time(pid), uid),
+            )
+        )
 
     def finish(self, uid: str, records: list[RunRecord], output_dir: str | None = None) -> None:
         """Mark the row finished with the first record; further records (a sweep) become rows of their own."""
@@ -183,13 +345,14 @@ class ResultsStore:
             self.end(uid, "finished")
             return
         first, *rest = records
-        with self._connect() as db:
+
+        def write(db: sqlite3.Connection) -> None:
             db.execute("BEGIN IMMEDIATE")
             row = db.execute("SELECT workload, case_name, fingerprint FROM runs WHERE uid = ?", (uid,)).fetchone()
             workload, case_name, fingerprint = row if row else (None, None, None)
             db.execute(
                 "UPDATE runs SET status = 'finished', command = ?, ended_at = ?, git_sha = ?, config = ?, metrics = ?, "
-                "environment = ?, output_dir = COALESCE(?, output_dir) WHERE uid = ?",
+                "environment = ?, output_dir = COALESCE(?, output_dir), error = NULL WHERE uid = ?",
                 (
                     first.command,  # what the record says it is (`bench --roof` records `bench-roof`)
                     _now(),
@@ -215,7 +378,7 @@ class ResultsStore:
                         _json(record.config),
                         _json(record.metrics),
                         _json(record.environment),
-                        record.config.get("output_dir", output_dir),
+                        str(record.written_to) if record.written_to else output_dir,
                         workload,
                         case_name,
                         fingerprint,
@@ -224,14 +387,17 @@ class ResultsStore:
                 )
             db.execute("COMMIT")
 
+        self._write(write)
+
     def end(self, uid: str, status: str, error: str | None = None) -> None:
         """Set a row's final status (failed, interrupted, or finished without a record)."""
         if status not in STATUSES:
             raise ValueError(f"unknown status {status!r}")
-        with self._connect() as db:
-            db.execute(
+        self._write(
+            lambda db: db.execute(
                 "UPDATE runs SET status = ?, ended_at = ?, error = ? WHERE uid = ?", (status, _now(), error, uid)
             )
+        )
 
     def add(self, record: RunRecord, output_dir: str | None = None) -> str:
         """Import one finished record (e.g. an old metrics.json)."""
@@ -247,12 +413,18 @@ class ResultsStore:
         sql += "error, workload, case_name, fingerprint, parent_uid FROM runs"
         if where:
             sql += f" WHERE {where}"
-        with self._connect() as db:
-            rows = db.execute(sql + " ORDER BY id", params).fetchall()
-        return [
-            StoredRun(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]), json.loads(r[7]), json.loads(r[8]), *r[9:])
-            for r in rows
-        ]
+        rows = self._read(lambda db: db.execute(sql + " ORDER BY id", params).fetchall())
+        runs = []
+        for r in rows:
+            try:
+                sections = [json.loads(r[i]) for i in (6, 7, 8)]
+                if not all(isinstance(section, dict) for section in sections):
+                    raise ValueError("a section is not a JSON object")
+            except (TypeError, ValueError) as exc:
+                warn(f"{self.path}: run {r[0]} has unreadable JSON ({exc}); left out")
+                continue
+            runs.append(StoredRun(r[0], r[1], r[2], r[3], r[4], r[5], *sections, *r[9:]))
+        return runs
 
     def get(self, uid: str) -> StoredRun | None:
         """One row by uid."""

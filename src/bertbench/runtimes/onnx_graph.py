@@ -21,6 +21,7 @@ import onnx
 import torch
 from onnx import numpy_helper
 
+from bertbench.errors import BertbenchError
 from bertbench.models import INPUT_NAMES, BertHeadModel, LoadedModel
 from bertbench.models.loading import model_fingerprint
 
@@ -92,9 +93,18 @@ def artifact_key(
 
 
 def export_artifact(entry: Path, export_dir: Path | None) -> None:
-    """--export-dir: a copy of the cached artifact for deployment."""
-    if export_dir is not None:
-        shutil.copytree(entry, export_dir, dirs_exist_ok=True)
+    """--export-dir: a copy of the cached artifact for deployment. An earlier export (it holds the artifact's
+    manifest.json and artifact.json) is replaced; a folder holding anything else is refused."""
+    if export_dir is None:
+        return
+    if export_dir.exists():
+        ours = (export_dir / "manifest.json").is_file() and (export_dir / "artifact.json").is_file()
+        if not export_dir.is_dir() or (any(export_dir.iterdir()) and not ours):
+            raise BertbenchError(
+                f"{export_dir}: --export-dir holds files that are not an earlier export; choose another"
+            )
+        shutil.rmtree(export_dir)
+    shutil.copytree(entry, export_dir)
 
 
 def fingerprint_batches(batches: list[dict[str, np.ndarray]]) -> str:

@@ -15,15 +15,21 @@ from bertbench.cliargs import OptionValueError
 from bertbench.commands import command_argv, config_from_options
 from bertbench.configs import RunConfig
 from bertbench.errors import UsageError
+from bertbench.hardware import available_cores
 from bertbench.io_utils import sha256_file
 from bertbench.results.environment import git_sha
 from bertbench.results.store import default_store_path
+from bertbench.workloads.names import inside
 from bertbench.workloads.schema import PLACEHOLDER, Case, Workload, WorkloadError, fingerprint
 
 DATA_CANDIDATES = ("data", "../shared/data", "shared/data")
 REPO_DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"  # a development checkout's neighbour
+LOCK_FILE = ".lock"  # in OUTPUT_ROOT/WORKLOAD: held by the one `run` of that workload
+LOGS = "logs"  # OUTPUT_ROOT/WORKLOAD/logs/CASE.log
 # Options `run` sets itself for every case: a workload that sets them is refused.
 RUN_OWNED = ("output_dir", "store", "no_progress", "overwrite", "resume")
+# Options naming a path a case writes: it must lie in the case's own folder.
+WRITTEN_PATHS = ("output", "export_dir")
 
 
 @dataclass
@@ -37,17 +43,23 @@ class PlannedCase:
     fingerprint: str
 
 
+def _is_data_dir(path: Path) -> bool:
+    return (path / "squad").is_dir() or (path / "sst2").is_dir()
+
+
 def resolve_data_dir(explicit: Path | None) -> Path | None:
     """--data-dir, $BERTBENCH_DATA_DIR, ./data, ../shared/data, ./shared/data, or the checkout's neighbour."""
     if explicit is not None:
         if not explicit.is_dir():
             raise UsageError(f"--data-dir {explicit}: not a directory")
+        if not _is_data_dir(explicit):
+            raise UsageError(f"--data-dir {explicit}: holds neither squad/ nor sst2/")
         return explicit.resolve()
     env = os.environ.get("BERTBENCH_DATA_DIR")
     candidates = [Path(env)] if env else []
     candidates += [Path(c) for c in DATA_CANDIDATES] + [REPO_DATA]
     for candidate in candidates:
-        if (candidate / "squad").is_dir() or (candidate / "sst2").is_dir():
+        if _is_data_dir(candidate):
             return candidate.resolve()
     return None
 
@@ -92,6 +104,24 @@ def select_cases(workload: Workload, pattern: str | None) -> tuple[list[Case], s
                 chosen.add(need)
                 stack.append(need)
     return [c for c in workload.cases if c.name in chosen], matched
+
+
+def _check_paths(case: Case, options: dict[str, Any], directory: Path, data_dir: Path | None, source: Path) -> None:
+    """The data files a case reads exist; the paths it writes lie in its own folder."""
+    for key, value in case.options.items():
+        for raw, filled in zip(*(v if isinstance(v, list) else [v] for v in (value, options[key])), strict=True):
+            if isinstance(raw, str) and raw.startswith("{data}") and not Path(str(filled)).exists():
+                raise WorkloadError(f"{source}: case {case.name}: option '{key}': {filled} does not exist (--data-dir)")
+    for key in WRITTEN_PATHS:
+        if options.get(key) is None:
+            continue
+        try:
+            inside(directory, Path(str(options[key])))
+        except ValueError:
+            raise WorkloadError(
+                f"{source}: case {case.name}: option '{key}': {options[key]} is outside the case's folder "
+                f"{directory} (write to {{output}}/…)"
+            ) from None
 
 
 def case_config(case: Case, options: dict[str, Any], run_options: dict[str, Any], source: Path) -> Any:
@@ -140,12 +170,20 @@ def plan_cases(workload: Workload, config: RunConfig, cases: list[Case]) -> list
         )
     root = (config.output_root / workload.name).resolve()
     store_path = config.store or default_store_path()
-    directories = {c.name: root / c.name for c in cases}
+    directories = {c.name: inside(root, root / c.name) for c in cases}  # names are identifiers: never outside
+    cores = available_cores()
+    for case in cases:
+        if case.processes > cores and not config.oversubscribe:
+            raise WorkloadError(
+                f"{workload.path}: case {case.name}: processes {case.processes} is more than the {cores} cores this "
+                "machine has (pass --oversubscribe to run it anyway)"
+            )
     fingerprints: dict[str, str] = {}
     planned = []
     for case in cases:
         directory = directories[case.name]
         options = {k: fill_placeholders(v, data_dir, directory, directories) for k, v in case.options.items()}
+        _check_paths(case, options, directory, data_dir, workload.path)
         job_config = case_config(
             case, options, _run_options(case.job, directory, store_path, config.cache_dir), workload.path
         )
@@ -165,12 +203,14 @@ def plan_cases(workload: Workload, config: RunConfig, cases: list[Case]) -> list
     return planned
 
 
-def command_line(planned: PlannedCase, extra: list[str] | None = None) -> list[str]:
-    """The process a case runs in: `python -m bertbench …`, or torchrun for several processes."""
+def command_line(planned: PlannedCase, extra: list[str] | None = None, tethered: bool = False) -> list[str]:
+    """The process a case runs in: `python -m bertbench …`, or torchrun for several processes; `tethered` (how
+    `run` starts it) makes it die with `run`, even when `run` is killed (bertbench.lifetime)."""
     argv = [*planned.argv, *(extra or [])]
+    python = [sys.executable, "-m", "bertbench.lifetime"] if tethered else [sys.executable]
     if planned.case.processes > 1:
         return [
-            sys.executable,
+            *python,
             "-m",
             "torch.distributed.run",
             "--standalone",
@@ -180,4 +220,4 @@ def command_line(planned: PlannedCase, extra: list[str] | None = None) -> list[s
             "bertbench",
             *argv,
         ]
-    return [sys.executable, "-m", "bertbench", *argv]
+    return [*python, "-m", "bertbench", *argv]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from importlib import resources
@@ -20,6 +21,7 @@ import yaml
 
 from bertbench.commands import COMMANDS, WORKLOAD_JOBS
 from bertbench.errors import UsageError
+from bertbench.workloads.names import name_problem, normalised
 
 TOP_KEYS = {"name": str, "description": str, "reproduces": list, "defaults": dict, "cases": list}
 CASE_KEYS = {
@@ -38,6 +40,7 @@ REFERENCE_KEYS = {"title": str, "source": str, "url": str, "note": str}
 # Short forms of matrix values in case names, as the CPU workload pages spell them (bs32, ci1, …).
 AXIS_TOKENS = {"batch_size": "bs{}", "cores_per_instance": "ci{}", "instances": "in{}", "threads": "t{}"}
 PLACEHOLDER = re.compile(r"\{([a-z_]+)(?::([A-Za-z0-9_.-]+))?\}")
+MAX_CASES = 10_000  # per workload, after expansion: a bigger matrix is a mistake, refused before it is expanded
 
 
 class WorkloadError(UsageError):
@@ -152,6 +155,9 @@ def load_workload(name_or_path: str) -> Workload:
         at = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
         raise WorkloadError(f"{path}: malformed YAML{at} ({getattr(exc, 'problem', exc)})") from None
     _check_keys("workload", data, TOP_KEYS, REQUIRED_TOP, path)
+    problem = name_problem(data["name"])
+    if problem:
+        raise WorkloadError(f"{path}: workload.name {data['name']!r}: {problem}")
     if not data["cases"]:
         raise WorkloadError(f"{path}: cases: the list is empty")
     defaults = data.get("defaults", {})
@@ -161,6 +167,7 @@ def load_workload(name_or_path: str) -> Workload:
         _check_keys(f"reproduces[{i}]", reference, REFERENCE_KEYS, ("title", "source"), path)
     cases: list[Case] = []
     bases: dict[str, list[str]] = {}
+    planned = 0
     for i, entry in enumerate(data["cases"]):
         where = f"cases[{i}]"
         _check_keys(where, entry, CASE_KEYS, REQUIRED_CASE, path)
@@ -193,11 +200,17 @@ def load_workload(name_or_path: str) -> Workload:
         needs = entry.get("needs", [])
         if not all(isinstance(n, str) for n in needs):
             raise WorkloadError(f"{path}: {where}.needs: must be a list of case names")
+        planned += math.prod(len(values) for values in matrix.values())
+        if planned > MAX_CASES:
+            raise WorkloadError(f"{path}: {where}.matrix: the workload expands to more than {MAX_CASES} cases")
         expanded = []
         for combination in itertools.product(*matrix.values()) if matrix else [()]:
             values = dict(zip(matrix, combination, strict=True))
             merged = {**defaults, **options, **values}
             name = _case_name(entry["name"], merged, values, path, where)
+            problem = name_problem(name)
+            if problem:
+                raise WorkloadError(f"{path}: {where}: case {name!r}: {problem}")
             expanded.append(
                 Case(
                     name,
@@ -215,9 +228,14 @@ def load_workload(name_or_path: str) -> Workload:
         bases[entry["name"]] = [c.name for c in expanded]
         cases += expanded
     names = [c.name for c in cases]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise WorkloadError(f"{path}: cases: the case name {duplicates[0]} occurs more than once after expansion")
+    seen: dict[str, str] = {}
+    for name in names:  # one pass over a dict: linear in the number of cases
+        key = normalised(name)
+        if key in seen:
+            twin = seen[key]
+            same = "occurs more than once" if twin == name else f"differs from {twin} only in letter case"
+            raise WorkloadError(f"{path}: cases: the case name {name} {same} after expansion")
+        seen[key] = name
     order = {name: i for i, name in enumerate(names)}
     for case in cases:
         resolved = []
