@@ -6,12 +6,16 @@ Every command that evaluates (`eval`, the per-epoch evaluations of `finetune` an
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
+from bertbench.bench.quiet import WatchedRun
 from bertbench.bench.runner import InferenceResult, run_inference
 from bertbench.bench.setup import start_runtime
 from bertbench.bench.timing import LoadWindow
+from bertbench.cache import Cache
 from bertbench.models import LoadedModel
+from bertbench.progress import announce
 from bertbench.runtimes.options import Placement, RuntimeOptions
 from bertbench.tasks.base import EvalData, Task
 
@@ -27,10 +31,14 @@ def infer_dataset(
     padding: str = "sorted",
     max_seq_length: int,
     show_progress: bool = True,
+    watched: bool = False,
 ) -> tuple[InferenceResult, dict[str, Any]]:
-    """Prepare a runtime on `loaded` and run every sample of `dataset`: (raw outputs + timing, run facts)."""
+    """Prepare a runtime on `loaded` and run every sample of `dataset`: (raw outputs + timing, run facts).
+    `watched`: the timed inference carries the quiet check (a figure a record reports, not an inner evaluation)."""
+    announce(f"preparing {options.backend} {options.precision}")
     runtime, prepare_s = start_runtime(loaded, options, placement)
-    with LoadWindow() as load:
+    watch = WatchedRun(placement.threads, Cache(placement.cache_dir).root) if watched else contextlib.nullcontext()
+    with watch, LoadWindow() as load:
         result = run_inference(
             runtime,
             dataset,
@@ -42,7 +50,8 @@ def infer_dataset(
             show_progress=show_progress,
             description=f"eval {task.name}",
         )
-    return result, {"prepare_s": prepare_s, **load.facts(), **runtime.describe()}
+    quiet = watch.facts() if isinstance(watch, WatchedRun) else {}
+    return result, {"prepare_s": prepare_s, **load.facts(), **quiet, **runtime.describe()}
 
 
 def evaluate_loaded(
@@ -56,6 +65,7 @@ def evaluate_loaded(
     padding: str = "sorted",
     task_options: Any,
     show_progress: bool = True,
+    watched: bool = False,
 ) -> tuple[Any, dict[str, Any]]:
     """Run `dataset` through a runtime and score it: (predictions, metrics + timing + run facts)."""
     result, facts = infer_dataset(
@@ -68,6 +78,7 @@ def evaluate_loaded(
         padding=padding,
         max_seq_length=task_options.max_seq_length,
         show_progress=show_progress,
+        watched=watched,
     )
     predictions, metrics = task.score(dataset, result.outputs, task_options)
     return predictions, {**metrics, **result.timing(), **facts}

@@ -178,11 +178,20 @@ class QuietCheck:
             )
         return "; ".join(parts) or "quiet"
 
+    @property
+    def basis(self) -> str:
+        """What the verdict rests on: the probe against this CPU's quiet roof, or other processes' CPU alone."""
+        if self.quiet_probe_gflops is None:
+            return "no quiet roof known: other processes' CPU only (measure it with `bertbench bench --roof`)"
+        return "other processes' CPU and the GEMM probe against the quiet roof"
+
     def facts(self) -> dict[str, Any]:
         """Record keys."""
         return {
             "contended": self.contended,
             "contention_reason": self.reason() if self.contended else None,
+            "quiet_basis": self.basis,
+            "quiet_roof_known": self.quiet_probe_gflops is not None,
             "other_cpu_cores_before": self.other_cpu_cores,
             "probe_gflops": self.probe_gflops,
             "quiet_probe_gflops": self.quiet_probe_gflops,
@@ -204,3 +213,41 @@ def quiet_check(threads: int, cache_root: Path, our_pids: Callable[[], list[int]
     return QuietCheck(
         others, probe, roof["probe_gflops"] if roof else None, roof["roof_gflops"] if roof else None, threads
     )
+
+
+class WatchedRun:
+    """A timed region with the quiet check every timed figure carries: the check just before (other processes'
+    CPU and the GEMM probe against the quiet roof), and other processes' CPU during it.
+
+    `with WatchedRun(threads, cache_root) as watch: …timed work…; record.update(watch.facts())`"""
+
+    def __init__(
+        self, threads: int, cache_root: Path, our_pids: Callable[[], list[int]] = lambda: [os.getpid()]
+    ) -> None:
+        self.threads = min(threads, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else threads)
+        self.cache_root, self.our_pids = cache_root, our_pids
+        self.check: QuietCheck | None = None
+        self.during = 0.0
+
+    def __enter__(self) -> WatchedRun:
+        if cached_roof(self.threads, self.cache_root) is None:
+            measure_roof(self.threads, self.cache_root)  # once per CPU model and thread count; kept only if quiet
+        self.check = quiet_check(self.threads, self.cache_root, self.our_pids)
+        self.meter = OtherLoadMeter(self.our_pids)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.during = self.meter.cores()
+
+    @property
+    def contended(self) -> bool:
+        """Busy before (the check) or during the timed region."""
+        return bool(self.check and self.check.contended) or self.during > BUSY_CORES
+
+    def facts(self) -> dict[str, Any]:
+        """The check's keys, other processes' CPU during the run, and the verdict over both."""
+        assert self.check is not None, "use WatchedRun as a context manager"
+        facts = {**self.check.facts(), "other_cpu_cores_during": self.during, "contended": self.contended}
+        if self.contended and not self.check.contended:
+            facts["contention_reason"] = f"other processes used {self.during:.2f} cores during the run"
+        return facts

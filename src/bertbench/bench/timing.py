@@ -17,11 +17,6 @@ def load_average() -> float:
         return 0.0
 
 
-def machine_busy(load_before: float, cores: int) -> bool:
-    """True when other work was already running: the 1-minute load exceeded half the available cores."""
-    return load_before > 0.5 * cores
-
-
 class LoadWindow:
     """The load average before and after a timed region: `with LoadWindow() as load: …; load.facts()`."""
 

@@ -18,7 +18,7 @@ from bertbench.bench.layout import Layout, plan_layout
 from bertbench.bench.loadgen_logs import ACCURACY, DETAIL, SUMMARY, parse_detail, parse_summary, read_accuracy_log
 from bertbench.bench.loadgen_metrics import performance_metrics, roof_fraction
 from bertbench.bench.loadgen_run import BatchingSut, build_settings, plan_test, run_test
-from bertbench.bench.quiet import OtherLoadMeter, cached_roof, measure_roof, quiet_check
+from bertbench.bench.quiet import WatchedRun, cached_roof, measure_roof
 from bertbench.bench.setup import load_model_and_data
 from bertbench.bench.timing import LoadWindow
 from bertbench.bench.worker import WorkerSpec
@@ -31,7 +31,7 @@ from bertbench.hardware import available_cores
 from bertbench.io_utils import sha256_file
 from bertbench.jobs.common import announce_data_problems, prepare_output_dir
 from bertbench.models import LoadedModel
-from bertbench.progress import progress_bar
+from bertbench.progress import announce, progress_bar
 from bertbench.results.console import print_result_table, print_rows_table
 from bertbench.results.record import RunRecord
 from bertbench.results.report import kpi_table
@@ -125,12 +125,14 @@ def run_bench(config: BenchConfig) -> list[RunRecord]:
     calibration_facts: dict[str, Any] = {}
     if config.runtime.static_int8:
         calibration_facts = check_calibration_file(config.calibration_data, config.data)
+    announce("loading the model and the data")
     work = load_model_and_data(config, cache)
     announce_data_problems(work.dataset, config.strict_data)
     data_key = f"{sha256_file(config.data)}:{config.max_samples}"
     accuracy = config.mode == "accuracy"
     if accuracy and not is_fp32_reference(config.runtime) and not work.loaded.source.random_weights:
         # The FP32 reference is computed now (or found in the cache), before the instances start.
+        announce("the FP32 reference of the accuracy guard")
         reference_metrics(
             work.loaded, work.dataset, work.task, config.task_options, data_key, layout.total_threads, cache
         )
@@ -150,6 +152,7 @@ def run_bench(config: BenchConfig) -> list[RunRecord]:
     del work
     records = []
     try:
+        announce(f"starting {layout.instances} instance(s): model, features, runtime")
         run.pool.start(lambda i: info(f"instance {i} ready on cores {layout.cores[i]} ({layout.threads} threads)"))
         with progress_bar(
             f"bench {config.task} {config.scenario}", total=len(config.batch_size), enabled=config.show_progress
@@ -189,13 +192,9 @@ def _one_test(run: BenchRun, batch_size: int, output_dir: Path) -> RunRecord:
     """One LoadGen test at `batch_size`: warm up, check the machine is quiet, run, read LoadGen's logs, record."""
     config, layout, pool = run.config, run.layout, run.pool
     output_dir.mkdir(parents=True, exist_ok=True)
+    announce(f"warm-up at batch {batch_size}")
     warm = pool.warmup(batch_size)
     estimate = sum(rate for _, rate in warm)
-    check = quiet_check(min(layout.total_threads, available_cores()), run.cache.root, pool.pids)
-    if check.contended:
-        if config.require_quiet:
-            raise BertbenchError(f"the machine is contended ({check.reason()}); --require-quiet refuses to time")
-        warn(f"contended machine ({check.reason()}): this run is recorded as contended: true")
     plan = plan_test(
         config.scenario,
         config.mode,
@@ -213,10 +212,14 @@ def _one_test(run: BenchRun, batch_size: int, output_dir: Path) -> RunRecord:
     log_dir.mkdir(parents=True, exist_ok=True)
     settings = build_settings(plan, log_dir)
     sut = BatchingSut(pool, run.dataset.lengths, batch_size, config.padding, config.mode == "accuracy")
-    meter = OtherLoadMeter(pool.pids)
-    with LoadWindow() as load:
+    with WatchedRun(layout.total_threads, run.cache.root, pool.pids) as watch, LoadWindow() as load:
+        check = watch.check
+        if check.contended:
+            if config.require_quiet:
+                raise BertbenchError(f"the machine is contended ({check.reason()}); --require-quiet refuses to time")
+            warn(f"contended machine ({check.reason()}): this run is recorded as contended: true")
+        announce(f"LoadGen {config.scenario} test at batch {batch_size} (at least {config.min_duration:g} s)")
         wall_s = run_test(sut, settings, run.dataset.num_samples, log_dir)
-    others_during = meter.cores()
     if pool.failure:
         raise BertbenchError(f"{pool.failure} (during the {config.scenario} test at batch {batch_size})")
     stats = pool.stats()
@@ -230,15 +233,13 @@ def _one_test(run: BenchRun, batch_size: int, output_dir: Path) -> RunRecord:
         "warmup_s": max(w for w, _ in warm),
         "estimated_qps": estimate,
         **pool.ready[0]["runtime"],
-        **check.facts(),
-        "other_cpu_cores_during": others_during,
-        "contended": check.contended or others_during > 0.25,
+        **watch.facts(),
         **load.facts(),
     }
     if metrics["contended"] and not check.contended:
-        metrics["contention_reason"] = f"other processes used {others_during:.2f} cores during the test"
         warn(f"contended during the test ({metrics['contention_reason']}): recorded as contended: true")
     if config.mode == "accuracy":
+        announce("scoring the accuracy log")
         metrics.update(_score_accuracy_log(run, log_dir, output_dir))
     record = RunRecord(
         "bench",

@@ -8,7 +8,6 @@ from typing import Any
 
 from bertbench.accuracy import accuracy_facts, choose_fp32_layers
 from bertbench.bench.setup import load_model_and_data
-from bertbench.bench.timing import machine_busy
 from bertbench.cache import Cache
 from bertbench.calibration import calibration_sample, check_calibration_file
 from bertbench.configs import EvalConfig
@@ -19,6 +18,7 @@ from bertbench.hardware import configure_threads
 from bertbench.io_utils import sha256_file
 from bertbench.jobs.common import announce_data_problems, prepare_output_dir
 from bertbench.models import LoadedModel
+from bertbench.progress import announce
 from bertbench.results.console import print_result_table
 from bertbench.results.record import RunRecord
 from bertbench.runtimes.options import Placement
@@ -50,6 +50,7 @@ def run_eval(config: EvalConfig) -> RunRecord:
     output_dir = prepare_output_dir(config.output_dir, overwrite=config.overwrite)
     threads = configure_threads(config.threads)
     cache = Cache(config.cache_dir)
+    announce("loading the model and the data")
     work = load_model_and_data(config, cache)
     task, loaded, dataset = work.task, work.loaded, work.dataset
     announce_data_problems(dataset, config.strict_data)
@@ -73,6 +74,7 @@ def run_eval(config: EvalConfig) -> RunRecord:
         padding=config.padding,
         task_options=config.task_options,
         show_progress=config.show_progress,
+        watched=True,
     )
     data_key = f"{sha256_file(config.data)}:{config.max_samples}"
     accuracy = accuracy_facts(
@@ -128,8 +130,8 @@ def _report(record: dict[str, Any], task: Task, loaded: LoadedModel, config: Eva
             f"accuracy guard: relative accuracy {record['relative_accuracy']:.4f} < target {config.accuracy_target} "
             f"(FP32 reference {record.get('reference_' + task.primary_metric)})"
         )
-    if machine_busy(record["load_avg_before"], record["cores_available"]):
-        warn(f"the machine was busy before the run (load {record['load_avg_before']:.2f}): timings may be low")
+    if record.get("contended"):
+        warn(f"contended machine ({record['contention_reason']}): the throughput is recorded as contended: true")
     keys = [
         "model",
         "backend",

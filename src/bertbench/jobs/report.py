@@ -57,7 +57,7 @@ def workload_report(store: ResultsStore, workload: str, cases: list[str], html_p
         elif latest.get(run.case_name, [{}])[0].get("uid") == run.parent_uid:  # a sweep's further records
             latest[run.case_name].append(run.flat())
     rows = kpi_rows([r for case in cases for r in latest.get(case, [])], history)
-    print_rows_table(f"bertbench run {workload}: KPIs", table_rows(rows))
+    print_rows_table(f"bertbench run {workload}: KPIs", table_rows(rows), optional=("Case",))
     write_html(html_path, f"bertbench — workload {workload}", rows)
 
 
@@ -107,7 +107,7 @@ def _emit(rows: list[dict[str, Any]], config: ReportConfig, title: str) -> None:
     if not rows:
         warn("no run matches (see --where, --last, --workload, --include-failed)")
     if config.format == "table" and config.output is None:
-        print_rows_table(title, rows)
+        print_rows_table(title, rows, optional=("Case",))
         return
     text = render(rows, "markdown" if config.format == "table" else config.format)
     if config.output is not None:

@@ -15,14 +15,18 @@ from bertbench.configs import RunConfig
 from bertbench.console import info, warn
 from bertbench.errors import BertbenchError
 from bertbench.jobs.case_folders import check_owner, claim, held_files
+from bertbench.jobs.run_progress import RunProgress
 from bertbench.lifetime import TETHER_ENV
 from bertbench.locking import exclusive
-from bertbench.progress import progress_bar
+from bertbench.progress import CHANNEL_ENV
 from bertbench.results.console import print_rows_table, stdout_console
 from bertbench.results.record import RUN_UID_ENV, RunRecord
-from bertbench.results.store import ResultsStore
+from bertbench.results.store import ResultsStore, default_store_path
 from bertbench.workloads import Case, Workload, load_workload
+from bertbench.workloads.estimate import Estimate, duration_text, estimate_cases
 from bertbench.workloads.plan import LOCK_FILE, PlannedCase, command_line, plan_cases, select_cases
+
+PROMISE_S = 600.0  # the main job's promise: the KPI table within ten minutes on a quiet 2-core machine
 
 
 class CasesFailed(BertbenchError):
@@ -44,6 +48,15 @@ def _resume_flag(planned: PlannedCase, redo: bool) -> list[str]:
     return ["--overwrite"]
 
 
+def _wait_relaying(process: subprocess.Popen, progress: RunProgress) -> int:
+    """Wait for the case process, relaying its progress twice a second."""
+    while True:
+        try:
+            return process.wait(timeout=0.5)
+        except subprocess.TimeoutExpired:
+            progress.tick()
+
+
 def _last_line(log: Path) -> str:
     try:
         lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
@@ -52,8 +65,10 @@ def _last_line(log: Path) -> str:
     return lines[-1].strip() if lines else ""
 
 
-def _run_case(planned: PlannedCase, store: ResultsStore, workload: Workload, log: Path, redo: bool) -> tuple[str, str]:
-    """Run one case in its own process; returns (status, one-line detail)."""
+def _run_case(
+    planned: PlannedCase, store: ResultsStore, workload: Workload, log: Path, redo: bool, progress: RunProgress
+) -> tuple[str, str]:
+    """Run one case in its own process, relaying what it reports; returns (status, one-line detail)."""
     case = planned.case
     uid = store.start(
         case.job,
@@ -65,14 +80,17 @@ def _run_case(planned: PlannedCase, store: ResultsStore, workload: Workload, log
     )
     argv = command_line(planned, _resume_flag(planned, redo), tethered=True)
     env = {**os.environ, RUN_UID_ENV: uid, TETHER_ENV: "1", "MASTER_ADDR": "127.0.0.1", "GLOO_SOCKET_IFNAME": "lo"}
+    env[CHANNEL_ENV] = str(progress.progress.path.resolve()) if progress.progress else ""
     claim(planned.directory, workload.name, case.name, planned.fingerprint)
     log.parent.mkdir(parents=True, exist_ok=True)
+    if progress.progress:
+        progress.progress.path.write_text("")
     with open(log, "w", encoding="utf-8") as handle:
         handle.write("$ " + shlex.join(argv) + "\n")
         handle.flush()
         process = subprocess.Popen(argv, stdout=handle, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         try:
-            code = process.wait()
+            code = _wait_relaying(process, progress)
         except BaseException:
             # Ctrl-C or SIGTERM: stop the case (its own handler saves nothing half-written), then stop.
             os.killpg(process.pid, signal.SIGTERM)
@@ -95,6 +113,39 @@ def _run_case(planned: PlannedCase, store: ResultsStore, workload: Workload, log
     return "failed", detail
 
 
+def _finished_before(store: ResultsStore, workload: Workload, item: PlannedCase) -> bool:
+    earlier = store.finished_case(workload.name, item.case.name, item.fingerprint)
+    return earlier is not None and bool(earlier.output_dir) and Path(earlier.output_dir).exists()
+
+
+def _estimates(
+    workload: Workload, planned: list[PlannedCase], store: ResultsStore | None, config: RunConfig, matched: set[str]
+) -> dict[str, Estimate]:
+    """Each case's estimate; a case that will be skipped (finished before) costs nothing."""
+    estimates = estimate_cases(planned, store, workload.name, config.cache_dir)
+    for item in planned:
+        forced = config.force and item.case.name in matched
+        if store is not None and not forced and _finished_before(store, workload, item):
+            estimates[item.case.name] = Estimate(0.0, "skip")
+    return estimates
+
+
+def _print_plan(workload: Workload, planned: list[PlannedCase], estimates: dict[str, Estimate]) -> None:
+    """The cases with what each will take, first (stderr), and a warning when the whole is over ten minutes."""
+    known = [estimates[p.case.name].seconds for p in planned]
+    total = sum(s for s in known if s is not None)
+    unknown = sum(s is None for s in known)
+    info(
+        f"run {workload.name}: {len(planned)} cases, estimated {duration_text(total)}"
+        + (f" (+ {unknown} without an estimate)" if unknown else "")
+    )
+    for item in planned:
+        job = f"{item.case.job} {item.case.task or ''}".strip()
+        info(f"  {item.case.name} ({job}): {estimates[item.case.name].text()}")
+    if total > PROMISE_S:
+        warn(f"this run is estimated at {duration_text(total)}, more than {PROMISE_S / 60:.0f} minutes")
+
+
 def run_workload(config: RunConfig) -> RunRecord | None:
     """`bertbench run`: returns the run's own record (cases record themselves)."""
     workload = load_workload(config.workload)
@@ -114,6 +165,9 @@ def run_workload(config: RunConfig) -> RunRecord | None:
         return None
     planned = plan_cases(workload, config, cases)
     if config.dry_run:
+        existing = config.store or default_store_path()
+        store = ResultsStore(existing, create=False) if Path(existing).is_file() else None
+        _print_plan(workload, planned, _estimates(workload, planned, store, config, matched))
         for item in planned:
             stdout_console.print(shlex.join(command_line(item)), soft_wrap=True)
         return None
@@ -137,28 +191,31 @@ def _run_planned(
     logs = root / "logs"
     start = time.perf_counter()
     outcome: dict[str, str] = {}
-    with progress_bar(f"run {workload.name}", total=len(planned), enabled=config.show_progress) as advance:
+    estimates = _estimates(workload, planned, store, config, matched)
+    _print_plan(workload, planned, estimates)
+    order = [item.case.name for item in planned]
+    with RunProgress(workload.name, order, estimates, live=config.show_progress) as progress:
         for item in planned:
             name = item.case.name
             blocked = [n for n in item.case.needs if outcome.get(n) == "failed"]
             forced = config.force and name in matched  # --force redoes the selected cases, not what they need
-            earlier = None if forced else store.finished_case(workload.name, name, item.fingerprint)
             if blocked:
                 outcome[name] = "failed"
                 warn(f"{name}: not run, it needs {', '.join(blocked)}, which failed")
-            elif earlier is not None and earlier.output_dir and Path(earlier.output_dir).exists():
+            elif not forced and _finished_before(store, workload, item):
                 outcome[name] = "skipped"
                 info(f"{name}: finished before with the same config, code and data (--force reruns it)")
             else:
                 began = time.perf_counter()
-                status, detail = _run_case(item, store, workload, logs / f"{name}.log", forced)
+                progress.case_started(name, logs / f"{name}.progress.jsonl")
+                status, detail = _run_case(item, store, workload, logs / f"{name}.log", forced, progress)
                 outcome[name] = status
                 took = time.perf_counter() - began
                 if status == "finished":
-                    info(f"{name}: finished in {took:.0f} s")
+                    info(f"{name}: finished in {duration_text(took)}")
                 else:
-                    warn(f"{name}: FAILED after {took:.0f} s ({detail}); log: {logs / f'{name}.log'}")
-            advance(1)
+                    warn(f"{name}: FAILED after {duration_text(took)} ({detail}); log: {logs / f'{name}.log'}")
+            progress.case_ended(name, skipped=outcome[name] == "skipped")
     failed = [n for n, s in outcome.items() if s == "failed"]
     from bertbench.jobs.report import workload_report
 

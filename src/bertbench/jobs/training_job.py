@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -12,6 +14,7 @@ from typing import Any, Protocol
 import torch
 from safetensors.torch import save
 
+from bertbench.bench.quiet import WatchedRun
 from bertbench.cache import Cache
 from bertbench.configs import TrainingRun
 from bertbench.console import info, warn
@@ -112,6 +115,15 @@ def _eval_cadence(spec: TrainingSpec, dist: DistEnv) -> TrainConfig:
     return replace(training, eval_every_steps=max(1, math.ceil(spec.eval_every_samples / global_batch)))
 
 
+def _watched(dist: DistEnv, threads: int, cache: Cache) -> Any:
+    """Rank 0 watches the training (quiet check before, other processes' CPU during): its samples/s is a timed
+    figure like any other. Every rank's process is ours."""
+    pids = dist.gather(os.getpid())
+    if not dist.is_main:
+        return contextlib.nullcontext()
+    return WatchedRun(threads * dist.world_size, cache.root, lambda: pids)
+
+
 def _run(spec: TrainingSpec, dist: DistEnv) -> RunRecord | None:
     wall_start = time.perf_counter()
     config = spec.config
@@ -172,7 +184,8 @@ def _run(spec: TrainingSpec, dist: DistEnv) -> RunRecord | None:
         owner=owner,
     )
     try:
-        result = trainer.train(resume=config.resume)
+        with _watched(dist, threads, cache) as watch:
+            result = trainer.train(resume=config.resume)
         _check_finite_weights(loaded.model, result.global_step)
     except TrainingDiverged as exc:
         kept = list_checkpoints(output_dir)
@@ -202,6 +215,7 @@ def _run(spec: TrainingSpec, dist: DistEnv) -> RunRecord | None:
                 "final_loss": result.final_loss,
                 "resumed_from_step": result.resumed_from_step,
                 "training_wall_s": result.wall_s,
+                **(watch.facts() if isinstance(watch, WatchedRun) else {}),
                 "wall_s": time.perf_counter() - wall_start,
                 "eval_history": result.eval_history,
                 **spec.record_metrics(result, ctx),

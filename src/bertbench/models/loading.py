@@ -52,6 +52,7 @@ class ModelSource:
     tokenizer_dir: Path
     weight_files: list[Path] = field(default_factory=list)  # empty for presets (random init)
     pickle_weights: bool = False
+    provenance: dict[str, Any] = field(default_factory=dict)  # a bertbench-trained directory: what it came from
 
     @property
     def random_weights(self) -> bool:
@@ -86,6 +87,7 @@ class LoadedModel:
         return {
             "model": self.source.name,
             "model_source": self.source.kind,
+            **self.source.provenance,
             "random_weights": self.source.random_weights,
             "fresh_head": self.fresh_head,
             "fresh_parameters": self.fresh_parameters,
@@ -140,7 +142,23 @@ def _directory_source(name: str, directory: Path, kind: str, allow_pickle: bool)
     weights, pickled = _weight_files(directory, allow_pickle)
     if not (directory / "tokenizer.json").exists() and not (directory / "vocab.txt").exists():
         raise BertbenchError(f"{directory}: no tokenizer (tokenizer.json or vocab.txt)")
-    return ModelSource(name, kind, config, directory, weights, pickled)
+    return ModelSource(name, kind, config, directory, weights, pickled, _provenance(directory))
+
+
+def _provenance(directory: Path) -> dict[str, Any]:
+    """What a model bertbench trained came from, read from the training's metrics.json beside the weights:
+    `base_model` (the model it started from, followed back to the first), `trained_by` (the folder: a case's name
+    under `run`) and `trained_as` ("finetune sst2", "pretrain")."""
+    try:
+        record = json.loads((directory / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(record, dict) or record.get("command") not in ("finetune", "pretrain"):
+        return {}
+    command = str(record["command"])
+    trained_as = f"{command} {record['task']}" if command == "finetune" and record.get("task") else command
+    base = record.get("base_model") or record.get("model")
+    return {"base_model": str(base), "trained_by": directory.resolve().name, "trained_as": trained_as}
 
 
 def _weight_files(directory: Path, allow_pickle: bool) -> tuple[list[Path], bool]:

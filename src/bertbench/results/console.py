@@ -29,13 +29,23 @@ def print_result_table(title: str, record: dict[str, Any], keys: list[str]) -> N
     stdout_console.print(table)
 
 
-def print_rows_table(title: str, rows: list[dict[str, Any]]) -> None:
-    """A table with one row per dict (columns from the first row's keys)."""
-    if not rows:
-        return
+def _table(title: str, rows: list[dict[str, Any]], columns: list[str]) -> Table:
     table = Table(title=title)
-    for column in rows[0]:
+    for column in columns:
         table.add_column(column, justify="left" if isinstance(rows[0][column], str) else "right")
     for row in rows:
-        table.add_row(*(_fmt(row.get(column)) for column in rows[0]))
+        table.add_row(*(_fmt(row.get(column)) for column in columns))
+    return table
+
+
+def print_rows_table(title: str, rows: list[dict[str, Any]], optional: tuple[str, ...] = ()) -> None:
+    """A table with one row per dict (columns from the first row's keys); the `optional` columns are left out when
+    the table would not fit the output's width with them."""
+    if not rows:
+        return
+    columns = list(rows[0])
+    table = _table(title, rows, columns)
+    natural = stdout_console.measure(table, options=stdout_console.options.update(max_width=100_000)).maximum
+    if optional and natural > stdout_console.width:
+        table = _table(title, rows, [c for c in columns if c not in optional])
     stdout_console.print(table)

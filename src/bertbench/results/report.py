@@ -77,11 +77,18 @@ class KpiRow:
     regressions: list[str] = field(default_factory=list)
 
 
+def _short_model(name: str) -> str:
+    return Path(name).name if "/" in name else name
+
+
 def model_label(run: dict[str, Any]) -> str:
-    """The model as people name it: the case or directory name for a local model, and (random) when random."""
-    name = str(run.get("model", "?"))
-    if "/" in name:
-        name = Path(name).name
+    """The model as people name it: `minilm-l6`; a model bertbench trained as what it came from and how
+    (`minilm-l6 fine-tuned on sst2 by CASE`); `(random)` for random weights."""
+    name = _short_model(str(run.get("model", "?")))
+    if run.get("base_model") and run.get("trained_as"):
+        how = str(run["trained_as"])
+        done = f"fine-tuned on {how.split()[-1]}" if how.startswith("finetune") else "pretrained"
+        name = f"{_short_model(str(run['base_model']))} {done} by {run.get('trained_by')}"
     return f"{name} (random)" if run.get("random_weights") else name
 
 
@@ -259,18 +266,31 @@ def format_cell(value: Any) -> str:
     return str(value)
 
 
+def timing_label(run: dict[str, Any]) -> str | None:
+    """How far a run's timed figure can be trusted: `quiet`, `contended`, `quiet (no roof)` when only other
+    processes' CPU was watched, or `not checked` (a record from before every timed figure was checked)."""
+    if run.get("throughput") is None and run.get("train_samples_per_s") is None:
+        return None
+    if "contended" not in run:
+        return "not checked"
+    if run["contended"]:
+        return "contended"
+    return "quiet" if run.get("quiet_roof_known", True) else "quiet (no roof)"
+
+
 def table_rows(rows: list[KpiRow]) -> list[dict[str, Any]]:
-    """KPI values plus the marks a reader needs (regressions, contention, validity)."""
+    """KPI values plus the case they come from and the marks a reader needs (timing, validity, regressions)."""
     out = []
     for row in rows:
         marks = []
-        if row.run.get("contended"):
-            marks.append("contended")
+        label = timing_label(row.run)
+        if label:
+            marks.append(label)
         if row.run.get("result_valid") is False:
             marks.append("INVALID")
         if row.regressions:
             marks.append("regression: " + "; ".join(row.regressions))
-        out.append({**row.values, "notes": ", ".join(marks)})
+        out.append({**row.values, "Case": row.run.get("case_name"), "notes": ", ".join(marks)})
     return out
 
 
