@@ -149,6 +149,7 @@ def test_run_never_replaces_a_folder_it_did_not_make(tmp_path: Path, capsys) -> 
     assert (folder / "corpus.txt").read_text() == "other's"
 
 
+@pytest.mark.e2e
 def test_run_redoes_its_own_folder_and_build_corpus_keeps_inputs_and_strangers(tmp_path: Path, capsys) -> None:
     path = corpus_workload(tmp_path, "corpus")
     assert run(tmp_path, path) == 0
@@ -179,6 +180,7 @@ with exclusive(Path(sys.argv[1]), "test"):
 """
 
 
+@pytest.mark.e2e
 def test_a_second_run_of_a_workload_says_who_holds_it_or_waits(tmp_path: Path, capsys) -> None:
     path = corpus_workload(tmp_path, "corpus")
     lock = tmp_path / "runs" / "w" / ".lock"

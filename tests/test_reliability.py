@@ -137,6 +137,7 @@ def squad_with_problems(path: Path) -> Path:
     return path
 
 
+@pytest.mark.e2e
 def test_squad_problems_are_one_terminal_line_and_strict_data_exits_2(capsys, tmp_path: Path) -> None:
     data = squad_with_problems(tmp_path / "problems.json")
     out = tmp_path / "out"
@@ -162,6 +163,7 @@ def test_squad_problems_are_one_terminal_line_and_strict_data_exits_2(capsys, tm
     assert not strict.exists()
 
 
+@pytest.mark.e2e
 def test_sst2_predictions_keep_the_input_row_numbers(capsys, tmp_path: Path, small_sst2: Path) -> None:
     rows = small_sst2.read_text(encoding="utf-8").splitlines()[1:7]
     bad = ["a sentence\t7", "another one\tpos", "three\tcolumns\there", "one column only"]

@@ -74,6 +74,7 @@ def test_finetune_then_eval_through_the_cli(sst2_model: Path, tmp_path: Path, ca
     assert record["padding"] == "sorted" and record["mean_tokens"] < 40  # dynamic: far below 128
 
 
+@pytest.mark.e2e
 def test_unlabelled_test_layout_gives_predictions_only(tmp_path: Path, cache_dir: Path) -> None:
     test_file = tmp_path / "test.tsv"
     test_file.write_text("index\tsentence\n0\ta gorgeous film\n1\ta dreadful mess\n7\tmeh\n")
