@@ -32,9 +32,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(scope="session", autouse=True)
 def private_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Every command records into a results store of this session, never the user's."""
+    """Every command records into a results store of this session, never the user's; the default cache (where
+    the machine's GEMM roof is kept, measured once a session) is the session's too."""
     data_home = tmp_path_factory.mktemp("xdg-data")
     os.environ["XDG_DATA_HOME"] = str(data_home)
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg-cache"))
     return data_home / "bertbench" / "results.sqlite"
 
 

@@ -159,6 +159,16 @@ def test_hub_id_fails_fast_offline(monkeypatch: pytest.MonkeyPatch) -> None:
     assert time.perf_counter() - started < 5
 
 
+def test_a_path_that_does_not_exist_is_a_missing_directory_not_a_hub_id(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    for name in ("runs/sst2", "./sst2", "../x/y", "a/b/c", "~/nothing-here"):
+        started = time.perf_counter()
+        with pytest.raises(BertbenchError, match=f"model {name}: directory not found"):
+            resolve_model(name)
+        assert time.perf_counter() - started < 1  # no hub attempt
+
+
 def test_hub_id_without_network_fails_within_the_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setenv("HF_HOME", os.devnull + "-none")  # no local hub cache to fall back on

@@ -365,10 +365,16 @@ def test_html_report_renders_in_a_real_browser(tiny_run, tmp_path: Path) -> None
             "training",
             "roof",
         }
+        driver.set_window_size(1400, 1000)
         for figure in figures:
             svg = figure.find_element("css selector", "svg")
-            assert svg.size["width"] > 100 and svg.size["height"] > 100
+            assert svg.size["width"] > 400 and svg.size["height"] > 150
             assert len(svg.find_elements("css selector", "path")) > 5  # drawn, not an empty frame
+            numbers = figure.find_element("xpath", "./following-sibling::details")  # the numbers, one click away
+            numbers.find_element("css selector", "summary").click()
+            assert len(numbers.find_elements("css selector", "tbody tr")) >= 1
+        rows = [figure.location["y"] for figure in figures]
+        assert len(set(rows)) < len(rows)  # at 1400 px plots sit side by side, not one per screen
         assert "Iluvatar CoreX ixRT model zoo" in driver.page_source  # their KPIs, labelled as theirs
         assert driver.execute_script("return document.querySelectorAll('script, link[href^=http]').length") == 0
     finally:

@@ -267,7 +267,9 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, seen: set[str] | N
         else:
             kwargs["default"] = None if spec.repeat else default
             if default not in (None, (), []) and "%(default)" not in spec.help:
-                kwargs["help"] = f"{spec.help} (default: %(default)s)"
+                # a sequence as a user types it ("32", "1,8,32"), not as Python prints it ("(32,)")
+                shown = ",".join(map(str, default)) if isinstance(default, list | tuple) else "%(default)s"
+                kwargs["help"] = f"{spec.help} (default: {shown})"
         parser.add_argument(*flags, dest=field.name, **kwargs)
 
 

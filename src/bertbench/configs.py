@@ -75,7 +75,11 @@ class EvalConfig(ModelChoice, RunPlace):
     data: Path = option(help="SQuAD JSON, SST-2 TSV, or a text corpus (mlm)")
     runtime: RuntimeOptions = nested(RuntimeOptions)
     batch_size: int = option(32, help="samples per inference batch", parse=batch_size_value)
-    padding: str = option("sorted", help="batch padding (results never change)", choices=PADDING_MODES)
+    padding: str = option(
+        "sorted",
+        help="batch padding; changes speed, and results only where a batch's contents matter (dynamic INT8)",
+        choices=PADDING_MODES,
+    )
     max_samples: int | None = option(None, help="SQuAD: first N questions; else first N rows", parse=positive_int)
     calibration_data: Path | None = option(None, help="training data for static INT8 / fallback (never the eval file)")
     calibration_samples: int = option(1000, help="calibration samples for static INT8", parse=positive_int)

@@ -31,7 +31,7 @@ CHANNEL_EVERY_S = 1.0  # at most one bar update a second through the channel
 def plain_every_s() -> float:
     """Seconds between plain progress lines off a terminal ($BERTBENCH_PROGRESS_EVERY, default 30)."""
     try:
-        return max(0.1, float(os.environ.get(PLAIN_EVERY_ENV, "30") or 30))
+        return max(0.0, float(os.environ.get(PLAIN_EVERY_ENV, "30") or 30))
     except ValueError:
         return 30.0
 

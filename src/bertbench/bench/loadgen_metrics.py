@@ -43,15 +43,18 @@ def performance_metrics(
         latencies["latency_max_ms"] = summary["loadgen_max_latency_ns"] / 1e6
     # AccuracyOnly runs judge no performance: LoadGen prints no result, and neither do we.
     valid = None if plan.mode == "accuracy" else summary.get("loadgen_result") == "VALID"
-    reasons = [*summary["loadgen_failed_checks"]]
-    if results.get("result_invalid_reason"):
-        reasons.append(str(results["result_invalid_reason"]).strip())
+    # LoadGen prints a failed check as "<check> satisfied : NO": said the other way round, it cannot be misread.
+    reasons = [
+        f"{check.removesuffix(' satisfied').strip()} not satisfied" for check in summary["loadgen_failed_checks"]
+    ]
+
     samples = sum(s["samples"] for s in stats)
     return {
         "throughput": throughput,
         **latencies,
         "result_valid": valid,
         "result_invalid_reasons": reasons if valid is False else [],
+        "result_advice": advice(plan, summary, results) if valid is False else None,
         "loadgen_errors": detail["errors"],
         "loadgen_warnings": detail["warnings"],
         "target_qps": plan.target_qps if plan.scenario in ("offline", "server") else None,
@@ -64,6 +67,20 @@ def performance_metrics(
         "test_wall_s": wall_s,
         **{k: v for k, v in summary.items() if k not in ("loadgen_failed_checks",)},
     }
+
+
+def advice(plan: TestPlan, summary: dict[str, Any], results: dict[str, Any]) -> str:
+    """What to change for a VALID result, following from LoadGen's own figures: a latency bound that even the
+    fastest query missed cannot be met at a lower QPS; otherwise LoadGen's recommendation."""
+    fastest = summary.get("loadgen_min_latency_ns")
+    bound = plan.target_latency_ms
+    if plan.scenario == "server" and fastest is not None and bound and fastest / 1e6 > bound:
+        return (
+            f"even the fastest query took {fastest / 1e6:.1f} ms, above the {bound:g} ms bound: no target QPS can "
+            "meet it; raise --target-latency-ms or run a faster path (precision, backend, batch size)"
+        )
+    recommendation = str(results.get("result_invalid_reason") or "").strip() or "; ".join(summary["loadgen_notes"])
+    return f"LoadGen advises: {recommendation}" if recommendation else "see LoadGen's mlperf_log_summary.txt"
 
 
 def roof_fraction(

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bertbench.cache import default_cache_dir
 from bertbench.hardware import cpu_model
 from bertbench.io_utils import atomic_write_json, sha256_text
 
@@ -138,16 +139,25 @@ def measure_roof(threads: int, cache_root: Path) -> dict[str, Any]:
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     if record["quiet"]:
-        atomic_write_json(_roof_path(cache_root, threads), record)
+        for root in _roof_roots(cache_root):
+            atomic_write_json(_roof_path(root, threads), record)
     return record
+
+
+def _roof_roots(cache_root: Path) -> list[Path]:
+    """The roof is a fact of the machine: kept in the run's cache root and in the default one, so that a run with
+    its own --cache-dir finds the roof measured before."""
+    return list(dict.fromkeys([Path(cache_root), default_cache_dir()]))
 
 
 def cached_roof(threads: int, cache_root: Path) -> dict[str, Any] | None:
     """The quiet roof measured earlier on this CPU model at this thread count, if any."""
-    try:
-        return json.loads(_roof_path(cache_root, threads).read_text())
-    except (OSError, ValueError):
-        return None
+    for root in _roof_roots(cache_root):
+        try:
+            return json.loads(_roof_path(root, threads).read_text())
+        except (OSError, ValueError):
+            continue
+    return None
 
 
 @dataclass

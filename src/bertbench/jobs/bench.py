@@ -304,5 +304,6 @@ def _print_summary(config: BenchConfig, records: list[dict[str, Any]]) -> None:
     print_rows_table(f"bertbench bench {config.task} ({config.mode})", kpi_table(records))
     for record in records:
         if record["result_valid"] is False:
-            warn(f"batch {record['batch_size']}: LoadGen says INVALID ({'; '.join(record['result_invalid_reasons'])})")
+            reasons = "; ".join(record["result_invalid_reasons"]) or "see its summary"
+            warn(f"batch {record['batch_size']}: LoadGen says INVALID ({reasons}). {record['result_advice']}")
     info(f"wrote {config.output_dir}")

@@ -126,9 +126,10 @@ def _report(record: dict[str, Any], task: Task, loaded: LoadedModel, config: Eva
     if record.get("partial_int8"):
         warn(f"only {record['int8_linear_fraction']:.0%} of linear FLOPs run in INT8: a partial INT8 run")
     if record.get("meets_accuracy_target") is False and not loaded.source.random_weights:
+        reference = record.get("reference_" + task.primary_metric)
         warn(
             f"accuracy guard: relative accuracy {record['relative_accuracy']:.4f} < target {config.accuracy_target} "
-            f"(FP32 reference {record.get('reference_' + task.primary_metric)})"
+            f"(FP32 reference {task.primary_metric} {reference:.4g})"
         )
     if record.get("contended"):
         warn(f"contended machine ({record['contention_reason']}): the throughput is recorded as contended: true")

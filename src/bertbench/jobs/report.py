@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 from pathlib import Path
 from typing import Any
@@ -71,7 +72,11 @@ def run_report(config: ReportConfig) -> None:
     statuses = ("finished", "failed", "interrupted", "running") if config.include_failed else ("finished",)
     where = list(config.where) + ([f"workload={config.workload}"] if config.workload else [])
     everything = store.runs()
-    runs = select(everything, where, config.last, statuses)
+    _check_where_keys(config.where, everything)
+    runs = select(everything, where, None, statuses)
+    if not config.include_failed:
+        runs = _kpi_runs(runs)  # --last counts KPI rows, not the `run` and `build-corpus` rows beside them
+    runs = runs[-config.last :] if config.last else runs
     history = [r.flat() for r in everything if r.status == "finished"]
     if config.compare:
         if len(config.compare) != 2:
@@ -101,6 +106,19 @@ def run_report(config: ReportConfig) -> None:
     if config.html:
         write_html(config.html, "bertbench report", kpi_rows(runs, history))
         info(f"wrote {config.html}")
+
+
+def _check_where_keys(conditions: tuple[str, ...], runs: list[Any]) -> None:
+    """A --where key no run has is a typo, not an empty selection: one line with the nearest keys, exit 2."""
+    known: set[str] = set()
+    for run in runs:
+        known.update(run.flat())
+    for item in conditions:
+        key = item.partition("=")[0]
+        if runs and key not in known:
+            near = difflib.get_close_matches(key, sorted(known), n=3)
+            hint = f" (did you mean {', '.join(near)}?)" if near else ""
+            raise UsageError(f"--where {item}: no run in the store has the key {key!r}{hint}")
 
 
 def _emit(rows: list[dict[str, Any]], config: ReportConfig, title: str) -> None:

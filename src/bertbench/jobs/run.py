@@ -220,7 +220,8 @@ def _run_planned(
     from bertbench.jobs.report import workload_report
 
     html_path = root / "report.html"
-    workload_report(store, workload.name, [c.name for c in cases], html_path)
+    # the page shows every case of the workload (its latest result), not only those this run selected with -k
+    workload_report(store, workload.name, [c.name for c in workload.cases], html_path)
     info(f"HTML report: {html_path.resolve()}")
     record = RunRecord(
         "run",

@@ -119,9 +119,18 @@ def resolve_model(name: str, allow_pickle: bool = False) -> ModelSource:
         vocab_dir = minilm_directory()
         vocab_size = WordPieceTokenizer.from_directory(vocab_dir).vocab_size
         return ModelSource(name, "preset", BertConfig.preset(name, vocab_size), vocab_dir)
-    if not _HUB_ID.match(name):
+    if not _HUB_ID.match(name) or _path_like(name):
         raise BertbenchError(f"model {name}: directory not found")
     return _directory_source(name, _download_from_hub(name), "hub", allow_pickle)
+
+
+def _path_like(name: str) -> bool:
+    """A MODEL that names a place on disk, not a hub id: absolute, relative (./, ../, ~), or under a folder that
+    exists here (`runs/sst2` where runs/ is a local folder), or deeper than a hub id's one `org/name`."""
+    if name.startswith(("/", ".", "~")) or name.count("/") > 1:
+        return True
+    folder = name.partition("/")[0]
+    return "/" in name and Path(folder).is_dir()
 
 
 def _directory_source(name: str, directory: Path, kind: str, allow_pickle: bool) -> ModelSource:

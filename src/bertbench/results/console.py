@@ -8,14 +8,14 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from bertbench.results.report import format_cell
+
 # Off a terminal (CI logs, pipes) rich would wrap tables at 80 columns; results tables are wider than that.
-stdout_console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+stdout_console = Console(highlight=False, width=None if sys.stdout.isatty() else 240)
 
 
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4f}" if abs(value) < 10 else f"{value:.2f}"
-    return "-" if value is None else str(value)
+def _fmt(value: Any, column: str | None = None) -> str:
+    return format_cell(value, column)  # the one number format of every table
 
 
 def print_result_table(title: str, record: dict[str, Any], keys: list[str]) -> None:
@@ -34,7 +34,7 @@ def _table(title: str, rows: list[dict[str, Any]], columns: list[str]) -> Table:
     for column in columns:
         table.add_column(column, justify="left" if isinstance(rows[0][column], str) else "right")
     for row in rows:
-        table.add_row(*(_fmt(row.get(column)) for column in columns))
+        table.add_row(*(_fmt(row.get(column), column) for column in columns))
     return table
 
 

@@ -126,7 +126,8 @@ def kpi_row(run: dict[str, Any]) -> KpiRow:
         "Backend": run.get("backend", "torch" if training else None),
         "Instances×Cores": f"{instances}×{run.get('cores_per_instance')}" if instances else None,
         "samples/s": throughput,
-        "p90 ms": run.get("latency_p90_ms"),
+        # An Offline query is the whole data set: its latency is no service latency, so no p90 is shown for it.
+        "p90 ms": run.get("latency_p90_ms") if run.get("scenario") != "offline" else None,
         "EM": run.get("exact_match") if meaningful else None,
         "F1": run.get("f1") if meaningful else None,
         "accuracy": (run.get("accuracy") if run.get("accuracy") is not None else run.get("mlm_accuracy"))
@@ -207,25 +208,59 @@ def references() -> list[dict[str, Any]]:
 # ---- comparison ------------------------------------------------------------------------------------------------
 
 
+# How a configuration is run (not what is run): a comparison along one of these may let the others differ too,
+# since FP32 and INT8 of one model are often different paths (torch FP32 beside ONNX Runtime INT8).
+PATH_KEYS = ("backend", "quantization", "per_channel", "reduce_range", "int8_weights", "quantize_attention", "compiled")
+
+
+def _along(a: str, b: str) -> str | None:
+    """The key a comparison runs along: both selectors KEY=VALUE with the same KEY."""
+    key_a, sep_a, _ = a.partition("=")
+    key_b, sep_b, _ = b.partition("=")
+    return key_a if sep_a and sep_b and key_a == key_b else None
+
+
+def _path(run: dict[str, Any]) -> str:
+    return " ".join(str(run[k]) for k in ("precision", "backend", "quantization") if run.get(k) is not None)
+
+
 def compare(runs: list[dict[str, Any]], a: str, b: str) -> list[dict[str, Any]]:
     """Rows of the same config in set A and set B, with B/A ratios. A selector is a run uid (prefix), a git SHA
-    (prefix), a hostname, KEY=VALUE or KEY~SUBSTRING."""
+    (prefix), a hostname, KEY=VALUE or KEY~SUBSTRING. Along one key (`precision=fp32 precision=int8`) runs are
+    paired that differ only in that key and in how they are run (backend, INT8 settings): the same path where
+    there is one."""
     side_a, side_b = _side(runs, a), _side(runs, b)
     if not side_a or not side_b:
         missing = a if not side_a else b
         raise UsageError(
             f"--compare {missing}: no finished run matches (a uid, git SHA, hostname, KEY=VALUE or KEY~SUBSTRING)"
         )
-    latest_a = {config_key(r): r for r in side_a}
+    along = _along(a, b)
+    free = {along, *(PATH_KEYS if along in ("precision", *PATH_KEYS) else ())} if along else set()
+
+    def pairing(run: dict[str, Any]) -> str:
+        return json.dumps([run.get(k) for k in CONFIG_KEYS if k not in free], default=str)
+
+    candidates: dict[str, list[dict[str, Any]]] = {}
+    for run in side_a:
+        candidates.setdefault(pairing(run), []).append(run)
     rows = []
-    for key, right in {config_key(r): r for r in side_b}.items():
-        left = latest_a.get(key)
-        if left is None:
+    for right in {config_key(r): r for r in side_b}.values():
+        lefts = [r for r in candidates.get(pairing(right), []) if r is not right]
+        if not lefts:
             continue
+        # the same path first (most of its keys equal), then the newest run
+        left = max(
+            enumerate(lefts), key=lambda item: (sum(item[1].get(k) == right.get(k) for k in PATH_KEYS), item[0])
+        )[1]
         values = kpi_row(right).values
         shown = ("Model", "Task", "Mode", "Scenario", "BatchSize", "Precision", "Backend", "Instances×Cores")
         row: dict[str, Any] = {k: values[k] for k in shown}
+        if along:
+            row.update({"A": _path(left), "B": _path(right)})
         for metric in ("throughput", "latency_p90_ms", "f1", "accuracy", "mlm_accuracy"):
+            if metric == "latency_p90_ms" and right.get("scenario") == "offline":
+                continue  # an Offline query's latency is no service latency
             x, y = left.get(metric), right.get(metric)
             if isinstance(x, int | float) and isinstance(y, int | float):
                 row[f"{metric} A"] = x
@@ -233,7 +268,8 @@ def compare(runs: list[dict[str, Any]], a: str, b: str) -> list[dict[str, Any]]:
                 row[f"{metric} B/A"] = y / x if x else None
         rows.append(row)
     if not rows:
-        raise UsageError(f"--compare {a} {b}: the two sets share no configuration")
+        hint = f" other than {along}" if along else ""
+        raise UsageError(f"--compare {a} {b}: no run of one set has the configuration of a run of the other{hint}")
     return rows
 
 
@@ -256,11 +292,32 @@ def _side(runs: list[dict[str, Any]], selector: str) -> list[dict[str, Any]]:
 # ---- renderers -------------------------------------------------------------------------------------------------
 
 
-def format_cell(value: Any) -> str:
+# Decimals of each KPI column, the same in every row (other columns: 4 significant digits); a comparison's
+# columns ("throughput A", "f1 B/A") take those of their metric, and ratios 3.
+COLUMN_DECIMALS = {"samples/s": 1, "p90 ms": 1, "EM": 2, "F1": 2, "accuracy": 4, "relative accuracy": 4}
+METRIC_DECIMALS = {"throughput": 1, "latency_p90_ms": 1, "f1": 2, "accuracy": 4, "mlm_accuracy": 4}
+
+
+def _decimals(column: str | None) -> int | None:
+    if column is None:
+        return None
+    if column in COLUMN_DECIMALS:
+        return COLUMN_DECIMALS[column]
+    metric, _, side = column.rpartition(" ")
+    if side == "B/A":
+        return 3
+    return METRIC_DECIMALS.get(metric) if side in ("A", "B") else None
+
+
+def format_cell(value: Any, column: str | None = None) -> str:
+    """A cell as text: `-` for nothing, yes/no, numbers with their column's decimals."""
     if value is None:
         return "-"
     if isinstance(value, bool):
         return "yes" if value else "no"
+    decimals = _decimals(column)
+    if isinstance(value, float) and decimals is not None:
+        return f"{value:.{decimals}f}"
     if isinstance(value, float):
         return f"{value:.4f}" if abs(value) < 10 else f"{value:.4g}" if abs(value) < 1000 else f"{value:.0f}"
     return str(value)
@@ -315,5 +372,5 @@ def render(rows: list[dict[str, Any]], fmt: str) -> str:
         writer.writerows(rows)
         return buffer.getvalue()
     lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
-    lines += ["| " + " | ".join(format_cell(row.get(c)) for c in columns) + " |" for row in rows]
+    lines += ["| " + " | ".join(format_cell(row.get(c), c) for c in columns) + " |" for row in rows]
     return "\n".join(lines) + "\n"
