@@ -89,6 +89,10 @@ def test_scenario_through_loadgen_end_to_end(tmp_path: Path, cache_dir: Path, sc
         assert key in record, key
 
 
+def evaluated_rule(folder: Path) -> str:
+    return json.loads((folder / "metrics.json").read_text())["answer_text"]
+
+
 def test_accuracy_mode_scores_the_accuracy_log_exactly_as_eval(
     tmp_path: Path, cache_dir: Path, tiny_squad_model: Path
 ) -> None:
@@ -112,12 +116,15 @@ def test_accuracy_mode_scores_the_accuracy_log_exactly_as_eval(
                 "--max-samples",
                 "40",
                 "--no-progress",
+                "--answer-text",
+                "mlperf",  # bench's default rule (MLPerf's scorer); eval's own default is Hugging Face's
                 *common,
             ]
         )
         == 0
     )
     benched = json.loads((out / "metrics.json").read_text())
+    assert benched["answer_text"] == "mlperf" and evaluated_rule(evaluation) == "mlperf"
     evaluated = json.loads((evaluation / "metrics.json").read_text())
     assert benched["f1"] > 1  # a (lightly) trained model: predictions are not all empty
     assert benched["f1"] == evaluated["f1"] and benched["exact_match"] == evaluated["exact_match"]

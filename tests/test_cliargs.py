@@ -12,7 +12,7 @@ import pytest
 from bertbench.cli import parse
 from bertbench.cliargs import CLI, NESTED, OptionValueError, option_fields, parse_option_value, to_argv
 from bertbench.commands import COMMANDS, command_argv, config_from_options
-from bertbench.configs import ResultsConfig, RunConfig
+from bertbench.configs import ExportConfig, ResultsConfig, RunConfig
 from bertbench.runtimes.options import BACKEND_FIELDS, RuntimeOptions
 from bertbench.tasks.registry import TASKS
 
@@ -79,7 +79,7 @@ def _non_default_options(command: str, task: str | None, backend: str) -> dict[s
 def _command_tasks() -> list[tuple[str, str | None]]:
     pairs = []
     for name, command in COMMANDS.items():
-        if command.config in (RunConfig, ResultsConfig):
+        if any(field.metadata[CLI].positional for field, _ in option_fields(command.config)):
             continue  # positionals: see the test below
         pairs += [(name, task) for task in command.tasks] if command.tasks else [(name, None)]
     return pairs
@@ -118,6 +118,8 @@ def test_positionals_and_option_like_values_round_trip() -> None:
     assert parse(argv)[2] == run
     results = ResultsConfig(action="import", paths=[Path("a"), Path("b")])
     assert parse(["results", *to_argv(results)])[2] == results
+    export = ExportConfig(format="mlperf", output=Path("out"), division="closed", where=("precision=int8",))
+    assert parse(["export", *to_argv(export)])[2] == export
 
 
 def test_options_of_a_nested_config_are_flattened_once() -> None:

@@ -73,3 +73,41 @@ def test_null_answer_for_v2(tokenizer) -> None:
     assert decode_predictions([example], f, start, end, DecodeParams(allow_null=True, null_score_threshold=5.0)) == {
         "q": word_span(3, 3)
     }
+
+
+SPECTRE = "Spectre (2015) is the twenty-fourth James Bond film, written by John Logan, Neal Purvis, and others."
+
+
+def _span_of(features, context: str, first: str, last: str, tokenizer) -> tuple[int, int]:
+    """Token positions of the first token spelled `first` and the next one spelled `last` in window 0."""
+    pieces = tokenizer.convert_ids_to_tokens([int(i) for i in features.input_ids[0, : features.lengths[0]]])
+    context_from = int(np.nonzero(features.offsets[0, :, 0] >= 0)[0][0])
+    s = pieces.index(first, context_from)
+    return s, pieces.index(last, s)
+
+
+def test_the_mlperf_rule_answers_whole_words_where_the_span_cuts_one(tokenizer) -> None:
+    """A span starting inside "Spectre" (its "##tre" piece): Hugging Face's characters give "tre"; MLPerf's
+    accuracy-squad.py cannot align "spec ##tre" with "Spectre" and answers the whole word."""
+    example = SquadExample("q", "which film?", SPECTRE, ["Spectre"], [0])
+    features = build_features([example], tokenizer, FeatureParams(96, 32, 16))
+    pieces = tokenizer.tokenize("Spectre")
+    assert len(pieces) == 2 and pieces[1].startswith("##")  # the real vocabulary splits it: the case is real
+    low = np.full((1, 96), -100.0, dtype=np.float32)
+    start, end = low.copy(), low.copy()
+    s, e = _span_of(features, SPECTRE, pieces[1], pieces[1], tokenizer)
+    start[0, s], end[0, e] = 5.0, 5.0
+    characters = decode_predictions([example], features, start, end, DecodeParams())
+    mlperf = decode_predictions([example], features, start, end, DecodeParams(answer_text="mlperf"), tokenizer)
+    assert characters == {"q": pieces[1][2:]} and mlperf == {"q": "Spectre"}
+    # Whole words that tokenise one-to-one are cut at the predicted piece: "Logan" out of "Logan,".
+    start, end = low.copy(), low.copy()
+    s, e = _span_of(features, SPECTRE, "john", "logan", tokenizer)
+    start[0, s], end[0, e] = 5.0, 5.0
+    mlperf = decode_predictions([example], features, start, end, DecodeParams(answer_text="mlperf"), tokenizer)
+    assert mlperf == {"q": "John Logan"}
+    # No valid span: MLPerf's scorer answers "empty", Hugging Face's an empty string.
+    nothing = np.full((1, 96), -100.0, dtype=np.float32)
+    nothing[0, 0] = 50.0  # only [CLS] scores, and it is not in the context
+    params = DecodeParams(n_best=1, answer_text="mlperf")
+    assert decode_predictions([example], features, nothing, nothing, params, tokenizer) == {"q": "empty"}

@@ -17,3 +17,5 @@ SCENARIOS = ("offline", "singlestream", "multistream", "server")  # MLPerf LoadG
 # Queries a LoadGen test issues at least, scaled to a 2-core machine (MLPerf's own are far more).
 DEFAULT_MIN_QUERIES = {"offline": 1, "singlestream": 64, "multistream": 64, "server": 64}
 BENCH_MODES = ("performance", "accuracy")
+OUTPUT_DTYPES = ("float32", "float16")  # the accuracy log's logits (MLPerf's --output_dtype)
+COMPLIANCE_TESTS = ("TEST01", "TEST05")  # MLPerf Inference audit tests bertbench runs

@@ -15,6 +15,7 @@ from bertbench.configs import (
     BenchRoofConfig,
     BuildCorpusConfig,
     EvalConfig,
+    ExportConfig,
     FinetuneConfig,
     PretrainConfig,
     ReportConfig,
@@ -84,6 +85,12 @@ COMMANDS: dict[str, Command] = {
         BuildCorpusConfig,
         "bertbench.jobs.corpus:run_build_corpus",
         in_workloads=True,
+    ),
+    "export": Command(
+        "write runs from the store in another tool's layout: `export mlperf` (MLPerf Inference's submission tree)",
+        ExportConfig,
+        "bertbench.jobs.export:run_export",
+        recorded=False,
     ),
     "report": Command(
         "the KPI table from the results store (terminal, Markdown, CSV, JSON), --html with plots, --compare",

@@ -9,7 +9,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bertbench.choices import BENCH_MODES, DEFAULT_MIN_QUERIES, PADDING_MODES, SCENARIOS
+from bertbench.choices import (
+    BENCH_MODES,
+    COMPLIANCE_TESTS,
+    DEFAULT_MIN_QUERIES,
+    OUTPUT_DTYPES,
+    PADDING_MODES,
+    SCENARIOS,
+)
 from bertbench.cliargs import (
     batch_size_value,
     batch_size_values,
@@ -27,6 +34,12 @@ from bertbench.errors import UsageError
 from bertbench.runtimes.options import RuntimeOptions
 from bertbench.tasks.mlm.options import MlmOptions
 from bertbench.training.config import PretrainTrainConfig, TrainConfig
+
+
+def with_answer_text(task_options: Any, rule: str) -> Any:
+    """Task options with SQuAD's answer-text rule decided by the command (`rule` when the user gave none)."""
+    decide = getattr(task_options, "with_answer_text", None)
+    return decide(rule) if decide else task_options
 
 
 @dataclass(kw_only=True)
@@ -96,6 +109,7 @@ class EvalConfig(ModelChoice, RunPlace):
     def __post_init__(self) -> None:
         if self.runtime.backend == "null":
             raise UsageError("--backend null computes nothing: it measures the harness (bench --mode performance)")
+        self.task_options = with_answer_text(self.task_options, "characters")
 
 
 MAX_TEST_S = 4 * 3600.0  # a LoadGen test that must last longer needs --max-duration to say so
@@ -145,11 +159,17 @@ class BenchConfig(ModelChoice, RunPlace):
     )
     padding: str = option("sorted", help="batch padding (sorted: Offline queries by length)", choices=PADDING_MODES)
     max_samples: int | None = option(None, help="SQuAD: first N questions; else first N rows", parse=positive_int)
-    min_duration: float = option(10.0, help="seconds a test runs at least (MLPerf: 600)", parse=positive_float)
+    min_duration: float | None = option(
+        None, help="seconds a test runs at least (default 10, or the config files'; MLPerf: 600)", parse=positive_float
+    )
     min_query_count: int | None = option(
         None, help="queries a test issues at least (default: Offline 1, else 64)", parse=positive_int
     )
-    max_duration: float = option(0.0, help="stop issuing after N s (0: no limit)", parse=non_negative_float)
+    max_duration: float | None = option(
+        None,
+        help="stop issuing after N s (default: no limit, or the config files'; 0: no limit)",
+        parse=non_negative_float,
+    )
     mlperf_defaults: bool = option(False, help="MLPerf's own BERT settings (600 s, 130 ms Server bound, …)")
     target_qps: float | None = option(
         None,
@@ -161,7 +181,9 @@ class BenchConfig(ModelChoice, RunPlace):
         help="Server latency bound (default 130); SingleStream/MultiStream expected latency",
         parse=latency_ms_value,
     )
-    samples_per_query: int = option(8, help="MultiStream samples per query", parse=positive_int)
+    samples_per_query: int | None = option(
+        None, help="MultiStream samples per query (default 8, or the config files')", parse=positive_int
+    )
     instances: int | str = option(
         1, help="worker processes, or auto (= cores // --cores-per-instance)", parse=instances_value
     )
@@ -175,11 +197,28 @@ class BenchConfig(ModelChoice, RunPlace):
     calibration_samples: int = option(1000, help="calibration samples for static INT8", parse=positive_int)
     accuracy_target: float = option(0.99, help="accuracy mode: relative to FP32 (MLPerf bert-99)", parse=fraction)
     strict: bool = option(False, help="accuracy mode: exit 3 when the accuracy target is missed")
+    output_dtype: str = option(
+        "float32",
+        help="accuracy log: logits as float32 or float16 (accuracy-squad.py --output_dtype)",
+        choices=OUTPUT_DTYPES,
+    )
+    output_transposed: bool = option(
+        False, help="accuracy log: SQuAD logits as [2, tokens] (accuracy-squad.py --output_transposed)"
+    )
+    mlperf_conf: Path | None = option(None, help="an mlperf.conf LoadGen reads (model bert; flags still win)")
+    user_conf: Path | None = option(None, help="a user.conf LoadGen reads after --mlperf-conf (flags still win)")
+    compliance: str | None = option(
+        None,
+        help="MLPerf compliance test: TEST01 (accuracy in performance mode) or TEST05 (other seeds)",
+        choices=COMPLIANCE_TESTS,
+    )
     task_options: Any = None
 
     def __post_init__(self) -> None:
         if self.runtime.backend == "null" and self.mode != "performance":
             raise UsageError("--backend null computes nothing: it measures the harness in --mode performance only")
+        # bench is the MLPerf harness: its F1 is the one MLPerf's accuracy-squad.py prints on its accuracy log
+        self.task_options = with_answer_text(self.task_options, "mlperf")
         least = self.least_test_seconds()
         ceiling = self.max_duration or MAX_TEST_S
         if least > ceiling:
@@ -194,7 +233,7 @@ class BenchConfig(ModelChoice, RunPlace):
         minimum duration, and for Server the time its minimum queries take at the target rate."""
         if self.mlperf_defaults:
             return 600.0  # MLPerf's minimum duration
-        least = self.min_duration
+        least = self.min_duration or 10.0  # the default; config files' values are checked when they are read
         if self.scenario == "server" and self.target_qps:
             queries = self.min_query_count or DEFAULT_MIN_QUERIES["server"]
             least = max(least, queries / self.target_qps)
@@ -230,6 +269,9 @@ class FinetuneConfig(TrainingRun):
     max_eval_samples: int | None = option(None, help="first N evaluation questions or rows", parse=positive_int)
     training: TrainConfig = nested(TrainConfig)
     task_options: Any = None
+
+    def __post_init__(self) -> None:
+        self.task_options = with_answer_text(self.task_options, "characters")
 
 
 @dataclass(kw_only=True)
@@ -310,3 +352,19 @@ class ResultsConfig(StoreChoice):
 
     action: str = option(help="what to do with the store", choices=("import",), positional=True)
     paths: list[Path] = option(help="directories (searched recursively) or metrics.json files", positional=True)
+
+
+@dataclass(kw_only=True)
+class ExportConfig(StoreChoice):
+    """`bertbench export mlperf`: MLPerf Inference's submission tree from the runs in the store."""
+
+    format: str = option(help="the layout to write", choices=("mlperf",), positional=True)
+    output: Path = option(help="the folder to write (new or empty)")
+    system: str | None = option(None, help="system name (default: HOSTNAME_bertbench)")
+    division: str = option("open", help="MLPerf division", choices=("open", "closed"))
+    submitter: str = option("bertbench", help="the submitter's name in the tree")
+    workload: str | None = option(None, help="only the runs of this workload")
+    where: tuple[str, ...] = option(
+        (), help="KEY=VALUE a run must match (repeatable), e.g. model=runs/squad", parse=key_value, repeat=True
+    )
+    overwrite: bool = option(False, help="replace an earlier export in --output")

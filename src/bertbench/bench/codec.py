@@ -1,27 +1,66 @@
-"""One sample's outputs <-> bytes, for LoadGen's accuracy log (self-describing: names, dtypes and shapes travel
-with the data, so the scorer needs nothing but the bytes)."""
+"""One sample's outputs <-> bytes, for LoadGen's accuracy log, in MLPerf's own format so that MLPerf's scorers read
+our logs: a SQuAD sample is its raw little-endian logits `[tokens, 2]` (start, end) in float32 — or float16, or
+transposed `[2, tokens]`, as `accuracy-squad.py --output_dtype/--output_transposed` read them; an SST-2 sample is
+its raw class logits `[2]`. The tokens are the window's real ones (MLPerf's scorer pads the rest with -10000)."""
 
 from __future__ import annotations
 
-import io
+from dataclasses import dataclass
 
 import numpy as np
 
+from bertbench.choices import OUTPUT_DTYPES
+
 # Per-token outputs are scattered into rows of max_seq_length; positions past a sample's length hold this.
 PAD_LOGIT = -1e4
+assert OUTPUT_DTYPES == ("float32", "float16"), "choices.OUTPUT_DTYPES and the codec disagree"
 
 
-def encode_sample(outputs: dict[str, np.ndarray]) -> bytes:
-    """A sample's named arrays as an uncompressed .npz byte string."""
-    buffer = io.BytesIO()
-    np.savez(buffer, **outputs)
-    return buffer.getvalue()
+@dataclass(frozen=True)
+class LogFormat:
+    """How a sample's logits are laid out in the accuracy log."""
+
+    dtype: str = "float32"
+    transposed: bool = False  # [outputs, tokens] instead of [tokens, outputs]
+
+    @property
+    def numpy_dtype(self) -> np.dtype:
+        """Little-endian, whatever this machine's order (MLPerf's scorer reads with numpy's native order on x86)."""
+        return np.dtype(self.dtype).newbyteorder("<")
 
 
-def decode_sample(data: bytes) -> dict[str, np.ndarray]:
-    """The arrays encode_sample() packed."""
-    with np.load(io.BytesIO(data)) as arrays:
-        return {name: arrays[name] for name in arrays.files}
+def encode_sample(
+    outputs: dict[str, np.ndarray], names: tuple[str, ...], per_token: tuple[str, ...], fmt: LogFormat
+) -> bytes:
+    """A sample's outputs as the raw bytes MLPerf's SUTs log: per-token outputs side by side as columns (in the
+    task's output order); otherwise the one output's values."""
+    if per_token:
+        columns = np.stack([np.asarray(outputs[name]) for name in names], axis=-1)  # [tokens, outputs]
+        data = columns.T if fmt.transposed else columns
+    else:
+        data = np.concatenate([np.asarray(outputs[name]).reshape(-1) for name in names])
+    return np.ascontiguousarray(data, dtype=fmt.numpy_dtype).tobytes()
+
+
+def decode_sample(
+    data: bytes, names: tuple[str, ...], per_token: tuple[str, ...], fmt: LogFormat, sizes: dict[str, int] | None = None
+) -> dict[str, np.ndarray]:
+    """The outputs encode_sample() wrote (as float32). `sizes` gives each non-per-token output's length when a task
+    has several (one output takes all values)."""
+    values = np.frombuffer(data, dtype=fmt.numpy_dtype).astype(np.float32)
+    if per_token:
+        if values.size % len(names):
+            raise ValueError(f"{values.size} values are not {len(names)} per token")
+        table = values.reshape(len(names), -1).T if fmt.transposed else values.reshape(-1, len(names))
+        return {name: table[:, i].copy() for i, name in enumerate(names)}
+    if len(names) == 1:
+        return {names[0]: values}
+    out, start = {}, 0
+    for name in names:
+        size = (sizes or {})[name]
+        out[name] = values[start : start + size]
+        start += size
+    return out
 
 
 def split_batch(
@@ -44,12 +83,14 @@ def assemble(
     outputs: dict[str, np.ndarray] = {}
     for name, value in first.items():
         if name in per_token:
-            outputs[name] = np.full((num_samples, max_seq_length), PAD_LOGIT, dtype=value.dtype)
+            outputs[name] = np.full((num_samples, max_seq_length), PAD_LOGIT, dtype=np.float32)
         else:
-            outputs[name] = np.zeros((num_samples, *value.shape), dtype=value.dtype)
+            outputs[name] = np.zeros((num_samples, *value.shape), dtype=np.float32)
     for index, sample in samples.items():
         for name, value in sample.items():
             if name in per_token:
+                if len(value) > max_seq_length:
+                    raise ValueError(f"sample {index}: {len(value)} tokens, more than {max_seq_length}")
                 outputs[name][index, : len(value)] = value
             else:
                 outputs[name][index] = value

@@ -110,9 +110,10 @@ class InstancePool:
         replies = [self._next((reply,), READY_TIMEOUT_S) for _ in self.processes]
         return sorted(replies, key=lambda m: m[1])
 
-    def warmup(self, batch_size: int) -> list[tuple[float, float]]:
-        """Every instance warms up at this batch size: [(warm-up s, estimated samples/s)] by instance."""
-        return [(m[2], m[3]) for m in self._broadcast(("warmup", batch_size), "warm")]
+    def warmup(self, batch_size: int, padding: str, sort: bool) -> list[tuple[float, float]]:
+        """Every instance warms up at this batch size and estimates its rate on batches padded by `padding` (and
+        sorted by length when the test sorts them): [(warm-up s, estimated samples/s)] by instance."""
+        return [(m[2], m[3]) for m in self._broadcast(("warmup", batch_size, padding, sort), "warm")]
 
     def stats(self) -> list[dict[str, Any]]:
         """Every instance's counters since the last call (then reset)."""

@@ -58,8 +58,10 @@ def parse_summary(path: Path) -> dict[str, Any]:
 
 
 def parse_detail(path: Path) -> dict[str, Any]:
-    """result_* values, and LoadGen's errors and warnings, from the detail log's :::MLLOG lines."""
+    """result_* values, the effective settings, and LoadGen's errors and warnings, from the detail log's :::MLLOG
+    lines."""
     results: dict[str, Any] = {}
+    settings: dict[str, Any] = {}
     errors: list[str] = []
     warnings: list[str] = []
     for line in path.read_text().splitlines():
@@ -72,11 +74,13 @@ def parse_detail(path: Path) -> dict[str, Any]:
         key, value, meta = entry.get("key", ""), entry.get("value"), entry.get("metadata", {})
         if key.startswith("result_"):
             results[key] = value
+        elif key.startswith("effective_"):
+            settings[key.removeprefix("effective_")] = value
         if meta.get("is_error"):
             errors.append(f"{key}: {value}")
         elif meta.get("is_warning"):
             warnings.append(f"{key}: {value}")
-    return {"results": results, "errors": errors, "warnings": warnings}
+    return {"results": results, "settings": settings, "errors": errors, "warnings": warnings}
 
 
 def read_accuracy_log(path: Path) -> dict[int, bytes]:

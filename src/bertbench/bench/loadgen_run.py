@@ -20,25 +20,38 @@ MODES = {"performance": "PerformanceOnly", "accuracy": "AccuracyOnly"}
 MLPERF_MODEL = "bert"  # the built-in mlperf.conf's entry: 130 ms Server bound, 600 s minimum, …
 SERVER_BOUND_MS = 130.0  # MLPerf's BERT Server latency bound
 SERVER_SHARE = 0.5  # Server's default target: half the capacity measured at warm-up
-# Offline's default expected QPS: twice the warm-up estimate (a random batch pads more than sorted batches do, so
-# the estimate is low); LoadGen issues 1.1 x expected QPS x min duration samples, so a test rather runs long.
+# Offline's default expected QPS: twice the warm-up estimate (its first few batches ran at 0.70-0.81 of the test's
+# rate on bert-tiny SQuAD); LoadGen issues 1.1 x expected QPS x min duration samples, so a test rather runs long.
 OFFLINE_SHARE = 2.0
+
+
+DEFAULT_MIN_DURATION_S = 10.0  # scaled to a 2-core machine (MLPerf: 600 s)
+DEFAULT_SAMPLES_PER_QUERY = 8  # MultiStream (MLPerf: 8)
 
 
 @dataclass
 class TestPlan:
-    """What one LoadGen test is asked to do."""
+    """What one LoadGen test is asked to do. A value None is left to LoadGen's config files (--mlperf-defaults,
+    --mlperf-conf, --user-conf) when there are any, else to bertbench's scaled defaults."""
 
     scenario: str
     mode: str
     num_samples: int
-    min_duration_s: float
+    min_duration_s: float | None
     min_query_count: int | None
-    max_duration_s: float
+    max_duration_s: float | None
     mlperf_defaults: bool
     target_qps: float | None  # Offline expected QPS, Server target QPS
     target_latency_ms: float | None  # Server bound; SingleStream/MultiStream expected latency
-    samples_per_query: int  # MultiStream
+    samples_per_query: int | None  # MultiStream
+    conf_files: tuple[Path, ...] = ()  # mlperf.conf then user.conf, read by LoadGen in this order
+    audit_config: Path | None = None  # an MLPerf compliance test's audit.config (LoadGen reads it last)
+    test05: bool = False  # MLPerf TEST05: LoadGen's alternate seeds
+
+    @property
+    def from_conf(self) -> bool:
+        """Whether LoadGen's own config files set what the flags leave open."""
+        return self.mlperf_defaults or bool(self.conf_files)
 
 
 def plan_test(
@@ -47,24 +60,39 @@ def plan_test(
     num_samples: int,
     estimate: float,
     *,
-    min_duration_s: float,
+    min_duration_s: float | None,
     min_query_count: int | None,
-    max_duration_s: float,
+    max_duration_s: float | None,
     mlperf_defaults: bool,
     target_qps: float | None,
     target_latency_ms: float | None,
-    samples_per_query: int,
+    samples_per_query: int | None,
+    conf_files: tuple[Path, ...] = (),
+    conf_keys: frozenset[str] = frozenset(),
+    audit_config: Path | None = None,
+    test05: bool = False,
 ) -> TestPlan:
-    """A test's plan: the targets asked for, or defaults derived from the warm-up's samples/s `estimate`."""
-    if target_qps is None and scenario == "offline":
-        target_qps = OFFLINE_SHARE * estimate
-    elif target_qps is None and scenario == "server":
-        target_qps = SERVER_SHARE * estimate
-    if target_latency_ms is None and scenario == "server":
-        target_latency_ms = SERVER_BOUND_MS
-    elif target_latency_ms is None and scenario in ("singlestream", "multistream"):
-        per_query = 1 if scenario == "singlestream" else samples_per_query
-        target_latency_ms = 1000.0 * per_query / max(estimate, 1e-9)
+    """A test's plan: the values asked for; what is left open comes from the config files when there are any (their
+    keys `conf_keys`), else from bertbench's defaults scaled to a small machine, with targets derived from the
+    warm-up's samples/s `estimate`."""
+    from_conf = mlperf_defaults or bool(conf_files)
+    if not from_conf:
+        min_duration_s = DEFAULT_MIN_DURATION_S if min_duration_s is None else min_duration_s
+        min_query_count = min_query_count or DEFAULT_MIN_QUERIES[scenario]
+        samples_per_query = samples_per_query or DEFAULT_SAMPLES_PER_QUERY
+    elif mlperf_defaults:
+        conf_keys = conf_keys | {"target_latency", "min_duration", "min_query_count", "samples_per_query"}
+    per_query = 1 if scenario == "singlestream" else (samples_per_query or DEFAULT_SAMPLES_PER_QUERY)
+    if target_qps is None and "target_qps" not in conf_keys:
+        if scenario == "offline":
+            target_qps = OFFLINE_SHARE * estimate
+        elif scenario == "server":
+            target_qps = SERVER_SHARE * estimate
+    if target_latency_ms is None and "target_latency" not in conf_keys:
+        if scenario == "server":
+            target_latency_ms = SERVER_BOUND_MS
+        elif scenario in ("singlestream", "multistream"):
+            target_latency_ms = 1000.0 * per_query / max(estimate, 1e-9)
     return TestPlan(
         scenario=scenario,
         mode=mode,
@@ -76,36 +104,48 @@ def plan_test(
         target_qps=target_qps,
         target_latency_ms=target_latency_ms,
         samples_per_query=samples_per_query,
+        conf_files=tuple(conf_files),
+        audit_config=audit_config,
+        test05=test05,
     )
 
 
-def build_settings(plan: TestPlan, conf_dir: Path) -> object:
-    """LoadGen TestSettings for `plan` (MLPerf's built-in BERT settings first, with --mlperf-defaults)."""
+def build_settings(plan: TestPlan) -> object:
+    """LoadGen TestSettings for `plan`: MLPerf's built-in BERT settings (--mlperf-defaults), then the config files
+    in order, then every value the plan sets (the command line wins)."""
     import mlperf_loadgen as lg
 
     settings = lg.TestSettings()
     scenario = SCENARIOS[plan.scenario]
     if plan.mlperf_defaults:
-        user_conf = conf_dir / "user.conf"
-        user_conf.write_text("")
-        settings.FromConfig(str(user_conf), MLPERF_MODEL, scenario, 0)
-    else:
+        settings.FromConfig("", MLPERF_MODEL, scenario, 0)  # conf_type 0: the mlperf.conf built into LoadGen
+    for path in plan.conf_files:
+        if settings.FromConfig(str(path), MLPERF_MODEL, scenario, 1) != 0:
+            raise ValueError(f"{path}: LoadGen could not read it")
+    if plan.min_duration_s is not None:
         settings.min_duration_ms = int(plan.min_duration_s * 1000)
-        settings.min_query_count = plan.min_query_count or DEFAULT_MIN_QUERIES[plan.scenario]
-        if plan.max_duration_s:
-            settings.max_duration_ms = int(plan.max_duration_s * 1000)
-        if plan.target_latency_ms is not None:
-            settings.server_target_latency_ns = int(plan.target_latency_ms * 1e6)
+    if plan.min_query_count is not None:
+        settings.min_query_count = plan.min_query_count
+    if plan.max_duration_s:
+        settings.max_duration_ms = int(plan.max_duration_s * 1000)
     settings.scenario = getattr(lg.TestScenario, scenario)
     settings.mode = getattr(lg.TestMode, MODES[plan.mode])
     settings.performance_sample_count_override = plan.num_samples  # every feature is in memory
-    settings.multi_stream_samples_per_query = plan.samples_per_query
+    if plan.samples_per_query is not None:
+        settings.multi_stream_samples_per_query = plan.samples_per_query
     if plan.target_qps is not None:
         settings.offline_expected_qps = plan.target_qps
         settings.server_target_qps = plan.target_qps
     if plan.target_latency_ms is not None:
+        settings.server_target_latency_ns = int(plan.target_latency_ms * 1e6)
         settings.single_stream_expected_latency_ns = int(plan.target_latency_ms * 1e6)
         settings.multi_stream_expected_latency_ns = int(plan.target_latency_ms * 1e6)
+    if plan.test05:  # LoadGen then runs PerformanceOnly with its test05 seeds
+        from bertbench.bench.compliance import mlperf_test05_seeds
+
+        settings.test05 = True
+        for key, seed in mlperf_test05_seeds(scenario).items():
+            setattr(settings, f"test05_{key}", seed)
     return settings
 
 
@@ -174,8 +214,12 @@ class BatchingSut:
             lg.QuerySamplesComplete([lg.QuerySampleResponse(i, 0, 0) for i in ids])
 
 
-def run_test(sut: BatchingSut, settings: object, num_samples: int, log_dir: Path) -> float:
-    """One LoadGen test; its logs go to `log_dir` untouched. Returns the wall seconds of StartTest."""
+def run_test(
+    sut: BatchingSut, settings: object, num_samples: int, log_dir: Path, audit_config: Path | None = None
+) -> float:
+    """One LoadGen test; its logs go to `log_dir` untouched. Returns the wall seconds of StartTest. LoadGen reads
+    `audit_config` (a compliance test's) at the start; without one it is given a path that does not exist, so that
+    an audit.config left in the working directory never changes a test unasked."""
     import mlperf_loadgen as lg
 
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -188,7 +232,8 @@ def run_test(sut: BatchingSut, settings: object, num_samples: int, log_dir: Path
     sut.pool.start_collecting(sut.on_done, sut.on_failure)
     try:
         start = time.perf_counter()
-        lg.StartTestWithLogSettings(handle, qsl, settings, log_settings)
+        audit = str(audit_config) if audit_config else str(log_dir / "no-audit.config")
+        lg.StartTestWithLogSettings(handle, qsl, settings, log_settings, audit)
         return time.perf_counter() - start
     finally:
         sut.pool.stop_collecting()

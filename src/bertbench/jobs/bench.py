@@ -1,26 +1,26 @@
 """`bertbench bench`: performance mode. MLPerf LoadGen drives pinned inference instances over a task's prebuilt
 features; every figure comes from LoadGen's own logs, every record says whether the machine was quiet.
 
-This job orchestrates: the layout, the plan, LoadGen's metrics and the roof live in `bench/`, the KPI row in
+This job orchestrates: one LoadGen test is `bench_run.py`, the compliance tests `bench_compliance.py`; the layout,
+the plan, LoadGen's metrics and the roof live in `bench/`, the KPI row in
 `results/`."""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bertbench.accuracy import accuracy_facts, is_fp32_reference, reference_metrics
-from bertbench.bench.codec import assemble, decode_sample
+from bertbench.bench.codec import LogFormat, assemble, decode_sample
 from bertbench.bench.instances import InstancePool
 from bertbench.bench.layout import Layout, plan_layout
-from bertbench.bench.loadgen_logs import ACCURACY, DETAIL, SUMMARY, parse_detail, parse_summary, read_accuracy_log
+from bertbench.bench.loadgen_conf import SCENARIO_NAMES, read_conf
+from bertbench.bench.loadgen_logs import ACCURACY, read_accuracy_log
 from bertbench.bench.loadgen_metrics import performance_metrics, roof_fraction
-from bertbench.bench.loadgen_run import BatchingSut, build_settings, plan_test, run_test
-from bertbench.bench.quiet import WatchedRun, cached_roof, measure_roof
+from bertbench.bench.loadgen_run import SCENARIOS
+from bertbench.bench.quiet import cached_roof, measure_roof
 from bertbench.bench.setup import load_model_and_data
-from bertbench.bench.timing import LoadWindow
 from bertbench.bench.worker import WorkerSpec
 from bertbench.cache import Cache
 from bertbench.calibration import check_calibration_file
@@ -29,34 +29,13 @@ from bertbench.console import info, warn
 from bertbench.errors import AccuracyGuardError, BertbenchError, UsageError
 from bertbench.hardware import available_cores
 from bertbench.io_utils import sha256_file
+from bertbench.jobs.bench_compliance import compliance_test
+from bertbench.jobs.bench_run import BenchRun, loadgen_pass
 from bertbench.jobs.common import announce_data_problems, prepare_output_dir
-from bertbench.models import LoadedModel
 from bertbench.progress import announce, progress_bar
 from bertbench.results.console import print_result_table, print_rows_table
 from bertbench.results.record import RunRecord
 from bertbench.results.report import kpi_table
-from bertbench.tasks.base import EvalData, Task
-
-
-@dataclass
-class BenchRun:
-    """What every test of one `bench` run shares."""
-
-    config: BenchConfig
-    task: Task
-    dataset: EvalData
-    layout: Layout
-    cache: Cache
-    pool: InstancePool
-    model_facts: dict[str, Any]
-    calibration_facts: dict[str, Any]
-    scorer: LoadedModel | None  # accuracy mode: the model the guard scores against FP32 (else freed)
-    data_key: str  # the evaluated data, as the guard's reference cache knows it
-
-    @property
-    def reference_threads(self) -> int:
-        """The FP32 reference runs on every core the instances use together."""
-        return self.layout.total_threads
 
 
 def run_roof(config: BenchRoofConfig) -> list[RunRecord]:
@@ -87,6 +66,22 @@ def run_roof(config: BenchRoofConfig) -> list[RunRecord]:
     return [RunRecord("bench-roof", {"threads": r["threads"], "cpu": r["cpu_model"]}, dict(r)) for r in records]
 
 
+def _conf_files(config: BenchConfig) -> tuple[tuple[Path, ...], frozenset[str], dict[str, Any]]:
+    """--mlperf-conf and --user-conf, checked line by line before anything loads: (files, the keys they set for BERT
+    in this scenario, record facts)."""
+    files = tuple(path for path in (config.mlperf_conf, config.user_conf) if path is not None)
+    keys: set[str] = set()
+    facts: dict[str, Any] = {}
+    for name, path in (("mlperf_conf", config.mlperf_conf), ("user_conf", config.user_conf)):
+        if path is None:
+            continue
+        keys |= set(read_conf(path, SCENARIOS[config.scenario]))
+        facts[name] = str(path)
+        facts[f"{name}_sha256"] = sha256_file(path)
+    assert set(SCENARIOS.values()) == set(SCENARIO_NAMES)
+    return files, frozenset(keys), facts
+
+
 def _env(config: BenchConfig) -> dict[str, str]:
     return dict(item.split("=", 1) for item in config.env)
 
@@ -112,6 +107,7 @@ def _worker_specs(config: BenchConfig, layout: Layout) -> list[WorkerSpec]:
             calibration_data=config.calibration_data,
             calibration_samples=config.calibration_samples,
             max_seq_length=config.task_options.max_seq_length,
+            log_format=LogFormat(config.output_dtype, config.output_transposed),
         )
         for i in range(layout.instances)
     ]
@@ -120,6 +116,7 @@ def _worker_specs(config: BenchConfig, layout: Layout) -> list[WorkerSpec]:
 def run_bench(config: BenchConfig) -> list[RunRecord]:
     """Run one LoadGen test per batch size; writes metrics.json (and LoadGen's logs) for each; returns records."""
     layout = plan_layout(config.instances, config.cores_per_instance, config.threads, config.oversubscribe)
+    conf_files, conf_keys, conf_facts = _conf_files(config)
     output_dir = prepare_output_dir(config.output_dir, overwrite=config.overwrite)
     cache = Cache(config.cache_dir)
     calibration_facts: dict[str, Any] = {}
@@ -148,6 +145,9 @@ def run_bench(config: BenchConfig) -> list[RunRecord]:
         calibration_facts,
         work.loaded if accuracy else None,  # performance mode frees the weights
         data_key,
+        conf_files,
+        conf_keys,
+        conf_facts,
     )
     del work
     records = []
@@ -189,58 +189,34 @@ def _ensure_roofs(thread_counts: set[int], cache: Cache) -> None:
 
 
 def _one_test(run: BenchRun, batch_size: int, output_dir: Path) -> RunRecord:
-    """One LoadGen test at `batch_size`: warm up, check the machine is quiet, run, read LoadGen's logs, record."""
+    """One LoadGen test at `batch_size`: warm up, check the machine is quiet, run, read LoadGen's logs, record (and,
+    with --compliance, the compliance test's runs and verdict)."""
     config, layout, pool = run.config, run.layout, run.pool
     output_dir.mkdir(parents=True, exist_ok=True)
     announce(f"warm-up at batch {batch_size}")
-    warm = pool.warmup(batch_size)
+    warm = pool.warmup(batch_size, config.padding, config.scenario == "offline" and config.padding == "sorted")
     estimate = sum(rate for _, rate in warm)
-    plan = plan_test(
-        config.scenario,
-        config.mode,
-        run.dataset.num_samples,
-        estimate,
-        min_duration_s=config.min_duration,
-        min_query_count=config.min_query_count,
-        max_duration_s=config.max_duration,
-        mlperf_defaults=config.mlperf_defaults,
-        target_qps=config.target_qps,
-        target_latency_ms=config.target_latency_ms,
-        samples_per_query=config.samples_per_query,
-    )
-    log_dir = output_dir / "loadgen"
-    log_dir.mkdir(parents=True, exist_ok=True)
-    settings = build_settings(plan, log_dir)
-    sut = BatchingSut(pool, run.dataset.lengths, batch_size, config.padding, config.mode == "accuracy")
-    with WatchedRun(layout.total_threads, run.cache.root, pool.pids) as watch, LoadWindow() as load:
-        check = watch.check
-        if check.contended:
-            if config.require_quiet:
-                raise BertbenchError(f"the machine is contended ({check.reason()}); --require-quiet refuses to time")
-            warn(f"contended machine ({check.reason()}): this run is recorded as contended: true")
-        announce(f"LoadGen {config.scenario} test at batch {batch_size} (at least {config.min_duration:g} s)")
-        wall_s = run_test(sut, settings, run.dataset.num_samples, log_dir)
-    if pool.failure:
-        raise BertbenchError(f"{pool.failure} (during the {config.scenario} test at batch {batch_size})")
-    stats = pool.stats()
+    main = loadgen_pass(run, batch_size, output_dir / "loadgen", config.mode, estimate)
+    plan, log_dir, watch = main.plan, main.log_dir, main.watch
     fp32_model = config.runtime.precision == "fp32" and config.runtime.backend != "null"
     metrics = {
-        **performance_metrics(
-            plan, parse_summary(log_dir / SUMMARY), parse_detail(log_dir / DETAIL), stats, sut.issued, wall_s
-        ),
-        **roof_fraction(fp32_model, layout, stats, wall_s, run.cache.root),
+        **performance_metrics(plan, main.summary, main.detail, main.stats, main.issued, main.wall_s),
+        **roof_fraction(fp32_model, layout, main.stats, main.wall_s, run.cache.root),
         "prepare_s": max(r["prepare_s"] for r in pool.ready.values()),
         "warmup_s": max(w for w, _ in warm),
         "estimated_qps": estimate,
+        "loadgen_settings": main.detail["settings"],
         **pool.ready[0]["runtime"],
         **watch.facts(),
-        **load.facts(),
+        **main.load.facts(),
     }
-    if metrics["contended"] and not check.contended:
+    if metrics["contended"] and not watch.check.contended:
         warn(f"contended during the test ({metrics['contention_reason']}): recorded as contended: true")
     if config.mode == "accuracy":
         announce("scoring the accuracy log")
         metrics.update(_score_accuracy_log(run, log_dir, output_dir))
+    if config.compliance:
+        metrics.update(compliance_test(run, batch_size, output_dir, estimate, main))
     record = RunRecord(
         "bench",
         {
@@ -257,10 +233,13 @@ def _one_test(run: BenchRun, batch_size: int, output_dir: Path) -> RunRecord:
             "threads": layout.threads,
             "oversubscribed": layout.oversubscribed,
             "env": _env(config),
-            "min_duration_s": config.min_duration,
-            "min_query_count": config.min_query_count,
-            "max_duration_s": config.max_duration,
+            "min_duration_s": plan.min_duration_s,
+            "min_query_count": plan.min_query_count,
+            "max_duration_s": plan.max_duration_s,
             "mlperf_defaults": config.mlperf_defaults,
+            **run.conf_facts,
+            "output_dtype": config.output_dtype,
+            "output_transposed": config.output_transposed,
             "target_latency_ms": plan.target_latency_ms,
             "samples_per_query": plan.samples_per_query if config.scenario == "multistream" else None,
             "max_samples": config.max_samples,
@@ -278,7 +257,11 @@ def _score_accuracy_log(run: BenchRun, log_dir: Path, output_dir: Path) -> dict[
     """LoadGen's accuracy log -> outputs in input order -> the task's own scorer (and the guard)."""
     config, task, dataset = run.config, run.task, run.dataset
     logged = read_accuracy_log(log_dir / ACCURACY)
-    samples = {index: decode_sample(data) for index, data in logged.items()}
+    fmt = LogFormat(config.output_dtype, config.output_transposed)
+    try:
+        samples = {i: decode_sample(data, task.outputs, task.per_token_outputs, fmt) for i, data in logged.items()}
+    except ValueError as exc:
+        raise BertbenchError(f"{log_dir / ACCURACY}: {exc}") from None
     try:
         outputs = assemble(samples, dataset.num_samples, config.task_options.max_seq_length, task.per_token_outputs)
     except ValueError as exc:

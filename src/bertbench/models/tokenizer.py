@@ -77,6 +77,10 @@ class WordPieceTokenizer:
         encoded = self.backend.encode_batch(texts, add_special_tokens=False)
         return [Encoding(e.ids, e.offsets) for e in encoded]
 
+    def tokenize(self, text: str) -> list[str]:
+        """WordPiece token strings of a text, without special tokens."""
+        return self.backend.encode(text, add_special_tokens=False).tokens
+
     def convert_ids_to_tokens(self, ids: list[int]) -> list[str]:
         """Vocabulary strings of token ids."""
         return [self.backend.id_to_token(i) for i in ids]

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from bertbench.errors import UsageError
+from bertbench.results.mlperf_layout import mlperf_target
 from bertbench.results.store import StoredRun
 
 KPI_COLUMNS = (
@@ -32,6 +33,7 @@ KPI_COLUMNS = (
     "F1",
     "accuracy",
     "relative accuracy",
+    "MLPerf target",
 )
 # The configuration that makes two runs comparable (same work, same way of doing it).
 CONFIG_KEYS = (
@@ -134,6 +136,8 @@ def kpi_row(run: dict[str, Any]) -> KpiRow:
         if meaningful
         else None,
         "relative accuracy": run.get("relative_accuracy") if meaningful else None,
+        # beside our relative accuracy: MLPerf's absolute F1 thresholds, for a checkpoint shaped like its reference
+        "MLPerf target": mlperf_target(run),
     }
     return KpiRow(values, run)
 

@@ -238,7 +238,7 @@ def _from_flops(planned: PlannedCase, producers: dict[str, PlannedCase], cache_r
         return Estimate(fixed + one_pass + reference, basis)
     tests = 0.0  # bench: every batch size is one LoadGen test of at least --min-duration
     for _ in config.batch_size:
-        length = config.min_duration * (OFFLINE_FACTOR if config.scenario == "offline" else 1.0)
+        length = (config.min_duration or 10.0) * (OFFLINE_FACTOR if config.scenario == "offline" else 1.0)
         tests += max(length, config.least_test_seconds()) + 2.0  # + warm-up and the quiet check
     if config.mode == "accuracy":
         tests += one_pass * 2  # the accuracy pass, and the FP32 reference when this is not it

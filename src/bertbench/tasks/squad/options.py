@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from bertbench.cliargs import finite_float, option, positive_int
+
+ANSWER_TEXT_RULES = ("characters", "mlperf")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -18,6 +20,13 @@ class SquadOptions:
     n_best: int = option(20, help="start/end candidates searched per window", parse=positive_int)
     max_answer_length: int = option(30, help="longest answer in tokens", parse=positive_int)
     null_score_threshold: float = option(0.0, help="SQuAD v2.0: null-answer threshold", parse=finite_float)
+    answer_text: str | None = option(
+        None,
+        help="how the best span becomes text: 'characters' (exactly the predicted tokens' characters, as Hugging "
+        "Face's run_qa) or 'mlperf' (whole words projected through WordPiece, as MLPerf's accuracy-squad.py); "
+        "default: mlperf under bench, characters elsewhere",
+        choices=ANSWER_TEXT_RULES,
+    )
 
     def validate(self) -> None:
         """Raise ValueError for settings that cannot produce sound windows."""
@@ -37,6 +46,10 @@ class SquadOptions:
                 f"--doc-stride {self.doc_stride} is longer than any window's context (at most {longest_context} "
                 f"tokens with --max-seq-length {self.max_seq_length})"
             )
+
+    def with_answer_text(self, default: str) -> SquadOptions:
+        """These options with the answer-text rule decided (`default` when none was given)."""
+        return replace(self, answer_text=self.answer_text or default)
 
     def as_dict(self) -> dict[str, Any]:
         """Plain dict for records and cache keys."""

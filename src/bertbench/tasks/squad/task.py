@@ -38,6 +38,7 @@ class SquadDataset:
     features: SquadFeatures
     cache_hit: bool
     params: FeatureParams
+    tokenizer: WordPieceTokenizer  # the answer-text rule of MLPerf re-tokenises answers
 
     @property
     def lengths(self) -> np.ndarray:
@@ -115,7 +116,7 @@ def load_dataset(
     entry, hit = cache.get_or_build("squad-features", parts, build)
     with np.load(entry / "features.npz") as arrays:
         features = SquadFeatures.from_arrays(dict(arrays))
-    return SquadDataset(data, features, hit, params)
+    return SquadDataset(data, features, hit, params, tokenizer)
 
 
 class SquadTask:
@@ -168,9 +169,15 @@ class SquadTask:
     ) -> tuple[dict[str, str], dict[str, Any]]:
         """Raw logits -> (official-format predictions, official metrics); v2.0 data enables null answers."""
         version_2 = dataset.data.has_impossible
-        decode = DecodeParams(options.n_best, options.max_answer_length, options.null_score_threshold, version_2)
+        rule = options.answer_text or "characters"
+        decode = DecodeParams(options.n_best, options.max_answer_length, options.null_score_threshold, version_2, rule)
         predictions = decode_predictions(
-            dataset.data.examples, dataset.features, outputs["start_logits"], outputs["end_logits"], decode
+            dataset.data.examples,
+            dataset.features,
+            outputs["start_logits"],
+            outputs["end_logits"],
+            decode,
+            dataset.tokenizer,
         )
         metric = squad_v2_metrics if version_2 else squad_v1_metrics
         metrics = metric(dataset.data.examples, predictions)

@@ -1,0 +1,114 @@
+"""`bertbench export mlperf`: MLPerf Inference's submission tree from the runs in the store — LoadGen's logs
+untouched, the accuracy log with an accuracy.txt in the scorer's output format, the settings used, the system
+description. Only VALID, quiet performance runs with an accuracy run of the same configuration go in; every run
+left out is said with its reason."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from bertbench.bench.loadgen_logs import ACCURACY, DETAIL, SUMMARY
+from bertbench.configs import ExportConfig
+from bertbench.console import info, warn
+from bertbench.errors import BertbenchError
+from bertbench.io_utils import atomic_directory, atomic_write_json, atomic_write_text
+from bertbench.results.mlperf_layout import Entry, choose, system_description, user_conf
+from bertbench.results.report import select
+from bertbench.results.store import ResultsStore
+
+EXPORT_MARK = ".bertbench-export.json"  # in the output folder: an export of ours, which --overwrite may replace
+
+
+def _loadgen_dir(run: dict[str, Any]) -> Path:
+    """Where a run's LoadGen logs are: DIR/loadgen, or DIR/bsN/loadgen for one batch of a sweep."""
+    base = Path(str(run.get("output_dir") or ""))
+    for folder in (base / "loadgen", base / f"bs{run.get('batch_size')}" / "loadgen"):
+        if (folder / SUMMARY).is_file():
+            return folder
+    raise BertbenchError(f"{base}: LoadGen's logs of run {str(run.get('uid'))[:8]} are gone")
+
+
+def _copy(source: Path, target: Path, names: tuple[str, ...]) -> None:
+    target.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        if (source / name).is_file():
+            shutil.copy2(source / name, target / name)  # untouched: MLPerf's checker reads LoadGen's own bytes
+
+
+def _write_entry(root: Path, system: str, entry: Entry) -> None:
+    perf, acc = entry.performance, entry.accuracy
+    where = Path(system) / entry.benchmark / entry.scenario
+    _copy(_loadgen_dir(perf), root / "results" / where / "performance" / "run_1", (SUMMARY, DETAIL))
+    accuracy = root / "results" / where / "accuracy"
+    _copy(_loadgen_dir(acc), accuracy, (SUMMARY, DETAIL, ACCURACY))
+    # accuracy.txt as the scorer prints it (evaluate_v1.1.py's JSON line): our scorer read the same logged bytes
+    scores = {"exact_match": acc.get("exact_match"), "f1": acc.get("f1")}
+    atomic_write_text(accuracy / "accuracy.txt", json.dumps(scores) + "\n")
+    measurements = root / "measurements" / where
+    measurements.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(measurements / "user.conf", user_conf(perf))
+    if perf.get("mlperf_conf") and Path(str(perf["mlperf_conf"])).is_file():
+        shutil.copy2(str(perf["mlperf_conf"]), measurements / "mlperf.conf")
+    implementation = {
+        "input_data_types": "int64",
+        "retraining": "no",
+        "starting_weights_filename": str(perf.get("model")),
+        "weight_data_types": "int8" if perf.get("precision") == "int8" else str(perf.get("precision")),
+        "weight_transformations": perf.get("quantization_format") or "none",
+    }
+    atomic_write_json(measurements / f"{system}_bertbench_{entry.scenario}.json", implementation)
+    command = (
+        f"bertbench bench squad --model {perf.get('model')} --backend {perf.get('backend')} "
+        f"--precision {perf.get('precision')} --scenario {perf.get('scenario')} --batch-size {perf.get('batch_size')} "
+        f"--instances {perf.get('instances')} --cores-per-instance {perf.get('cores_per_instance')}"
+    )
+    readme = (
+        f"# {entry.benchmark} {entry.scenario} on {system}\n\nMeasured with bertbench (git {perf.get('git_sha')}):\n\n"
+    )
+    readme += f"    {command} --mode performance\n    {command} --mode accuracy\n"
+    atomic_write_text(measurements / "README.md", readme)
+    test = perf.get("compliance_test")
+    if test:
+        source = Path(str(perf["output_dir"])) / "compliance" / test
+        if not source.is_dir():
+            source = Path(str(perf["output_dir"])) / f"bs{perf.get('batch_size')}" / "compliance" / test
+        target = root / "compliance" / where / test
+        _copy(source, target, ("verify_accuracy.txt", "verify_performance.txt"))
+        _copy(source / "performance", target / "performance" / "run_1", (SUMMARY, DETAIL, ACCURACY))
+
+
+def _prepare_output(path: Path, overwrite: bool) -> None:
+    occupied = path.exists() and (not path.is_dir() or any(path.iterdir()))
+    if occupied and not (overwrite and (path / EXPORT_MARK).is_file()):
+        raise BertbenchError(
+            f"{path}: exists and is not empty (choose a new folder; --overwrite replaces an earlier export)"
+        )
+
+
+def run_export(config: ExportConfig) -> None:
+    """Write the submission tree of the selected runs."""
+    _prepare_output(config.output, config.overwrite)
+    store = ResultsStore(config.store, create=False)
+    where = list(config.where) + ([f"workload={config.workload}"] if config.workload else [])
+    runs = select(store.runs(), where, None, ("finished",))
+    entries, refused = choose(runs)
+    for reason in refused:
+        warn(f"left out: {reason}")
+    if not entries:
+        raise BertbenchError(f"{store.path}: no run can be exported ({len(refused)} left out, see above)")
+    system = config.system or f"{entries[0].performance.get('hostname')}_bertbench"
+    with atomic_directory(config.output) as tmp:
+        root = tmp / config.division / config.submitter
+        description, unknown = system_description(entries[0].performance, config.division, config.submitter, system)
+        atomic_write_json(root / "systems" / f"{system}.json", description)
+        for entry in entries:
+            _write_entry(root, system, entry)
+        first = entries[0].performance
+        code = f"bertbench {first.get('bertbench_version')}, git {first.get('git_sha')}\n"
+        atomic_write_text(root / "code" / "README.md", code)
+        atomic_write_json(tmp / EXPORT_MARK, {"entries": len(entries), "left_out": refused, "system_unknown": unknown})
+    info(f"wrote {config.output}: {len(entries)} result(s) of {system}, {len(refused)} run(s) left out")
+    info(f"the system description could not fill: {', '.join(unknown)}")
