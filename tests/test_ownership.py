@@ -101,7 +101,7 @@ def test_processes_beyond_the_cores_need_oversubscribe(tmp_path: Path, capsys) -
     text += "    options: {model: bert-tiny, corpus: ['{data}/sst2/dev.tsv']}\n"
     path = workload(tmp_path, text)
     assert run(tmp_path, path, "--dry-run") == 2
-    assert "processes 100000 is more than the" in error_lines(capsys)[0]
+    assert "100000 processes is more than the" in error_lines(capsys)[0]
     assert run(tmp_path, path, "--dry-run", "--oversubscribe") == 0
 
 

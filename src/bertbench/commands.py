@@ -99,7 +99,7 @@ COMMANDS: dict[str, Command] = {
         recorded=False,
     ),
     "results": Command(
-        "manage the results store: `results import DIR` loads metrics.json files",
+        "manage the results store: `results import DIR` loads metrics.json files, `results merge STORE` other stores",
         ResultsConfig,
         "bertbench.jobs.report:run_results",
         recorded=False,

@@ -328,8 +328,17 @@ class RunConfig(StoreChoice):
 
 
 @dataclass(kw_only=True)
-class ReportConfig(StoreChoice):
-    """`bertbench report`: the KPI table (terminal, Markdown, CSV, JSON) and the HTML page, from the store."""
+class ReportConfig:
+    """`bertbench report`: the KPI table (terminal, Markdown, CSV, JSON) and the HTML page, from one store or
+    several (a fleet's machines side by side)."""
+
+    store: tuple[Path, ...] = option(
+        (),
+        help="results store, repeatable, or a folder of stores (*.sqlite) read together; default "
+        "${XDG_DATA_HOME:-~/.local/share}/bertbench/results.sqlite",
+        parse=Path,
+        repeat=True,
+    )
 
     where: tuple[str, ...] = option(
         (), help="KEY=VALUE a run must match (repeatable), e.g. precision=int8", parse=key_value, repeat=True
@@ -348,10 +357,14 @@ class ReportConfig(StoreChoice):
 
 @dataclass(kw_only=True)
 class ResultsConfig(StoreChoice):
-    """`bertbench results import DIR…`: load metrics.json files (searched recursively) into the store."""
+    """`bertbench results import DIR…` loads metrics.json files (searched recursively) into the store; `bertbench
+    results merge STORE…` folds other machines' stores (files or folders of them) into it, each run once."""
 
-    action: str = option(help="what to do with the store", choices=("import",), positional=True)
-    paths: list[Path] = option(help="directories (searched recursively) or metrics.json files", positional=True)
+    action: str = option(help="what to do with the store", choices=("import", "merge"), positional=True)
+    paths: list[Path] = option(
+        help="import: directories (searched recursively) or metrics.json files; merge: stores or folders of them",
+        positional=True,
+    )
 
 
 @dataclass(kw_only=True)

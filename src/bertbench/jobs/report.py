@@ -1,4 +1,5 @@
-"""`bertbench report` and `bertbench results import`: read the store, print the KPI table, write the HTML page."""
+"""`bertbench report` and `bertbench results import|merge`: read the stores, print the KPI table, write the HTML
+page; bring results into a store."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from bertbench.errors import UsageError
 from bertbench.io_utils import atomic_write_text
 from bertbench.jobs.common import check_new_file
 from bertbench.results.console import print_rows_table, stdout_console
+from bertbench.results.fleet import merge_into, open_stores, read_runs
 from bertbench.results.html import GENERATOR, render_html
 from bertbench.results.record import RunRecord
 from bertbench.results.report import (
@@ -68,10 +70,10 @@ def run_report(config: ReportConfig) -> None:
         check_new_file(config.output, config.overwrite)
     if config.html is not None:
         check_new_file(config.html, config.overwrite, ours=GENERATOR)
-    store = ResultsStore(config.store, create=False)
+    stores = open_stores(config.store)
     statuses = ("finished", "failed", "interrupted", "running") if config.include_failed else ("finished",)
     where = list(config.where) + ([f"workload={config.workload}"] if config.workload else [])
-    everything = store.runs()
+    everything = read_runs(stores)
     _check_where_keys(config.where, everything)
     runs = select(everything, where, None, statuses)
     if not config.include_failed:
@@ -99,7 +101,7 @@ def run_report(config: ReportConfig) -> None:
         _emit(rows, config, "runs")
     else:
         kpis = kpi_rows(runs, history)
-        _emit(table_rows(kpis), config, f"bertbench KPIs ({store.path})")
+        _emit(table_rows(kpis), config, f"bertbench KPIs ({', '.join(str(store.path) for store in stores)})")
         for row in kpis:
             if row.regressions:
                 warn(f"regression in {row.values['Model']} {row.values['Mode']}: {'; '.join(row.regressions)}")
@@ -136,6 +138,26 @@ def _emit(rows: list[dict[str, Any]], config: ReportConfig, title: str) -> None:
 
 
 def run_results(config: ResultsConfig) -> None:
+    """`bertbench results import|merge`."""
+    if config.action == "merge":
+        merge_stores(config)
+    else:
+        import_results(config)
+
+
+def merge_stores(config: ResultsConfig) -> None:
+    """`bertbench results merge STORE…`: other stores' ended runs into this one, each run once (by uid)."""
+    sources = open_stores(config.paths)  # before the destination is made: a typo creates nothing
+    destination = ResultsStore(config.store)
+    count = merge_into(destination, sources)
+    left = f"; {count.running} still running, left for a later merge" if count.running else ""
+    info(
+        f"merged {count.added} run(s) from {len(sources)} store(s) into {destination.path}; "
+        f"{count.present} already there{left}"
+    )
+
+
+def import_results(config: ResultsConfig) -> None:
     """`bertbench results import`: every metrics.json under the paths becomes a finished row (once)."""
     store = ResultsStore(config.store)
     rows = store.runs()

@@ -7,13 +7,14 @@ from __future__ import annotations
 import os
 import shlex
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
 
 from bertbench.configs import RunConfig
 from bertbench.console import info, warn
-from bertbench.errors import BertbenchError
+from bertbench.errors import BertbenchError, UsageError
 from bertbench.jobs.case_folders import check_owner, claim, held_files
 from bertbench.jobs.run_progress import RunProgress
 from bertbench.lifetime import TETHER_ENV
@@ -24,7 +25,14 @@ from bertbench.results.record import RUN_UID_ENV, RunRecord
 from bertbench.results.store import ResultsStore, default_store_path
 from bertbench.workloads import Case, Workload, load_workload
 from bertbench.workloads.estimate import Estimate, duration_text, estimate_cases
-from bertbench.workloads.plan import LOCK_FILE, PlannedCase, command_line, plan_cases, select_cases
+from bertbench.workloads.plan import (
+    LOCK_FILE,
+    PlannedCase,
+    node_command_lines,
+    plan_cases,
+    runs_here,
+    select_cases,
+)
 
 PROMISE_S = 600.0  # the main job's promise: the KPI table within ten minutes on a quiet 2-core machine
 
@@ -48,13 +56,30 @@ def _resume_flag(planned: PlannedCase, redo: bool) -> list[str]:
     return ["--overwrite"]
 
 
-def _wait_relaying(process: subprocess.Popen, progress: RunProgress) -> int:
-    """Wait for the case process, relaying its progress twice a second."""
+def _free_port() -> int:
+    """A TCP port free on loopback now, for the rendezvous of a case whose nodes all run here."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _wait_relaying(processes: list[subprocess.Popen], progress: RunProgress) -> int:
+    """Wait for the case's processes (one per node), relaying progress twice a second. The first to fail stops
+    the others (they would wait for it until the process group's timeout); otherwise the last exit code."""
     while True:
-        try:
-            return process.wait(timeout=0.5)
-        except subprocess.TimeoutExpired:
-            progress.tick()
+        codes = [process.poll() for process in processes]
+        failed = [code for code in codes if code not in (None, 0)]
+        if failed:
+            for process, code in zip(processes, codes, strict=True):
+                if code is None:
+                    os.killpg(process.pid, signal.SIGTERM)
+            for process in processes:
+                process.wait()
+            return failed[0]
+        if all(code == 0 for code in codes):
+            return 0
+        time.sleep(0.5)
+        progress.tick()
 
 
 def _last_line(log: Path) -> str:
@@ -78,27 +103,35 @@ def _run_case(
         case_name=case.name,
         fingerprint=planned.fingerprint,
     )
-    argv = command_line(planned, _resume_flag(planned, redo), tethered=True)
-    env = {**os.environ, RUN_UID_ENV: uid, TETHER_ENV: "1", "MASTER_ADDR": "127.0.0.1", "GLOO_SOCKET_IFNAME": "lo"}
+    multinode = len(case.nodes) > 1
+    lines = node_command_lines(planned, _resume_flag(planned, redo), True, _free_port() if multinode else 0)
+    env = {**os.environ, RUN_UID_ENV: uid, TETHER_ENV: "1"}
+    if not multinode:  # --standalone: loopback; across nodes gloo's interface follows the rendezvous address
+        env.update({"MASTER_ADDR": "127.0.0.1", "GLOO_SOCKET_IFNAME": "lo"})
     env[CHANNEL_ENV] = str(progress.progress.path.resolve()) if progress.progress else ""
     claim(planned.directory, workload.name, case.name, planned.fingerprint)
     log.parent.mkdir(parents=True, exist_ok=True)
     if progress.progress:
         progress.progress.path.write_text("")
     with open(log, "w", encoding="utf-8") as handle:
-        handle.write("$ " + shlex.join(argv) + "\n")
+        handle.write("".join("$ " + shlex.join(argv) + "\n" for argv in lines))
         handle.flush()
-        process = subprocess.Popen(argv, stdout=handle, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        processes = [
+            subprocess.Popen(argv, stdout=handle, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+            for argv in lines
+        ]
         try:
-            code = _wait_relaying(process, progress)
+            code = _wait_relaying(processes, progress)
         except BaseException:
             # Ctrl-C or SIGTERM: stop the case (its own handler saves nothing half-written), then stop.
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+            for process in processes:
+                os.killpg(process.pid, signal.SIGTERM)
+            for process in processes:
+                try:
+                    process.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    os.killpg(process.pid, signal.SIGKILL)
+                    process.wait()
             row = store.get(uid)
             if row is not None and row.status == "running":
                 store.end(uid, "interrupted", "bertbench run was interrupted")
@@ -169,8 +202,19 @@ def run_workload(config: RunConfig) -> RunRecord | None:
         store = ResultsStore(existing, create=False) if Path(existing).is_file() else None
         _print_plan(workload, planned, _estimates(workload, planned, store, config, matched))
         for item in planned:
-            stdout_console.print(shlex.join(command_line(item)), soft_wrap=True)
+            lines = node_command_lines(item)
+            for rank, line in enumerate(lines):
+                if len(lines) > 1:  # what to start on each node, in the same folder (shared) or a copy of it
+                    stdout_console.print(f"# {item.case.name}, node {rank} ({item.case.nodes[rank]}):", soft_wrap=True)
+                stdout_console.print(shlex.join(line), soft_wrap=True)
         return None
+    elsewhere = [item.case for item in planned if not runs_here(item.case)]
+    if elsewhere:
+        case = elsewhere[0]
+        raise UsageError(
+            f"{workload.path}: case {case.name} runs on {', '.join(case.nodes)}, not only this host: start the "
+            f"command lines `bertbench run {workload.name} -k {case.name} --dry-run` prints, one on each node"
+        )
     root = config.output_root / workload.name
     with exclusive(root / LOCK_FILE, f"{root} (workload {workload.name})", wait=config.wait):
         return _run_planned(config, workload, cases, matched, planned, root)

@@ -202,7 +202,7 @@ def _run(spec: TrainingSpec, dist: DistEnv) -> RunRecord | None:
                 **spec.record_config(ctx),
                 **{f"train_{k}": v for k, v in asdict(training).items()},
                 "dropout": config.dropout,
-                "world_size": dist.world_size,
+                **dist.describe(),  # world size, nodes, processes per node (and gloo's interface across nodes)
                 "threads": threads,
                 "cache_dir": str(cache.root),
             },

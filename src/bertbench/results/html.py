@@ -14,9 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bertbench.results.fleet import machine, machines
 from bertbench.results.report import KpiRow, format_cell, model_label, table_rows
 
 GENERATOR = "bertbench report"  # in every page's head: a page this tool wrote, which it may write again
+FLEET_KEY = "_report_machine"  # set on a page's runs when they come from several machines: labels then say whose
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem; color: #222; max-width: 1400px; }
@@ -70,6 +72,8 @@ def _config_label(run: dict[str, Any]) -> str:
         parts.append(str(run["quantization"]))
     if run.get("instances"):
         parts.append(f"{run['instances']}×{run.get('cores_per_instance')}")
+    if run.get(FLEET_KEY):
+        parts.append(f"on {run[FLEET_KEY]}")
     return " ".join(parts)
 
 
@@ -330,6 +334,57 @@ def plot_roof(runs: list[dict[str, Any]]) -> Plot | None:
     return Plot(_svg(draw, height=1.8 + 0.5 * len(labels)), rows)
 
 
+def plot_machines(runs: list[dict[str, Any]]) -> Plot | None:
+    """Which machine is fastest? Offline samples/s of each configuration run on two machines or more, a bar per
+    machine, each labelled with its ratio to the first machine's."""
+    offline = [
+        r
+        for r in runs
+        if r.get("command") == "bench"
+        and r.get("mode") == "performance"
+        and r.get("scenario") == "offline"
+        and isinstance(r.get("throughput"), int | float)
+    ]
+    hosts = machines(offline)
+    if len(hosts) < 2:
+        return None
+    by_config = _groups(offline, lambda r: f"{_config_label({**r, FLEET_KEY: None})} bs{r.get('batch_size')}")
+    shared = {label: group for label, group in by_config.items() if len(machines(group)) > 1}
+    if not shared:
+        return None
+    labels = list(shared)
+    width = 0.8 / len(hosts)
+    rows = []
+
+    def draw(ax: Any) -> None:
+        for h, host in enumerate(hosts):
+            ys, values = [], []
+            for y, label in enumerate(labels):
+                mine = [r["throughput"] for r in shared[label] if machine(r) == host]
+                if not mine:
+                    continue
+                first = [r["throughput"] for r in shared[label] if machine(r) == hosts[0]]
+                median = _spread(mine)[0]
+                ratio = median / _spread(first)[0] if first else None
+                ys.append(y + (h - (len(hosts) - 1) / 2) * width)
+                values.append(median)
+                rows.append(
+                    {"path": label, "machine": host, "samples/s": median, "runs": len(mine), f"× {hosts[0]}": ratio}
+                )
+                if ratio is not None:
+                    ax.text(median, ys[-1], f" {ratio:.2f}×", va="center", fontsize=FONT - 1)
+            ax.barh(ys, values, width * 0.9, label=host, color=PALETTE[h % len(PALETTE)])
+        ax.set_yticks(range(len(labels)), [_wrap(label, 40) for label in labels])
+        ax.invert_yaxis()
+        ax.set_xlim(0, max(r["samples/s"] for r in rows) * 1.25)
+        ax.set_xlabel("samples/s (Offline, median)")
+        ax.set_title("Which machine is fastest?")
+        ax.grid(axis="x", alpha=0.3)
+        _legend_below(ax, len(hosts))
+
+    return Plot(_svg(draw, height=2.2 + 0.45 * len(labels) * len(hosts)), rows)
+
+
 def _wrap(text: str, width: int) -> str:
     """Break a long label into lines of at most `width` characters, at spaces."""
     lines, line = [], ""
@@ -360,7 +415,13 @@ PLOTS = (
     ),
     ("training", "Training loss (solid, left axis) and the evaluation metric (dashed, right axis).", plot_training),
     ("roof", "FP32 FLOPs of the tokens fed per second, against this machine's quiet GEMM roof.", plot_roof),
+    (
+        "machines",
+        "Offline samples/s of each configuration on every machine that ran it; labels: the ratio to the first.",
+        plot_machines,
+    ),
 )
+ONLY_WHEN_DRAWN = {"machines"}  # a one-machine page has nothing to say about machines
 
 
 def _table(rows: list[dict[str, Any]], classes: list[str] | None = None) -> str:
@@ -384,12 +445,16 @@ def render_html(title: str, rows: list[KpiRow], runs: list[dict[str, Any]], refs
     """The whole page."""
     kpis = table_rows(rows)
     classes = ["regression" if r.regressions else "contended" if r.run.get("contended") else "" for r in rows]
-    machines = sorted({f"{r.get('cpu_model')} ({r.get('cores_available')} cores) on {r.get('hostname')}" for r in runs})
+    hosts = sorted({f"{r.get('cpu_model')} ({r.get('cores_available')} cores) on {r.get('hostname')}" for r in runs})
+    if len(machines(runs)) > 1:  # every plot's labels say whose run it is
+        runs = [{**run, FLEET_KEY: machine(run)} for run in runs]
     ref_columns = ("source", "what", "precision", "batch_size", "throughput", "exact_match", "f1", "mlm_accuracy")
     ref_rows = [{c: ref.get(c) for c in ref_columns} for ref in refs]
     sections = []
     for name, caption, plot in PLOTS:
         drawn = plot(runs)
+        if drawn is None and name in ONLY_WHEN_DRAWN:
+            continue
         if drawn is None:
             sections.append(f'<p class="note">{html.escape(name)}: no runs of this kind in the selection</p>')
             continue
@@ -404,7 +469,7 @@ def render_html(title: str, rows: list[KpiRow], runs: list[dict[str, Any]], refs
 <title>{html.escape(title)}</title><style>{STYLE}</style></head>
 <body>
 <h1>{html.escape(title)}</h1>
-<p class="note">Generated {generated} from {len(runs)} runs on {html.escape("; ".join(machines) or "-")}.
+<p class="note">Generated {generated} from {len(runs)} runs on {html.escape("; ".join(hosts) or "-")}.
 Notes: quiet or contended says whether other processes ran while a figure was timed (no roof: only their CPU was
 watched); INVALID is LoadGen's verdict; a regression is a metric worse than the best earlier run of the same
 configuration by more than its measured noise.</p>

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from bertbench.errors import UsageError
+from bertbench.results.fleet import machine, machines
 from bertbench.results.mlperf_layout import mlperf_target
 from bertbench.results.store import StoredRun
 
@@ -157,14 +158,16 @@ def _noise(metric: str, earlier: list[float], best: float) -> float:
 def flag_regressions(rows: list[KpiRow], history: list[dict[str, Any]]) -> None:
     """Mark each metric worse than the best earlier run of the same config by more than its noise (the spread
     of those earlier runs, or an assumed noise while there are fewer than two). Contended runs never count."""
-    by_config: dict[str, list[dict[str, Any]]] = {}
+    by_config: dict[tuple[str, str], list[dict[str, Any]]] = {}
     position = {run.get("uid"): i for i, run in enumerate(history)}  # history is oldest first
+    # a configuration is judged against itself on the same machine: a fleet's slower host is no regression
     for run in history:
         if not run.get("contended"):
-            by_config.setdefault(config_key(run), []).append(run)
+            by_config.setdefault((config_key(run), machine(run)), []).append(run)
     for row in rows:
         here = position.get(row.run.get("uid"), len(history))
-        earlier = [r for r in by_config.get(config_key(row.run), []) if position[r.get("uid")] < here]
+        same = by_config.get((config_key(row.run), machine(row.run)), [])
+        earlier = [r for r in same if position[r.get("uid")] < here]
         if row.run.get("contended") or not earlier:
             continue
         for metric, (higher, _) in WATCHED.items():
@@ -260,8 +263,10 @@ def compare(runs: list[dict[str, Any]], a: str, b: str) -> list[dict[str, Any]]:
         values = kpi_row(right).values
         shown = ("Model", "Task", "Mode", "Scenario", "BatchSize", "Precision", "Backend", "Instances×Cores")
         row: dict[str, Any] = {k: values[k] for k in shown}
-        if along:
+        if along in ("precision", *PATH_KEYS):
             row.update({"A": _path(left), "B": _path(right)})
+        elif along:  # along a machine, a commit, a data set: name each side by that key's value
+            row.update({"A": _text(left.get(along)), "B": _text(right.get(along))})
         for metric in ("throughput", "latency_p90_ms", "f1", "accuracy", "mlm_accuracy"):
             if metric == "latency_p90_ms" and right.get("scenario") == "offline":
                 continue  # an Offline query's latency is no service latency
@@ -342,6 +347,7 @@ def timing_label(run: dict[str, Any]) -> str | None:
 def table_rows(rows: list[KpiRow]) -> list[dict[str, Any]]:
     """KPI values plus the case they come from and the marks a reader needs (timing, validity, regressions)."""
     out = []
+    fleet = len(machines([row.run for row in rows])) > 1  # runs of several machines: say which row is whose
     for row in rows:
         marks = []
         label = timing_label(row.run)
@@ -351,7 +357,8 @@ def table_rows(rows: list[KpiRow]) -> list[dict[str, Any]]:
             marks.append("INVALID")
         if row.regressions:
             marks.append("regression: " + "; ".join(row.regressions))
-        out.append({**row.values, "Case": row.run.get("case_name"), "notes": ", ".join(marks)})
+        place = {"Machine": machine(row.run)} if fleet else {}
+        out.append({**row.values, **place, "Case": row.run.get("case_name"), "notes": ", ".join(marks)})
     return out
 
 

@@ -405,6 +405,38 @@ class ResultsStore:
         self.finish(uid, [record], output_dir)
         return uid
 
+    def insert_copy(self, run: StoredRun) -> bool:
+        """Add an ended row from another store exactly as it is; False when a row with its uid is here already."""
+        if run.status == "running":
+            raise ValueError("a running row is copied when it has ended")
+
+        def write(db: sqlite3.Connection) -> int:
+            cursor = db.execute(
+                "INSERT OR IGNORE INTO runs (uid, command, status, started_at, ended_at, git_sha, config, metrics, "
+                "environment, output_dir, error, workload, case_name, fingerprint, parent_uid) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    run.uid,
+                    run.command,
+                    run.status,
+                    run.started_at,
+                    run.ended_at,
+                    run.git_sha,
+                    _json(run.config),
+                    _json(run.metrics),
+                    _json(run.environment),
+                    run.output_dir,
+                    run.error,
+                    run.workload,
+                    run.case_name,
+                    run.fingerprint,
+                    run.parent_uid,
+                ),
+            )
+            return cursor.rowcount
+
+        return self._write(write) == 1
+
     # ---- reads ----------------------------------------------------------------------------------------------
 
     def runs(self, where: str = "", params: tuple[Any, ...] = ()) -> list[StoredRun]:

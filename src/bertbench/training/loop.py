@@ -170,12 +170,29 @@ class Trainer:
 
     def resume(self) -> bool:
         """Continue from the newest checkpoint in the output directory; False when there is none."""
+        # Rank 0 clears what a kill left half-written and chooses; every rank then loads rank 0's choice. Ranks
+        # that listed the folder on their own raced the clean-up and resumed from different steps (found by a
+        # two-node resume test: one rank finished while the other waited in DDP's first broadcast).
+        chosen: tuple[Path, dict[str, Any]] | None = None
         if self.dist.is_main:
             remove_partial_checkpoints(self.output_dir)
-        checkpoints = list_checkpoints(self.output_dir)
-        if not checkpoints:
+            checkpoints = list_checkpoints(self.output_dir)
+            chosen = self._newest_readable(checkpoints) if checkpoints else None
+        path_text = self.dist.gather(str(chosen[0]) if chosen else None)[0]
+        if path_text is None:
             return False
-        path, state = self._newest_readable(checkpoints)
+        if chosen is not None:
+            path, state = chosen
+        else:
+            path = Path(path_text)
+            try:
+                state = load_checkpoint(path, self.model)
+                _check_trainer_state(state)
+            except Exception as exc:
+                raise BertbenchError(
+                    f"{path}: rank {self.dist.rank} cannot read the checkpoint rank 0 resumes from ({exc}); every "
+                    "node must see the same output folder (a shared file system, or a copy of it)"
+                ) from None
         self.resumed_path = path
         saved = {k: v for k, v in state["config"].items() if k not in NON_TRAJECTORY_FIELDS}
         asked = {k: v for k, v in asdict(self.config).items() if k not in NON_TRAJECTORY_FIELDS}

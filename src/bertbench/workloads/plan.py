@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,10 +21,11 @@ from bertbench.io_utils import sha256_file
 from bertbench.results.environment import git_sha
 from bertbench.results.store import default_store_path
 from bertbench.workloads.names import inside
-from bertbench.workloads.schema import PLACEHOLDER, Case, Workload, WorkloadError, fingerprint
+from bertbench.workloads.schema import LOCAL_HOST, PLACEHOLDER, Case, Workload, WorkloadError, fingerprint
 
 DATA_CANDIDATES = ("data", "../shared/data", "shared/data")
 REPO_DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"  # a development checkout's neighbour
+RENDEZVOUS_PORT = 29400  # torchrun's c10d default, printed for nodes on other hosts (a local run picks a free one)
 LOCK_FILE = ".lock"  # in OUTPUT_ROOT/WORKLOAD: held by the one `run` of that workload
 LOGS = "logs"  # OUTPUT_ROOT/WORKLOAD/logs/CASE.log
 # Options `run` sets itself for every case: a workload that sets them is refused.
@@ -173,9 +175,10 @@ def plan_cases(workload: Workload, config: RunConfig, cases: list[Case]) -> list
     directories = {c.name: inside(root, root / c.name) for c in cases}  # names are identifiers: never outside
     cores = available_cores()
     for case in cases:
-        if case.processes > cores and not config.oversubscribe:
+        here = case.processes * (len(case.nodes) if runs_here(case) else 1)  # every node of a local case is here
+        if here > cores and not config.oversubscribe:
             raise WorkloadError(
-                f"{workload.path}: case {case.name}: processes {case.processes} is more than the {cores} cores this "
+                f"{workload.path}: case {case.name}: {here} processes is more than the {cores} cores this "
                 "machine has (pass --oversubscribe to run it anyway)"
             )
     fingerprints: dict[str, str] = {}
@@ -193,6 +196,7 @@ def plan_cases(workload: Workload, config: RunConfig, cases: list[Case]) -> list
                 "task": case.task,
                 "options": case.options,  # before placeholders: paths of other cases enter as their fingerprints
                 "processes": case.processes,
+                **({"nodes": case.nodes} if len(case.nodes) > 1 else {}),  # one node: fingerprints as before
                 "data": _data_files(options, data_dir),
                 "needs": [fingerprints[n] for n in case.needs],
                 "code": git_sha(),
@@ -201,6 +205,44 @@ def plan_cases(workload: Workload, config: RunConfig, cases: list[Case]) -> list
         argv = command_argv(case.job, case.task, job_config)
         planned.append(PlannedCase(case, directory, job_config, argv, fingerprints[case.name]))
     return planned
+
+
+def runs_here(case: Case) -> bool:
+    """Every node of the case is this host (`nodes: N`, or hosts that all name this machine)."""
+    here = {LOCAL_HOST, "localhost", "::1", socket.gethostname(), socket.getfqdn()}
+    return all(host in here for host in case.nodes)
+
+
+def node_command_lines(
+    planned: PlannedCase, extra: list[str] | None = None, tethered: bool = False, port: int = RENDEZVOUS_PORT
+) -> list[list[str]]:
+    """One command line per node: torchrun's c10d rendezvous at the first host, `--nnodes N --node-rank R`, each
+    node starting `processes` workers. A one-node case is its one command line."""
+    nodes = planned.case.nodes
+    if len(nodes) == 1:
+        return [command_line(planned, extra, tethered)]
+    python = [sys.executable, "-m", "bertbench.lifetime"] if tethered else [sys.executable]
+    endpoint = f"{nodes[0]}:{port}"
+    rendezvous = ["--rdzv-backend", "c10d", "--rdzv-endpoint", endpoint, "--rdzv-id", planned.case.name]
+    return [
+        [
+            *python,
+            "-m",
+            "torch.distributed.run",
+            "--nnodes",
+            str(len(nodes)),
+            "--node-rank",
+            str(rank),
+            *rendezvous,
+            "--nproc-per-node",
+            str(planned.case.processes),
+            "-m",
+            "bertbench",
+            *planned.argv,
+            *(extra or []),
+        ]
+        for rank in range(len(nodes))
+    ]
 
 
 def command_line(planned: PlannedCase, extra: list[str] | None = None, tethered: bool = False) -> list[str]:

@@ -33,6 +33,7 @@ CASE_KEYS = {
     "matrix": dict,
     "needs": list,
     "processes": int,
+    "nodes": (int, list),  # N nodes on this host, or the hosts (the first holds torchrun's rendezvous)
 }
 REQUIRED_TOP = ("name", "description", "cases")
 REQUIRED_CASE = ("name", "job")
@@ -40,6 +41,8 @@ REFERENCE_KEYS = {"title": str, "source": str, "url": str, "note": str}
 # Short forms of matrix values in case names, as the CPU workload pages spell them (bs32, ci1, …).
 AXIS_TOKENS = {"batch_size": "bs{}", "cores_per_instance": "ci{}", "instances": "in{}", "threads": "t{}"}
 PLACEHOLDER = re.compile(r"\{([a-z_]+)(?::([A-Za-z0-9_.-]+))?\}")
+LOCAL_HOST = "127.0.0.1"  # `nodes: N` means N torchrun nodes on this host, meeting on loopback
+MAX_NODES = 64
 MAX_CASES = 10_000  # per workload, after expansion: a bigger matrix is a mistake, refused before it is expanded
 
 
@@ -57,6 +60,7 @@ class Case:
     options: dict[str, Any]
     needs: list[str]
     processes: int = 1
+    nodes: list[str] = field(default_factory=lambda: [LOCAL_HOST])  # one entry per torchrun node
     description: str = ""
     base: str = ""  # the case entry it was expanded from
     matrix_values: dict[str, Any] = field(default_factory=dict)
@@ -94,18 +98,20 @@ def resolve_workload_path(name_or_path: str) -> Path:
     )
 
 
-def _type_name(kind: type) -> str:
-    return {str: "a string", int: "an integer", list: "a list", dict: "a mapping"}[kind]
+def _type_name(kind: type | tuple[type, ...]) -> str:
+    names = {str: "a string", int: "an integer", list: "a list", dict: "a mapping"}
+    return " or ".join(names[k] for k in kind) if isinstance(kind, tuple) else names[kind]
 
 
-def _check_keys(where: str, data: Any, allowed: dict[str, type], required: tuple[str, ...], source: Path) -> None:
+def _check_keys(where: str, data: Any, allowed: dict[str, Any], required: tuple[str, ...], source: Path) -> None:
     if not isinstance(data, dict):
         raise WorkloadError(f"{source}: {where} must be a mapping, not {type(data).__name__}")
     for key, value in data.items():
         if key not in allowed:
             raise WorkloadError(f"{source}: {where}.{key}: unknown key (allowed: {', '.join(allowed)})")
         kind = allowed[key]
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        integer = int in kind if isinstance(kind, tuple) else kind is int
+        if not isinstance(value, kind) or (integer and isinstance(value, bool)):
             raise WorkloadError(f"{source}: {where}.{key}: must be {_type_name(kind)}, not {type(value).__name__}")
     for key in required:
         if key not in data:
@@ -141,6 +147,23 @@ def _case_name(template: str, options: dict[str, Any], matrix: dict[str, Any], s
         if axis not in used:
             name += "-" + AXIS_TOKENS.get(axis, "{}").format(_short(value))
     return name
+
+
+HOST_PATTERN = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$|^\[?[0-9A-Fa-f:]+\]?$")
+
+
+def _nodes(value: int | list[Any], where: str, source: Path) -> list[str]:
+    """`nodes: N` (N nodes on this host) or `nodes: [HOST, …]` (the first holds the rendezvous) as host names."""
+    if isinstance(value, int):
+        if not 1 <= value <= MAX_NODES:
+            raise WorkloadError(f"{source}: {where}: must be between 1 and {MAX_NODES}")
+        return [LOCAL_HOST] * value
+    if not 1 <= len(value) <= MAX_NODES:
+        raise WorkloadError(f"{source}: {where}: give between 1 and {MAX_NODES} hosts")
+    for host in value:
+        if not isinstance(host, str) or not HOST_PATTERN.match(host):
+            raise WorkloadError(f"{source}: {where}: {host!r} is not a host name or address")
+    return list(value)
 
 
 def load_workload(name_or_path: str) -> Workload:
@@ -186,6 +209,10 @@ def load_workload(name_or_path: str) -> Workload:
         if entry.get("processes", 1) > 1 and not COMMANDS[job].distributed:
             runs = ", ".join(name for name, command in COMMANDS.items() if command.distributed)
             raise WorkloadError(f"{path}: {where}.processes: only {runs} run under torchrun")
+        nodes = _nodes(entry.get("nodes", 1), f"{where}.nodes", path)
+        if len(nodes) > 1 and not COMMANDS[job].distributed:
+            runs = ", ".join(name for name, command in COMMANDS.items() if command.distributed)
+            raise WorkloadError(f"{path}: {where}.nodes: only {runs} run across nodes")
         options = entry.get("options", {})
         for key, value in options.items():
             _check_value(f"{where}.options.{key}", value, path)
@@ -219,6 +246,7 @@ def load_workload(name_or_path: str) -> Workload:
                     merged,
                     list(needs),
                     entry.get("processes", 1),
+                    nodes,
                     entry.get("description", ""),
                     entry["name"],
                     values,
