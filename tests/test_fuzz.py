@@ -31,7 +31,7 @@ from bertbench.models import BertConfig, BertForSequenceClassification, save_mod
 from bertbench.models.loading import minilm_directory
 from bertbench.models.tokenizer import WordPieceTokenizer
 from bertbench.results.record import RunRecord
-from bertbench.results.store import ResultsStore
+from bertbench.results.store import SCHEMA_VERSION, ResultsStore
 
 from .conftest import DATA
 
@@ -439,7 +439,7 @@ def store_damage(draw: st.DrawFn) -> tuple[str, object]:
         return kind, draw(st.floats(0.0, 0.999))
     if kind in ("json-row", "null-row"):
         return kind, draw(st.sampled_from(["config", "metrics", "environment"]))
-    return kind, draw(st.integers(4, 999))
+    return kind, draw(st.integers(SCHEMA_VERSION + 1, 999))
 
 
 @pytest.fixture(scope="module")

@@ -436,7 +436,7 @@ def test_a_store_of_the_previous_schema_is_upgraded_not_dropped(tmp_path: Path) 
     db.commit()
     db.close()
     store = ResultsStore(path)
-    assert store.schema_version == SCHEMA_VERSION == 3
+    assert store.schema_version == SCHEMA_VERSION == 4
     old = store.get("old1")
     assert old.metrics == {"accuracy": 0.9} and old.workload is None
     uid = store.start("eval", {}, workload="w", case_name="c", fingerprint="f")

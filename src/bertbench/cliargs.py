@@ -239,7 +239,7 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, seen: set[str] | N
         base = _base_type(annotation)
         if spec.positional:
             if _is_sequence(annotation):
-                kwargs["nargs"] = "+"
+                kwargs["nargs"] = "+" if default is dataclasses.MISSING else "*"
             elif default is not dataclasses.MISSING:
                 kwargs.update(nargs="?", default=default)
             if base is Path:

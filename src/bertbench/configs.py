@@ -61,7 +61,16 @@ class StoreChoice:
 
 
 @dataclass(kw_only=True)
-class RunPlace(StoreChoice):
+class TrackingChoice:
+    """Whether the run is also logged to an MLflow tracking server."""
+
+    mlflow_uri: str | None = option(
+        None, help="also log the run to this MLflow tracking server (default: $MLFLOW_TRACKING_URI, if set)"
+    )
+
+
+@dataclass(kw_only=True)
+class RunPlace(StoreChoice, TrackingChoice):
     """Where a run writes, caches and computes."""
 
     output_dir: Path = option(help="results directory (metrics.json, predictions, model)")
@@ -300,7 +309,7 @@ class BuildCorpusConfig(StoreChoice):
 
 
 @dataclass(kw_only=True)
-class RunConfig(StoreChoice):
+class RunConfig(StoreChoice, TrackingChoice):
     """`bertbench run [WORKLOAD]`: run a workload's cases, each in its own process."""
 
     workload: str = option(
@@ -356,12 +365,14 @@ class ReportConfig:
 
 
 @dataclass(kw_only=True)
-class ResultsConfig(StoreChoice):
+class ResultsConfig(StoreChoice, TrackingChoice):
     """`bertbench results import DIR…` loads metrics.json files (searched recursively) into the store; `bertbench
-    results merge STORE…` folds other machines' stores (files or folders of them) into it, each run once."""
+    results merge STORE…` folds other machines' stores (files or folders of them) into it, each run once;
+    `bertbench results push` logs the runs a tracking server did not take to it."""
 
-    action: str = option(help="what to do with the store", choices=("import", "merge"), positional=True)
+    action: str = option(help="what to do with the store", choices=("import", "merge", "push"), positional=True)
     paths: list[Path] = option(
+        default_factory=list,
         help="import: directories (searched recursively) or metrics.json files; merge: stores or folders of them",
         positional=True,
     )

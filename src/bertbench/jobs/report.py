@@ -10,7 +10,7 @@ from typing import Any
 
 from bertbench.configs import ReportConfig, ResultsConfig
 from bertbench.console import info, warn
-from bertbench.errors import UsageError
+from bertbench.errors import BertbenchError, UsageError
 from bertbench.io_utils import atomic_write_text
 from bertbench.jobs.common import check_new_file
 from bertbench.results.console import print_rows_table, stdout_console
@@ -28,6 +28,7 @@ from bertbench.results.report import (
     table_rows,
 )
 from bertbench.results.store import ResultsStore
+from bertbench.results.tracking import TrackingUnavailable, push_row
 
 RECORD_COMMANDS = ("eval", "bench", "finetune", "pretrain")  # the commands whose rows make KPI rows
 
@@ -139,10 +140,31 @@ def _emit(rows: list[dict[str, Any]], config: ReportConfig, title: str) -> None:
 
 def run_results(config: ResultsConfig) -> None:
     """`bertbench results import|merge`."""
+    if config.action == "push":
+        push_results(config)
+        return
+    if not config.paths:
+        raise UsageError(f"results {config.action}: give at least one path")
     if config.action == "merge":
         merge_stores(config)
     else:
         import_results(config)
+
+
+def push_results(config: ResultsConfig) -> None:
+    """`bertbench results push`: log to their tracking server (or --mlflow-uri) the runs it did not take."""
+    if config.paths:
+        raise UsageError("results push takes no paths (it pushes what the store holds)")
+    store = ResultsStore(config.store, create=False)
+    pending = store.tracking_pending()
+    pushed = 0
+    for uid in pending:
+        try:
+            push_row(store, uid, config.mlflow_uri)
+        except TrackingUnavailable as exc:
+            raise BertbenchError(f"{exc}; {pushed} of {len(pending)} run(s) pushed, the rest wait") from None
+        pushed += 1
+    info(f"pushed {pushed} run(s) from {store.path} to MLflow" if pending else "nothing waits to be pushed")
 
 
 def merge_stores(config: ResultsConfig) -> None:

@@ -23,6 +23,7 @@ from bertbench.progress import CHANNEL_ENV
 from bertbench.results.console import print_rows_table, stdout_console
 from bertbench.results.record import RUN_UID_ENV, RunRecord
 from bertbench.results.store import ResultsStore, default_store_path
+from bertbench.results.tracking import PARENT_ENV, URI_ENV
 from bertbench.workloads import Case, Workload, load_workload
 from bertbench.workloads.estimate import Estimate, duration_text, estimate_cases
 from bertbench.workloads.plan import (
@@ -91,7 +92,13 @@ def _last_line(log: Path) -> str:
 
 
 def _run_case(
-    planned: PlannedCase, store: ResultsStore, workload: Workload, log: Path, redo: bool, progress: RunProgress
+    planned: PlannedCase,
+    store: ResultsStore,
+    workload: Workload,
+    log: Path,
+    redo: bool,
+    progress: RunProgress,
+    tracking: str | None = None,
 ) -> tuple[str, str]:
     """Run one case in its own process, relaying what it reports; returns (status, one-line detail)."""
     case = planned.case
@@ -105,7 +112,10 @@ def _run_case(
     )
     multinode = len(case.nodes) > 1
     lines = node_command_lines(planned, _resume_flag(planned, redo), True, _free_port() if multinode else 0)
-    env = {**os.environ, RUN_UID_ENV: uid, TETHER_ENV: "1"}
+    # a case nests under the workload's own row on a tracking server (RUN_UID_ENV names that row until here)
+    env = {**os.environ, RUN_UID_ENV: uid, TETHER_ENV: "1", PARENT_ENV: os.environ.get(RUN_UID_ENV, "")}
+    if tracking:
+        env[URI_ENV] = tracking
     if not multinode:  # --standalone: loopback; across nodes gloo's interface follows the rendezvous address
         env.update({"MASTER_ADDR": "127.0.0.1", "GLOO_SOCKET_IFNAME": "lo"})
     env[CHANNEL_ENV] = str(progress.progress.path.resolve()) if progress.progress else ""
@@ -252,7 +262,8 @@ def _run_planned(
             else:
                 began = time.perf_counter()
                 progress.case_started(name, logs / f"{name}.progress.jsonl")
-                status, detail = _run_case(item, store, workload, logs / f"{name}.log", forced, progress)
+                log = logs / f"{name}.log"
+                status, detail = _run_case(item, store, workload, log, forced, progress, config.mlflow_uri)
                 outcome[name] = status
                 took = time.perf_counter() - began
                 if status == "finished":

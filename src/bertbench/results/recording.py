@@ -4,7 +4,9 @@ and passes its uid down (BERTBENCH_RUN_UID), so that a case that dies without a 
 case claims the row (its host, pid and start time), so that a row whose process is gone is found out later.
 
 A result is never stranded: when the store stays locked, the records wait beside it and are imported the next
-time it is opened (`ResultsStore.keep_pending`)."""
+time it is opened (`ResultsStore.keep_pending`). With a tracking server asked for (--mlflow-uri or
+MLFLOW_TRACKING_URI) the ended row is also logged there; a server that does not take it costs one warning, and the
+row waits for `bertbench results push`."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from bertbench.console import warn
 from bertbench.errors import BertbenchError
 from bertbench.results.record import RUN_UID_ENV, RunRecord
 from bertbench.results.store import ResultsStore, StoreBusy
+from bertbench.results.tracking import PARENT_ENV, TrackingUnavailable, push_row, tracking_uri
 
 
 def _is_main_rank() -> bool:
@@ -36,20 +39,36 @@ def _as_records(result: Any) -> list[RunRecord]:
 class Recorder:
     """The row of one command's run."""
 
-    def __init__(self, store: ResultsStore | None, uid: str | None, output_dir: str | None) -> None:
-        self.store, self.uid, self.output_dir = store, uid, output_dir
+    def __init__(
+        self, store: ResultsStore | None, uid: str | None, output_dir: str | None, tracking: str | None = None
+    ) -> None:
+        self.store, self.uid, self.output_dir, self.tracking = store, uid, output_dir, tracking
 
     def finished(self, result: Any) -> None:
         """The job returned: its records become the row (or wait beside a locked store)."""
-        if self.store and self.uid:
-            self._finish(_as_records(result))
+        if self.store and self.uid and self._finish(_as_records(result)):
+            self._track()
 
-    def _finish(self, records: list[RunRecord]) -> None:
+    def _finish(self, records: list[RunRecord]) -> bool:
         try:
             self.store.finish(self.uid, records, self.output_dir)
         except StoreBusy as exc:
             kept = self.store.keep_pending(self.uid, records, self.output_dir)
             warn(f"{exc}; the result waits in {kept} and enters the store the next time it is opened")
+            return False
+        return True
+
+    def _track(self) -> None:
+        """Log the ended row to the tracking server; when it does not take it, say so once and keep it for later."""
+        if not (self.store and self.uid and self.tracking):
+            return
+        try:
+            self.store.set_tracking(self.uid, {"uri": self.tracking, "parent": os.environ.get(PARENT_ENV) or None})
+            push_row(self.store, self.uid)
+        except TrackingUnavailable as exc:
+            warn(f"not logged to MLflow ({exc}); the run is kept for `bertbench results push`")
+        except StoreBusy as exc:
+            warn(f"{exc}; not logged to MLflow")
 
     def failed(self, exc: BaseException, status: str = "failed") -> None:
         """The job ended with an error (records written before it, e.g. --strict, are kept)."""
@@ -62,6 +81,8 @@ class Recorder:
             self.store.end(self.uid, status, str(exc) or type(exc).__name__)
         except StoreBusy:
             warn(f"{self.store.path}: busy; run {self.uid} is marked interrupted the next time the store is opened")
+            return
+        self._track()
 
 
 @contextmanager
@@ -80,7 +101,7 @@ def recorded_run(command: str, config: Any) -> Iterator[Recorder]:
         store.claim(uid)
     else:
         uid = store.start(command, asked, output_dir, uid=given)
-    recorder = Recorder(store, uid, output_dir)
+    recorder = Recorder(store, uid, output_dir, tracking_uri(getattr(config, "mlflow_uri", None)))
     os.environ[RUN_UID_ENV] = uid  # every record the job makes names its row (run_uid)
     try:
         yield recorder

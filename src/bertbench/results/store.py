@@ -68,6 +68,10 @@ MIGRATIONS: list[str] = [
     ALTER TABLE runs ADD COLUMN pid_started TEXT;
     CREATE INDEX runs_status ON runs (status);
     """,
+    # 4: the run's place on an MLflow tracking server: {"uri", "parent" (bertbench uid), "run_id" once logged}
+    """
+    ALTER TABLE runs ADD COLUMN tracking TEXT;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 TIMEOUT_ENV = "BERTBENCH_STORE_TIMEOUT_S"  # how long one write waits for a busy store (default 120 s)
@@ -436,6 +440,24 @@ class ResultsStore:
             return cursor.rowcount
 
         return self._write(write) == 1
+
+    def set_tracking(self, uid: str, tracking: dict[str, Any]) -> None:
+        """Where the row goes on a tracking server, and its run id there once it is logged."""
+        self._write(lambda db: db.execute("UPDATE runs SET tracking = ? WHERE uid = ?", (_json(tracking), uid)))
+
+    def tracking(self, uid: str) -> dict[str, Any] | None:
+        """The row's tracking entry (None: never asked for)."""
+        row = self._read(lambda db: db.execute("SELECT tracking FROM runs WHERE uid = ?", (uid,)).fetchone())
+        return json.loads(row[0]) if row and row[0] else None
+
+    def tracking_pending(self) -> list[str]:
+        """Uids of ended rows meant for a tracking server that has not taken them yet, oldest first."""
+        rows = self._read(
+            lambda db: db.execute(
+                "SELECT uid, tracking FROM runs WHERE tracking IS NOT NULL AND status != 'running' ORDER BY id"
+            ).fetchall()
+        )
+        return [uid for uid, text in rows if not json.loads(text).get("run_id")]
 
     # ---- reads ----------------------------------------------------------------------------------------------
 
