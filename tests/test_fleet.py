@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import time
 import uuid
 from pathlib import Path
 
@@ -111,3 +112,21 @@ def test_merge_copies_ended_rows_as_they_are_and_leaves_running_ones_for_later(t
     assert main(["report", "--store", str(empty)]) == 2
     assert "no results store in it" in capsys.readouterr().err
     assert os.listdir(empty) == []
+
+
+def test_machines_are_compared_on_their_own_cores_and_merged_oldest_first(tmp_path: Path, capsys) -> None:
+    config = {"task": "squad", "model": "m", "batch_size": 32, "scenario": "offline", "mode": "performance"}
+    a, b = ResultsStore(tmp_path / "a.sqlite"), ResultsStore(tmp_path / "b.sqlite")
+    big = {**config, "backend": "torch", "precision": "fp32", "instances": 1, "cores_per_instance": 8, "threads": 8}
+    small = {**big, "cores_per_instance": 2, "threads": 2}
+    b.add(RunRecord("bench", small, {"throughput": 10.0}, environment={"hostname": "small"}))  # older
+    time.sleep(1.1)  # rows are stamped to the second
+    a.add(RunRecord("bench", big, {"throughput": 40.0}, environment={"hostname": "big"}))
+    fleet = tmp_path / "fleet.sqlite"
+    assert main(["results", "merge", str(a.path), str(b.path), "--store", str(fleet)]) == 0
+    assert [r.environment["hostname"] for r in ResultsStore(fleet).runs()] == ["small", "big"]  # history order
+    rows = _json_out(
+        capsys, ["report", "--store", str(fleet), "--compare", "hostname=big", "hostname=small", "--format", "json"]
+    )
+    assert len(rows) == 1 and rows[0]["throughput B/A"] == pytest.approx(0.25)
+    assert rows[0]["Instances×Cores"] == "1×8 / 1×2"  # each machine on its own cores, both shown

@@ -81,11 +81,12 @@ def merge_into(destination: ResultsStore, sources: list[ResultsStore]) -> MergeC
     for source in sources:
         if source.path.resolve() == destination.path.resolve():
             raise UsageError(f"{source.path}: is the destination store itself (--store); nothing to merge")
-        for run in source.runs():
-            if run.status == "running":
-                count.running += 1
-            elif destination.insert_copy(run):
-                count.added += 1
-            else:
-                count.present += 1
+    # oldest first across all sources: a store's row order is its history (what "earlier run" means to the report)
+    for run in sorted((r for s in sources for r in s.runs()), key=lambda r: r.started_at or ""):
+        if run.status == "running":
+            count.running += 1
+        elif destination.insert_copy(run):
+            count.added += 1
+        else:
+            count.present += 1
     return count

@@ -348,7 +348,10 @@ def plot_machines(runs: list[dict[str, Any]]) -> Plot | None:
     hosts = machines(offline)
     if len(hosts) < 2:
         return None
-    by_config = _groups(offline, lambda r: f"{_config_label({**r, FLEET_KEY: None})} bs{r.get('batch_size')}")
+    # a configuration across machines: the same model, path and batch, each machine on its own cores
+    by_config = _groups(
+        offline, lambda r: f"{_config_label({**r, FLEET_KEY: None, 'instances': None})} bs{r.get('batch_size')}"
+    )
     shared = {label: group for label, group in by_config.items() if len(machines(group)) > 1}
     if not shared:
         return None

@@ -220,6 +220,11 @@ def references() -> list[dict[str, Any]]:
 PATH_KEYS = ("backend", "quantization", "per_channel", "reduce_range", "int8_weights", "quantize_attention", "compiled")
 
 
+# Keys that name a machine; along one of them, how many threads and cores per instance each side used may differ.
+MACHINE_KEYS = ("hostname", "cpu_model", "cores_available")
+PLACEMENT_KEYS = ("threads", "cores_per_instance")
+
+
 def _along(a: str, b: str) -> str | None:
     """The key a comparison runs along: both selectors KEY=VALUE with the same KEY."""
     key_a, sep_a, _ = a.partition("=")
@@ -244,6 +249,8 @@ def compare(runs: list[dict[str, Any]], a: str, b: str) -> list[dict[str, Any]]:
         )
     along = _along(a, b)
     free = {along, *(PATH_KEYS if along in ("precision", *PATH_KEYS) else ())} if along else set()
+    if along in MACHINE_KEYS:  # each machine runs a configuration on its own cores by default
+        free |= set(PLACEMENT_KEYS)
 
     def pairing(run: dict[str, Any]) -> str:
         return json.dumps([run.get(k) for k in CONFIG_KEYS if k not in free], default=str)
@@ -263,6 +270,10 @@ def compare(runs: list[dict[str, Any]], a: str, b: str) -> list[dict[str, Any]]:
         values = kpi_row(right).values
         shown = ("Model", "Task", "Mode", "Scenario", "BatchSize", "Precision", "Backend", "Instances×Cores")
         row: dict[str, Any] = {k: values[k] for k in shown}
+        if along in MACHINE_KEYS:  # each side's own placement, when the machines differ in cores
+            placements = [kpi_row(side).values["Instances×Cores"] for side in (left, right)]
+            same = placements[0] == placements[1]
+            row["Instances×Cores"] = placements[1] if same else " / ".join(map(str, placements))
         if along in ("precision", *PATH_KEYS):
             row.update({"A": _path(left), "B": _path(right)})
         elif along:  # along a machine, a commit, a data set: name each side by that key's value

@@ -52,6 +52,7 @@ def _client(uri: str) -> Any:
     # A server that does not answer must cost seconds, not MLflow's default minutes of retries.
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # our output stays ours
     try:
         from mlflow.tracking import MlflowClient
     except ImportError:
@@ -188,7 +189,7 @@ def _open_run(client: Any, experiment_id: str, run: StoredRun, parent_id: str | 
         tags["mlflow.source.git.commit"] = str(run.environment["git_sha"])
     if parent_id:
         tags["mlflow.parentRunId"] = parent_id
-    name = run.case_name or run.workload or run.command
+    name = run.case_name or _workload(run) or run.command
     return client.create_run(experiment_id, start_time=_millis(run.started_at), tags=tags, run_name=name)
 
 
