@@ -32,12 +32,13 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def launch_nodes(args: list[str], nodes: int = 2) -> list[subprocess.Popen]:
-    """The command each node runs, as a user starts it: torchrun with c10d rendezvous, one process per node. No
-    GLOO_SOCKET_IFNAME: bertbench picks the interface towards the rendezvous host itself."""
+def launch_nodes(args: list[str], nodes: int = 2, nnodes: str | None = None) -> list[subprocess.Popen]:
+    """The command each node runs, as a user starts it: torchrun with c10d rendezvous, one process per node
+    (`nnodes` MIN:MAX for the elastic form). No GLOO_SOCKET_IFNAME: bertbench picks the interface towards the
+    rendezvous host itself."""
     endpoint = f"127.0.0.1:{free_port()}"
     env = {k: v for k, v in os.environ.items() if k != "GLOO_SOCKET_IFNAME"} | {"OMP_NUM_THREADS": "1"}
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nnodes", str(nodes)]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nnodes", nnodes or str(nodes)]
     rendezvous = ["--rdzv-backend", "c10d", "--rdzv-endpoint", endpoint, "--nproc-per-node", "1"]
     return [
         subprocess.Popen(
@@ -87,6 +88,18 @@ def test_two_nodes_killed_and_started_again_end_with_one_nodes_weights(
     assert (record["nodes"], record["processes_per_node"], record["world_size"]) == (2, 1, 2)
     assert record["gloo_interface"]  # chosen from the rendezvous address, not left to gloo's guess
     assert max_difference(reference, out) <= 1e-6
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(300)
+def test_the_elastic_form_trains_on_the_nodes_that_come(tmp_path: Path, cache_dir: Path, small_corpora) -> None:
+    out = tmp_path / "elastic"
+    nodes = launch_nodes(pretrain_args(out, cache_dir, small_corpora, *COMMON, "--max-steps", "2"), nnodes="1:2")
+    for node in nodes:
+        output, _ = node.communicate(timeout=240)
+        assert node.returncode == 0, output[-3000:]
+    record = json.loads((out / "metrics.json").read_text())
+    assert (record["nodes"], record["world_size"]) == (2, 2)  # both launchers joined the one rendezvous
 
 
 WORKLOAD = """
