@@ -126,6 +126,11 @@ cases:
 """
 
 
+def torchrun_lines(printed: str) -> list[list[str]]:
+    """The torchrun command lines `run --dry-run` printed, split as a shell would."""
+    return [shlex.split(line) for line in printed.splitlines() if "torch.distributed.run" in line]
+
+
 def _run_argv(tmp_path: Path, workload: Path, cache_dir: Path) -> list[str]:
     args = ["run", str(workload), "--data-dir", str(DATA), "--output-root", str(tmp_path / "runs")]
     return [*args, "--store", str(tmp_path / "s.sqlite"), "--cache-dir", str(cache_dir), "--no-progress"]
@@ -140,7 +145,7 @@ def test_a_workload_case_on_two_nodes_of_this_host_runs_them_and_records_the_sha
     workload.write_text(WORKLOAD)
     assert main([*_run_argv(tmp_path, workload, cache_dir), "--dry-run"]) == 0
     printed = capsys.readouterr().out
-    commands = [shlex.split(line) for line in printed.splitlines() if "torch.distributed.run" in line]
+    commands = torchrun_lines(printed)
     assert [c[c.index("--node-rank") + 1] for c in commands] == ["0", "1"]
     assert all(c[c.index("--nnodes") + 1] == "2" and c[c.index("--rdzv-backend") + 1] == "c10d" for c in commands)
 
@@ -172,7 +177,7 @@ def test_nodes_on_other_hosts_print_each_nodes_command_and_are_not_run_here(
     assert main([*_run_argv(tmp_path, workload, cache_dir), "--dry-run"]) == 0
     printed = capsys.readouterr().out
     assert "# tune, node 0 (trainer-a.example):" in printed and "# tune, node 1 (trainer-b.example):" in printed
-    commands = [shlex.split(line) for line in printed.splitlines() if "torch.distributed.run" in line]
+    commands = torchrun_lines(printed)
     assert {c[c.index("--rdzv-endpoint") + 1] for c in commands} == {"trainer-a.example:29400"}
     assert main(_run_argv(tmp_path, workload, cache_dir)) == 2
     error = capsys.readouterr().err

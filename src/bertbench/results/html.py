@@ -98,10 +98,9 @@ def _legend_below(ax: Any, count: int) -> None:
 # ---- the plots ------------------------------------------------------------------------------------------------
 
 
-def plot_throughput(runs: list[dict[str, Any]]) -> Plot | None:
-    """Which path is fastest at each batch size? Offline samples/s per configuration, batch sizes side by side,
-    the median of repeated runs with their min–max."""
-    offline = [
+def _offline_runs(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The performance-mode Offline bench runs with a throughput."""
+    return [
         r
         for r in runs
         if r.get("command") == "bench"
@@ -109,6 +108,12 @@ def plot_throughput(runs: list[dict[str, Any]]) -> Plot | None:
         and r.get("scenario") == "offline"
         and isinstance(r.get("throughput"), int | float)
     ]
+
+
+def plot_throughput(runs: list[dict[str, Any]]) -> Plot | None:
+    """Which path is fastest at each batch size? Offline samples/s per configuration, batch sizes side by side,
+    the median of repeated runs with their min–max."""
+    offline = _offline_runs(runs)
     if not offline:
         return None
     groups = _groups(offline, lambda r: (_config_label(r), r.get("batch_size")))
@@ -337,14 +342,7 @@ def plot_roof(runs: list[dict[str, Any]]) -> Plot | None:
 def plot_machines(runs: list[dict[str, Any]]) -> Plot | None:
     """Which machine is fastest? Offline samples/s of each configuration run on two machines or more, a bar per
     machine, each labelled with its ratio to the first machine's."""
-    offline = [
-        r
-        for r in runs
-        if r.get("command") == "bench"
-        and r.get("mode") == "performance"
-        and r.get("scenario") == "offline"
-        and isinstance(r.get("throughput"), int | float)
-    ]
+    offline = _offline_runs(runs)
     hosts = machines(offline)
     if len(hosts) < 2:
         return None

@@ -12,7 +12,8 @@ from bertbench.results.environment import library_versions
 
 MLPERF_F1 = 90.874  # MLPerf's reference BERT-Large FP32 F1 on SQuAD v1.1 dev
 SCENARIO_DIRS = {"offline": "Offline", "server": "Server", "singlestream": "SingleStream", "multistream": "MultiStream"}
-# The configuration a performance run and its accuracy run share (mode aside).
+# The configuration a performance run and its accuracy run share (mode aside); the report's CONFIG_KEYS add the
+# command and the mode to it.
 PAIR_KEYS = (
     "task",
     "model",

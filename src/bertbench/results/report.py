@@ -16,7 +16,7 @@ import yaml
 
 from bertbench.errors import UsageError
 from bertbench.results.fleet import machine, machines
-from bertbench.results.mlperf_layout import mlperf_target
+from bertbench.results.mlperf_layout import PAIR_KEYS, mlperf_target
 from bertbench.results.store import StoredRun
 
 KPI_COLUMNS = (
@@ -37,29 +37,7 @@ KPI_COLUMNS = (
     "MLPerf target",
 )
 # The configuration that makes two runs comparable (same work, same way of doing it).
-CONFIG_KEYS = (
-    "command",
-    "task",
-    "model",
-    "data_sha256",
-    "max_samples",
-    "backend",
-    "precision",
-    "quantization",
-    "per_channel",
-    "reduce_range",
-    "int8_weights",
-    "quantize_attention",
-    "compiled",
-    "batch_size",
-    "padding",
-    "scenario",
-    "mode",
-    "instances",
-    "cores_per_instance",
-    "threads",
-    "max_seq_length",
-)
+CONFIG_KEYS = ("command", "mode", *PAIR_KEYS)  # what a run is, and how it is run
 # metric -> (higher is better, noise assumed when fewer than two earlier runs exist)
 WATCHED = {
     "throughput": (True, ("relative", 0.05)),

@@ -116,11 +116,14 @@ def _experiment(client: Any) -> str:
     return experiment.experiment_id if experiment else client.create_experiment(EXPERIMENT)
 
 
-def log_run(uri: str, run: StoredRun, parent: StoredRun | None = None) -> str:
-    """Log one ended row (its parent first, when it has one): the MLflow run id. A row already there is
-    completed, never duplicated."""
+def log_runs(uri: str, runs: list[StoredRun], parent: StoredRun | None = None) -> list[str]:
+    """Log ended rows (under `parent`, created first when the server lacks it): their MLflow run ids. A row
+    already there is completed, never duplicated. One client, one experiment lookup, one parent for them all."""
     try:
-        return _log(_client(uri), run, parent)
+        client = _client(uri)
+        experiment_id = _experiment(client)
+        parent_id = _open_run(client, experiment_id, parent, None).info.run_id if parent else None
+        return [_log(client, experiment_id, run, parent_id) for run in runs]
     except TrackingUnavailable:
         raise
     except Exception as exc:  # MlflowException, connection and HTTP errors: the server did not take it
@@ -128,11 +131,9 @@ def log_run(uri: str, run: StoredRun, parent: StoredRun | None = None) -> str:
         raise TrackingUnavailable(f"{uri}: {reason}") from None
 
 
-def _log(client: Any, run: StoredRun, parent: StoredRun | None) -> str:
+def _log(client: Any, experiment_id: str, run: StoredRun, parent_id: str | None) -> str:
     from mlflow.entities import Metric, Param, RunTag
 
-    experiment_id = _experiment(client)
-    parent_id = _open_run(client, experiment_id, parent, None).info.run_id if parent else None
     existing = _open_run(client, experiment_id, run, parent_id)
     run_id = existing.info.run_id
     if existing.info.status == "FINISHED" and existing.data.tags.get("bertbench.status") == run.status:
@@ -144,9 +145,8 @@ def _log(client: Any, run: StoredRun, parent: StoredRun | None) -> str:
         metrics += [Metric(name, value, stamp, step) for name, value, step in _curve(Path(run.output_dir))]
     for start in range(0, max(len(params), len(metrics)), BATCH):
         client.log_batch(run_id, metrics=metrics[start : start + BATCH], params=params[start : start + BATCH])
-    tags = [RunTag("bertbench.status", run.status)]
-    if _workload(run):
-        tags.append(RunTag("bertbench.workload", _workload(run)))
+    workload = _workload(run)
+    tags = [RunTag("bertbench.status", run.status), *([RunTag("bertbench.workload", workload)] if workload else [])]
     client.log_batch(run_id, tags=tags)
     if run.output_dir and Path(run.output_dir).is_dir():
         for relative in ARTIFACTS:
@@ -204,8 +204,6 @@ def push_row(store: ResultsStore, uid: str, uri: str | None = None) -> str:
     if run is None:
         raise TrackingUnavailable(f"run {uid}: not in {store.path}")
     parent = store.get(entry["parent"]) if entry.get("parent") else None
-    run_id = log_run(target, run, parent)
-    for child in store.runs("parent_uid = ?", (uid,)):
-        log_run(target, child, parent)
+    run_id, *_ = log_runs(target, [run, *store.runs("parent_uid = ?", (uid,))], parent)
     store.set_tracking(uid, {**entry, "uri": target, "run_id": run_id})
     return run_id

@@ -18,6 +18,7 @@ from bertbench.configs import RunConfig
 from bertbench.errors import UsageError
 from bertbench.hardware import available_cores
 from bertbench.io_utils import sha256_file
+from bertbench.lifetime import hostname
 from bertbench.results.environment import git_sha
 from bertbench.results.store import default_store_path
 from bertbench.workloads.names import inside
@@ -209,7 +210,7 @@ def plan_cases(workload: Workload, config: RunConfig, cases: list[Case]) -> list
 
 def runs_here(case: Case) -> bool:
     """Every node of the case is this host (`nodes: N`, or hosts that all name this machine)."""
-    here = {LOCAL_HOST, "localhost", "::1", socket.gethostname(), socket.getfqdn()}
+    here = {LOCAL_HOST, "localhost", "::1", hostname(), socket.getfqdn()}
     return all(host in here for host in case.nodes)
 
 
