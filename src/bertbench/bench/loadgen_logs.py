@@ -83,7 +83,11 @@ def parse_detail(path: Path) -> dict[str, Any]:
     return {"results": results, "settings": settings, "errors": errors, "warnings": warnings}
 
 
+def read_accuracy_entries(path: Path) -> list[tuple[int, bytes]]:
+    """Every (QSL index, response bytes) LoadGen logged, in order; a sample issued twice is logged twice."""
+    return [(int(e["qsl_idx"]), bytes.fromhex(e["data"])) for e in json.loads(path.read_text() or "[]")]
+
+
 def read_accuracy_log(path: Path) -> dict[int, bytes]:
     """QSL index -> the response bytes LoadGen logged for it."""
-    entries = json.loads(path.read_text() or "[]")
-    return {int(e["qsl_idx"]): bytes.fromhex(e["data"]) for e in entries}
+    return dict(read_accuracy_entries(path))
