@@ -77,6 +77,11 @@ BENCH_PATHS: dict[str, tuple[str, list[str]]] = {
         [*ORT, *INT8, "--instances", "2", "--cores-per-instance", "1"],
     ),
 }
+# Each pruned model (`--pruned DIR…`, `--pruned-base DIR…`: `bertbench prune` outputs of the model above) runs
+# these paths as "pruned <budget> <path>"; the peers stay the unpruned model's: "× HF eager" is against the original.
+PRUNED_VARIANTS = ("torch fp32", "ort fp32", "ort int8 dynamic", "ort int8 dynamic bs8")
+PRUNED_BASE_VARIANTS = ("torch fp32", "ort int8 dynamic")
+PRUNED_DIRS: dict[str, Path] = {}  # path name -> the pruned model it runs
 # bert-base (speed only): the variants whose speed could differ; accuracy-only variants are left out
 BASE_PATHS = (
     "torch fp32",
@@ -137,11 +142,12 @@ def run_path(out: Path, path: str, questions: int | None, calibration: int, args
         command += ["--output-dir", str(target), "--overwrite", "--no-progress", *BENCH_PATHS[path][1]]
     else:
         extra = PATHS[path]
+        model_dir = PRUNED_DIRS.get(path, out / "model")
         if "static" in extra:
             extra = [*extra, "--calibration-data", str(args.calibration_data)]
             extra += ["--calibration-samples", str(calibration)]
         limit = ["--max-samples", str(questions)] if questions else []
-        command = eval_squad(out / "model", args.data, target, args.threads, "--no-progress", *limit, *extra)
+        command = eval_squad(model_dir, args.data, target, args.threads, "--no-progress", *limit, *extra)
     waited = 0
     while other_cores_now() > BUSY and waited < 30:  # let a transient (a cron job, a page-cache flush) pass
         waited += 1
@@ -166,6 +172,8 @@ def main() -> None:
     parser.add_argument("--base-questions", type=int, default=120)
     parser.add_argument("--models", nargs="+", default=["minilm", "bert-base"], choices=("minilm", "bert-base"))
     parser.add_argument("--paths", nargs="+", default=[], help="only these paths (peers always run)")
+    parser.add_argument("--pruned", nargs="+", type=Path, default=[], help="`bertbench prune` outputs of --model")
+    parser.add_argument("--pruned-base", nargs="+", type=Path, default=[], help="prune outputs of bert-base")
     parser.add_argument("--resume", action="store_true", help="keep the finished runs of an earlier invocation")
     parser.add_argument("--summarise-only", action="store_true", help="with --resume: tabulate, run nothing")
     args = parser.parse_args()
@@ -176,11 +184,13 @@ def main() -> None:
     plans = []
     if "minilm" in args.models:
         out, facts = prepare_model("minilm", args.model, None, args)
-        plans.append(("minilm-l6 (fine-tuned)", out, facts, None, 1000, [*PATHS, *BENCH_PATHS]))
+        pruned = _pruned_paths(args.pruned, PRUNED_VARIANTS)
+        plans.append(("minilm-l6 (fine-tuned)", out, facts, None, 1000, [*PATHS, *BENCH_PATHS, *pruned]))
     if "bert-base" in args.models:
         out, facts = prepare_model("bert-base", "bert-base", args.base_questions, args)
         # 300 calibration samples: NNCF's default subset, and random weights have no accuracy to protect
-        plans.append(("bert-base (random)", out, facts, args.base_questions, 300, [*BASE_PATHS, *BENCH_PATHS]))
+        pruned = _pruned_paths(args.pruned_base, PRUNED_BASE_VARIANTS)
+        plans.append(("bert-base (random)", out, facts, args.base_questions, 300, [*BASE_PATHS, *BENCH_PATHS, *pruned]))
     records: dict[tuple[str, str], list[dict]] = {}
     roofs: dict[int, float] = {}
     log = args.output / "runs.jsonl"  # every finished run, appended as it completes: an interrupted study keeps it
@@ -222,6 +232,28 @@ def main() -> None:
     summarise(plans, records, [roofs[r] for r in sorted(roofs)], args)
 
 
+def _pruned_paths(directories: list[Path], variants: tuple[str, ...]) -> list[str]:
+    """Register "pruned <budget> <variant>" paths for each pruned model directory; returns their names."""
+    names = []
+    for directory in directories:
+        record = json.loads((directory / "metrics.json").read_text())
+        for variant in variants:
+            name = f"pruned {record['flops_budget']:g} {variant}"
+            PATHS[name] = PATHS[variant]
+            PRUNED_DIRS[name] = directory.resolve()
+            names.append(name)
+    return names
+
+
+def pareto_front(points: list[tuple[str, float, float]]) -> set[str]:
+    """Names of the points no other point beats on both speed and F1 (higher is better for both)."""
+    front = set()
+    for name, speed, f1 in points:
+        if not any(s >= speed and f >= f1 and (s > speed or f > f1) for _, s, f in points):
+            front.add(name)
+    return front
+
+
 def _append(log: Path, entry: dict) -> None:
     with log.open("a") as handle:
         handle.write(json.dumps(entry, default=str) + "\n")
@@ -233,6 +265,15 @@ def _signed(value: float | None) -> str:
 
 def _spread(values: list[float], digits: str = ".3g") -> str:
     return f"{statistics.median(values):{digits}} ({min(values):{digits}}–{max(values):{digits}})"
+
+
+def _config_of(path: str, config):
+    """The architecture a path runs: a pruned model's own (fewer heads and neurons), else the model's."""
+    if path not in PRUNED_DIRS:
+        return config
+    from bertbench.models import BertConfig
+
+    return BertConfig.from_hf_dict(json.loads((PRUNED_DIRS[path] / "config.json").read_text()))
 
 
 def summarise(plans: list, records: dict, roofs: list[float], args: argparse.Namespace) -> None:
@@ -266,6 +307,7 @@ def summarise(plans: list, records: dict, roofs: list[float], args: argparse.Nam
                 f1, em = runs[0]["f1"], runs[0]["exact_match"]
             scored[path] = (em, f1)
         ours_f1 = scored.get("torch fp32", (None, None))[1]
+        model_rows: list[dict] = []
         for path in [*PEERS, *paths]:
             runs = records.get((name, path))
             if not runs:
@@ -279,7 +321,9 @@ def summarise(plans: list, records: dict, roofs: list[float], args: argparse.Nam
             roof_fractions = [
                 0.0
                 if "inference_s" not in r
-                else config.forward_flops(r["mean_padded_tokens"] * r["num_samples"], r["padded_tokens_x_len"])
+                else _config_of(path, config).forward_flops(
+                    r["mean_padded_tokens"] * r["num_samples"], r["padded_tokens_x_len"]
+                )
                 / r["inference_s"]
                 / 1e9
                 / r["round_roof_gflops"]
@@ -300,14 +344,23 @@ def summarise(plans: list, records: dict, roofs: list[float], args: argparse.Nam
                 "rounds": len(runs),
                 "other_cpu_cores_during": [r["other_cpu_cores_during"] for r in runs],
             }
-            rows.append(row)
+            model_rows.append(row)
+        # the speed-accuracy frontier of this model's paths (peers have F1 too: they compete)
+        points = [(r["path"], statistics.median(r["throughput"]), r["f1"]) for r in model_rows if r["f1"] is not None]
+        front = pareto_front(points)
+        for row in model_rows:
+            row["pareto"] = row["path"] in front
+            em, f1, speeds = row["exact_match"], row["f1"], row["throughput"]
             lines.append(
-                f"| {name} | {path} | {_spread(speeds)} | "
-                + (f"{em:.2f} | {f1:.2f} | {_signed(row['delta_f1_vs_torch_fp32'])}" if accurate else "- | - | -")
+                f"| {name} | {row['path']}{' ★' if row['pareto'] else ''} | {_spread(speeds)} | "
+                + (f"{em:.2f} | {f1:.2f} | {_signed(row['delta_f1_vs_torch_fp32'])}" if f1 is not None else "- | - | -")
                 + f" | {row['x_hf_eager']:.2f} | {row['x_ort_int8_peer']:.2f} | "
                 + (f"{row['roof_fraction']:.0%}" if row["roof_fraction"] else "-")
                 + f" | {row['contended_rounds']}/{row['rounds']} |"
             )
+        rows.extend(model_rows)
+    lines.append("")
+    lines.append("★ = on the speed-F1 Pareto front of its model (no other path is both faster and more accurate)")
     table = "\n".join(lines)
     print("\n" + table)
     (args.output / "summary.json").write_text(

@@ -79,7 +79,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("cache", "locking"),  # content-keyed artifacts; one writer at a time
     ("models",),  # BERT and its heads: no data, no devices
     ("tasks",),  # text -> features, outputs -> metrics: no runtime
-    ("runtimes", "training", "calibration"),  # infer / train / draw calibration samples: no timing
+    ("runtimes", "training", "calibration", "pruning"),  # infer / train / calibrate / prune: no timing
     ("bench",),  # the timing harness: batches, LoadGen, instances, roof
     ("evaluation",),  # features through a runtime, scored
     ("accuracy",),  # the guard against FP32

@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from bertbench.cache import Cache
-from bertbench.console import info
+from bertbench.console import info, warn
+from bertbench.errors import BertbenchError
 from bertbench.evaluation import evaluate_loaded
-from bertbench.models import LoadedModel
+from bertbench.models import LoadedModel, load_model, resolve_model
 from bertbench.models.loading import model_fingerprint
 from bertbench.runtimes.options import Placement, RuntimeOptions
 from bertbench.tasks.base import EvalData, Task
@@ -143,10 +144,36 @@ def accuracy_facts(
     """The guard's keys for one measured run: FP32 PyTorch is its own reference; anything else is compared
     with FP32 PyTorch on the same model and data (cached); random weights and unlabelled data compare nothing."""
     primary = task.primary_metric
-    if loaded.source.random_weights or metrics.get(primary) is None:
+    provenance = loaded.source.provenance
+    if loaded.source.random_weights or provenance.get("parent_random_weights") or metrics.get(primary) is None:
         return {"relative_accuracy": None}
+    if loaded.source.config.is_pruned:
+        parent = _pruning_parent(loaded, task)
+        if parent is None:
+            return {"relative_accuracy": None, "reference_model": None}
+        reference, hit = reference_metrics(parent, dataset, task, task_options, data_key, threads, cache)
+        facts = guard(metrics, reference, primary, target)
+        return {**facts, "reference_model": provenance.get("pruned_from"), "reference_cache_hit": hit}
     if is_fp32_reference(runtime):
         remember_reference(loaded, task, task_options, data_key, metrics, cache)
         return guard(metrics, metrics, primary, target)
     reference, hit = reference_metrics(loaded, dataset, task, task_options, data_key, threads, cache)
     return {**guard(metrics, reference, primary, target), "reference_cache_hit": hit}
+
+
+def _pruning_parent(loaded: LoadedModel, task: Task) -> LoadedModel | None:
+    """The unpruned model a pruned one came from, as it was when pruned; None (with a warning) when it is gone or
+    its weights changed since: a comparison with another model would be a wrong guard."""
+    where = loaded.source.provenance.get("pruned_from")
+    if not where:
+        warn(f"{loaded.source.name}: pruned, but its metrics.json does not name its parent: no accuracy guard")
+        return None
+    try:
+        source = resolve_model(where)
+    except BertbenchError as exc:
+        warn(f"{loaded.source.name}: its parent is not readable ({exc}): no accuracy guard")
+        return None
+    if source.fingerprint != loaded.source.provenance.get("parent_fingerprint"):
+        warn(f"{loaded.source.name}: its parent {where} changed since pruning: no accuracy guard")
+        return None
+    return load_model(source, task.head)

@@ -18,6 +18,7 @@ from bertbench.configs import (
     ExportConfig,
     FinetuneConfig,
     PretrainConfig,
+    PruneConfig,
     ReportConfig,
     ResultsConfig,
     RunConfig,
@@ -72,6 +73,12 @@ COMMANDS: dict[str, Command] = {
         tuple(name for name, entry in TASKS.items() if entry.trainable),
         in_workloads=True,
         distributed=True,
+    ),
+    "prune": Command(
+        "remove attention heads and feed-forward neurons of a fine-tuned model to a FLOP budget (no retraining)",
+        PruneConfig,
+        "bertbench.jobs.prune:run_prune",
+        ("squad", "sst2"),
     ),
     "pretrain": Command(
         "masked-LM pretraining with a target accuracy",

@@ -24,6 +24,7 @@ from bertbench.cliargs import (
     key_value,
     nested,
     non_negative_float,
+    non_negative_int,
     option,
     positive_float,
     positive_int,
@@ -277,6 +278,43 @@ class FinetuneConfig(TrainingRun):
     max_train_samples: int | None = option(None, help="SQuAD: first N questions; else rows", parse=positive_int)
     max_eval_samples: int | None = option(None, help="first N evaluation questions or rows", parse=positive_int)
     training: TrainConfig = nested(TrainConfig)
+    task_options: Any = None
+
+    def __post_init__(self) -> None:
+        self.task_options = with_answer_text(self.task_options, "characters")
+
+
+def budget_value(text: str) -> float:
+    """A FLOP budget: the fraction of the encoder's FLOPs to keep, strictly between 0 and 1."""
+    value = fraction(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a fraction strictly between 0 and 1 (of the FLOPs to keep)")
+    return value
+
+
+@dataclass(kw_only=True)
+class PruneConfig(ModelChoice, RunPlace):
+    """`bertbench prune TASK`: remove heads and feed-forward neurons of a fine-tuned model to a FLOP budget."""
+
+    task: str = "squad"  # the sub-command
+    train: Path = option(help="training file: importance and tuning read it (never the evaluated file)")
+    flops: float = option(help="keep this fraction of the encoder's FLOPs per window, e.g. 0.6", parse=budget_value)
+    importance_samples: int = option(
+        2048, help="training samples whose gradients rank heads and neurons", parse=positive_int
+    )
+    tuning_samples: int = option(256, help="training samples the least-squares mask tuning fits", parse=positive_int)
+    no_tuning: bool = option(False, help="skip the least-squares mask tuning (masks only)")
+    batch_size: int = option(16, help="samples per importance / tuning / distillation batch", parse=batch_size_value)
+    distill_steps: int = option(
+        0, help="then distil from the unpruned model for N batches (0: none)", parse=non_negative_int
+    )
+    distill_learning_rate: float = option(5e-5, help="AdamW learning rate of the distillation", parse=positive_float)
+    distill_temperature: float = option(
+        2.0, help="softmax temperature of the distillation targets", parse=positive_float
+    )
+    eval: Path | None = option(None, help="then score the pruned model (and its parent, FP32 torch) on this file")
+    max_eval_samples: int | None = option(None, help="first N evaluation questions or rows", parse=positive_int)
+    resume: bool = option(False, help="continue an interrupted prune in --output-dir")
     task_options: Any = None
 
     def __post_init__(self) -> None:

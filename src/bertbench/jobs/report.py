@@ -19,6 +19,7 @@ from bertbench.results.html import GENERATOR, render_html
 from bertbench.results.record import RunRecord
 from bertbench.results.report import (
     KpiRow,
+    beside_parents,
     compare,
     flag_regressions,
     kpi_row,
@@ -41,7 +42,7 @@ def kpi_rows(runs: list[dict[str, Any]], history: list[dict[str, Any]]) -> list[
     """KPI rows of the finished eval/bench/training runs, regressions judged against `history`."""
     rows = [kpi_row(r) for r in _kpi_runs(runs)]
     flag_regressions(rows, history)
-    return rows
+    return beside_parents(rows)
 
 
 def write_html(path: Path, title: str, rows: list[KpiRow]) -> None:

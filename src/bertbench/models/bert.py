@@ -61,15 +61,16 @@ class BertEmbeddings(nn.Module):
 class BertSelfAttention(nn.Module):
     """Multi-head scaled dot-product attention; `implementation` picks SDPA or the explicit matmul form."""
 
-    def __init__(self, config: BertConfig, implementation: str = "sdpa") -> None:
+    def __init__(self, config: BertConfig, implementation: str = "sdpa", layer: int = 0) -> None:
         super().__init__()
         if implementation not in ATTENTION_IMPLEMENTATIONS:
             raise ValueError(f"unknown attention implementation {implementation!r}")
-        self.num_heads = config.num_attention_heads
+        self.num_heads = config.heads_in_layer(layer)  # fewer than configured when heads were pruned
         self.head_dim = config.head_dim
-        self.query = nn.Linear(config.hidden_size, config.hidden_size)
-        self.key = nn.Linear(config.hidden_size, config.hidden_size)
-        self.value = nn.Linear(config.hidden_size, config.hidden_size)
+        width = config.attention_width(layer)
+        self.query = nn.Linear(config.hidden_size, width)
+        self.key = nn.Linear(config.hidden_size, width)
+        self.value = nn.Linear(config.hidden_size, width)
         self.dropout_prob = config.attention_probs_dropout_prob
         self.implementation = implementation
 
@@ -107,10 +108,10 @@ class BertDenseResidual(nn.Module):
 class BertAttention(nn.Module):
     """Self-attention followed by its output projection (keys `attention.self.*`, `attention.output.*`)."""
 
-    def __init__(self, config: BertConfig, implementation: str) -> None:
+    def __init__(self, config: BertConfig, implementation: str, layer: int = 0) -> None:
         super().__init__()
-        self.self = BertSelfAttention(config, implementation)
-        self.output = BertDenseResidual(config.hidden_size, config)
+        self.self = BertSelfAttention(config, implementation, layer)
+        self.output = BertDenseResidual(config.attention_width(layer), config)
 
     def forward(self, hidden: torch.Tensor, mask_bias: torch.Tensor) -> torch.Tensor:
         return self.output(self.self(hidden, mask_bias), hidden)
@@ -131,9 +132,9 @@ class BertIntermediate(nn.Module):
 class BertLayer(nn.Module):
     """One transformer block: attention, then feed-forward, each with residual and LayerNorm (post-LN)."""
 
-    def __init__(self, config: BertConfig, implementation: str) -> None:
+    def __init__(self, config: BertConfig, implementation: str, layer: int = 0) -> None:
         super().__init__()
-        self.attention = BertAttention(config, implementation)
+        self.attention = BertAttention(config, implementation, layer)
         self.intermediate = BertIntermediate(config)
         self.output = BertDenseResidual(config.intermediate_size, config)
 
@@ -147,7 +148,7 @@ class BertEncoder(nn.Module):
 
     def __init__(self, config: BertConfig, implementation: str) -> None:
         super().__init__()
-        self.layer = nn.ModuleList(BertLayer(config, implementation) for _ in range(config.num_hidden_layers))
+        self.layer = nn.ModuleList(BertLayer(config, implementation, i) for i in range(config.num_hidden_layers))
 
     def forward(self, hidden: torch.Tensor, mask_bias: torch.Tensor) -> torch.Tensor:
         for layer in self.layer:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 # Size presets (Turc et al. 2019 for tiny..medium; Devlin et al. 2018 for base and large).
@@ -15,6 +15,7 @@ PRESETS: dict[str, dict[str, int]] = {
     "bert-large": {"num_hidden_layers": 24, "hidden_size": 1024, "num_attention_heads": 16},
 }
 
+PRUNING_KEY = "bertbench_pruning"
 SUPPORTED_ACTIVATIONS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "relu")
 # Sanity bounds (far beyond any published BERT) so that a hostile config.json cannot ask for terabytes.
 SIZE_LIMITS: dict[str, tuple[int, int]] = {
@@ -47,6 +48,10 @@ class BertConfig:
     layer_norm_eps: float = 1e-12
     pad_token_id: int = 0
     num_labels: int = 2
+    # Structured pruning (`bertbench prune`): heads removed per layer, and the feed-forward width before pruning.
+    # Stored in config.json under PRUNING_KEY (see models/pruned_heads.py for why not transformers' pruned_heads).
+    pruned_heads: dict[int, list[int]] = field(default_factory=dict)
+    parent_intermediate_size: int | None = None
     # Keys we do not model but must write back so that transformers reads the file the same way.
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -54,6 +59,24 @@ class BertConfig:
     def head_dim(self) -> int:
         """Width of one attention head."""
         return self.hidden_size // self.num_attention_heads
+
+    def heads_in_layer(self, layer: int) -> int:
+        """Attention heads that layer `layer` computes (all of them unless pruned)."""
+        return self.num_attention_heads - len(self.pruned_heads.get(layer, ()))
+
+    def attention_width(self, layer: int) -> int:
+        """Width of layer `layer`'s query, key and value projections (its heads x head_dim)."""
+        return self.heads_in_layer(layer) * self.head_dim
+
+    @property
+    def is_pruned(self) -> bool:
+        """Whether heads or feed-forward neurons were removed from the model this config came from."""
+        return bool(self.pruned_heads) or self.parent_intermediate_size is not None
+
+    def unpruned(self) -> BertConfig:
+        """The configuration of the model this one was pruned from (itself when not pruned)."""
+        intermediate = self.parent_intermediate_size or self.intermediate_size
+        return replace(self, pruned_heads={}, parent_intermediate_size=None, intermediate_size=intermediate)
 
     @classmethod
     def preset(cls, name: str, vocab_size: int = 30522) -> BertConfig:
@@ -65,15 +88,21 @@ class BertConfig:
     def from_hf_dict(cls, data: dict[str, Any]) -> BertConfig:
         """Build from the dict of a Hugging Face `config.json` (unknown keys are kept in `extra`)."""
         known = {f.name for f in fields(cls)} - {"extra"}
-        kwargs = {k: v for k, v in data.items() if k in known}
-        extra = {k: v for k, v in data.items() if k not in known}
+        kwargs = {k: v for k, v in data.items() if k in known and k not in ("pruned_heads", "parent_intermediate_size")}
+        extra = {k: v for k, v in data.items() if k not in known and k != PRUNING_KEY}
+        pruning = data.get(PRUNING_KEY) or {}
+        if not isinstance(pruning, dict):
+            raise ValueError(f"{PRUNING_KEY} is not an object")
+        kwargs["pruned_heads"] = _pruned_heads(pruning.get("pruned_heads") or {})
+        kwargs["parent_intermediate_size"] = pruning.get("parent_intermediate_size")
         if "id2label" in data and "num_labels" not in data:
             kwargs["num_labels"] = len(data["id2label"])
         return cls(**kwargs, extra=extra)
 
     def to_hf_dict(self, architecture: str) -> dict[str, Any]:
         """The dict for a Hugging Face `config.json` that transformers' BertConfig loads."""
-        data = {k: v for k, v in asdict(self).items() if k not in ("extra", "num_labels")}
+        skipped = ("extra", "num_labels", "pruned_heads", "parent_intermediate_size")
+        data = {k: v for k, v in asdict(self).items() if k not in skipped}
         data.update({k: v for k, v in self.extra.items() if k not in ("architectures", "_name_or_path")})
         data["model_type"] = "bert"
         data["architectures"] = [architecture]
@@ -81,6 +110,11 @@ class BertConfig:
         labels = self.extra.get("id2label") or {str(i): f"LABEL_{i}" for i in range(self.num_labels)}
         data["id2label"] = labels
         data["label2id"] = {v: int(k) for k, v in labels.items()}
+        if self.is_pruned:
+            data[PRUNING_KEY] = {
+                "pruned_heads": {str(layer): sorted(heads) for layer, heads in sorted(self.pruned_heads.items())},
+                "parent_intermediate_size": self.parent_intermediate_size or self.intermediate_size,
+            }
         return data
 
     def validate(self, source: str) -> None:
@@ -105,9 +139,24 @@ class BertConfig:
             )
         if self.hidden_act not in SUPPORTED_ACTIVATIONS:
             raise ValueError(f"{source}: unsupported hidden_act {self.hidden_act!r}")
+        self._validate_pruning(source)
         kind = self.extra.get("position_embedding_type", "absolute")
         if kind != "absolute":
             raise ValueError(f"{source}: position_embedding_type {kind!r} is not supported (only 'absolute')")
+
+    def _validate_pruning(self, source: str) -> None:
+        for layer, heads in self.pruned_heads.items():
+            if not 0 <= layer < self.num_hidden_layers:
+                raise ValueError(f"{source}: {PRUNING_KEY} names layer {layer}, which the model does not have")
+            if any(not 0 <= h < self.num_attention_heads for h in heads) or len(set(heads)) != len(heads):
+                raise ValueError(f"{source}: {PRUNING_KEY} layer {layer} lists {heads}: not distinct head indices")
+            if len(heads) >= self.num_attention_heads:
+                raise ValueError(f"{source}: {PRUNING_KEY} removes every head of layer {layer} (keep at least one)")
+        parent = self.parent_intermediate_size
+        if parent is not None and (
+            isinstance(parent, bool) or not isinstance(parent, int) or parent < self.intermediate_size
+        ):
+            raise ValueError(f"{source}: {PRUNING_KEY} parent_intermediate_size {parent!r} is below intermediate_size")
 
     def parameter_count(self, include_embeddings: bool = True) -> int:
         """Parameters of the encoder (embeddings, layers, pooler), excluding task heads."""
@@ -120,8 +169,30 @@ class BertConfig:
         """Encoder forward FLOPs (2 per multiply-add, matmuls only) for `tokens` token positions fed, padding
         included, where `tokens_x_len` = sum over sequences of (padded length)^2.
 
-        Per layer: QKV and output projections 8h^2 and feed-forward 4hi per token; attention scores and the
-        weighted sum 4h per (query, key) pair. Embedding look-ups, LayerNorm, softmax and heads are ignored.
+        Per layer: QKV and output projections 8ha and feed-forward 4hi per token; attention scores and the
+        weighted sum 4a per (query, key) pair, where a = h unless heads were pruned (then kept heads x head_dim).
+        Embedding look-ups, LayerNorm, softmax and heads are ignored.
         """
-        h, i, n = self.hidden_size, self.intermediate_size, self.num_hidden_layers
-        return float(n * (tokens * (8 * h * h + 4 * h * i) + 4 * h * tokens_x_len))
+        h, i = self.hidden_size, self.intermediate_size
+        total = 0.0
+        for layer in range(self.num_hidden_layers):
+            a = self.attention_width(layer)  # h unless heads were pruned
+            total += tokens * (8 * h * a + 4 * h * i) + 4 * a * tokens_x_len
+        return total
+
+    def flops_per_window(self, seq_len: int) -> float:
+        """Encoder forward FLOPs of one window of `seq_len` tokens (how pruning budgets are counted)."""
+        return self.forward_flops(seq_len, seq_len * seq_len)
+
+
+def _pruned_heads(raw: Any) -> dict[int, list[int]]:
+    """{"3": [0, 5]} as JSON stores it -> {3: [0, 5]}; ValueError when it is not that shape."""
+    if not isinstance(raw, dict):
+        raise ValueError(f"{PRUNING_KEY} pruned_heads is not an object of layer -> heads")
+    out: dict[int, list[int]] = {}
+    for layer, heads in raw.items():
+        if not str(layer).isdigit() or not isinstance(heads, list) or not all(type(h) is int for h in heads):
+            raise ValueError(f"{PRUNING_KEY} pruned_heads[{layer!r}] is not a list of head indices")
+        if heads:
+            out[int(layer)] = sorted(heads)
+    return out

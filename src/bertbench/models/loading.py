@@ -23,6 +23,7 @@ from bertbench.errors import BertbenchError
 from bertbench.io_utils import atomic_write_bytes, atomic_write_json, sha256_file, sha256_text
 from bertbench.models.bert import BertHeadModel
 from bertbench.models.config import PRESETS, BertConfig
+from bertbench.models.pruning import compact_state, padded_state
 from bertbench.models.tokenizer import WordPieceTokenizer
 
 MINILM_NAME = "minilm-l6"
@@ -96,6 +97,24 @@ class LoadedModel:
             "num_heads": cfg.num_attention_heads,
             "parameters": sum(p.numel() for p in self.model.parameters()),
             "do_lower_case": self.tokenizer.do_lower_case,
+            **self.pruning_facts(),
+        }
+
+    def pruning_facts(self) -> dict[str, Any]:
+        """A pruned model's parent and the encoder FLOPs of one window of both (none for an unpruned model)."""
+        cfg = self.source.config
+        if not cfg.is_pruned:
+            return {}
+        window = int(self.source.provenance.get("pruning_window", 384))
+        ours, parent = cfg.flops_per_window(window), cfg.unpruned().flops_per_window(window)
+        return {
+            "parent_model": self.source.provenance.get("pruned_from"),
+            "heads_per_layer": [cfg.heads_in_layer(i) for i in range(cfg.num_hidden_layers)],
+            "neurons_per_layer": cfg.intermediate_size,
+            "flops_window": window,
+            "flops_per_window": ours,
+            "parent_flops_per_window": parent,
+            "flops_fraction": ours / parent,
         }
 
 
@@ -162,12 +181,23 @@ def _provenance(directory: Path) -> dict[str, Any]:
         record = json.loads((directory / "metrics.json").read_text())
     except (OSError, ValueError):
         return {}
-    if not isinstance(record, dict) or record.get("command") not in ("finetune", "pretrain"):
+    if not isinstance(record, dict) or record.get("command") not in ("finetune", "pretrain", "prune"):
         return {}
     command = str(record["command"])
-    trained_as = f"{command} {record['task']}" if command == "finetune" and record.get("task") else command
+    trained_as = f"{command} {record['task']}" if command != "pretrain" and record.get("task") else command
     base = record.get("base_model") or record.get("model")
-    return {"base_model": str(base), "trained_by": directory.resolve().name, "trained_as": trained_as}
+    facts = {"base_model": str(base), "trained_by": directory.resolve().name, "trained_as": trained_as}
+    if command == "prune":  # the unpruned parent: every run of a pruned model is compared with it
+        facts.update(
+            pruned_from=str(record.get("parent_model_path")),
+            parent_fingerprint=record.get("parent_fingerprint"),
+            parent_random_weights=bool(record.get("parent_random_weights")),
+            pruning_window=int(record.get("max_seq_length") or 384),
+            # how the parent's own runs are labelled (report): what it was trained as, and by which run
+            parent_trained_as=record.get("trained_as"),
+            parent_trained_by=record.get("trained_by"),
+        )
+    return facts
 
 
 def _weight_files(directory: Path, allow_pickle: bool) -> tuple[list[Path], bool]:
@@ -242,7 +272,10 @@ def _read_weights(source: ModelSource) -> dict[str, torch.Tensor]:
                 state.update(load_file(str(path)))
         except Exception as exc:
             raise BertbenchError(f"{path}: cannot read weights ({type(exc).__name__}: {exc})") from None
-    return _normalise_keys(state)
+    try:
+        return compact_state(_normalise_keys(state), source.config, str(source.weight_files[0]))
+    except ValueError as exc:
+        raise BertbenchError(str(exc)) from None
 
 
 def load_model(source: ModelSource, head: type[BertHeadModel], seed: int = 0, attention: str = "sdpa") -> LoadedModel:
@@ -327,6 +360,7 @@ def save_model(model: BertHeadModel, tokenizer: WordPieceTokenizer, directory: s
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    state = padded_state(state, model.config)  # removed heads stored as zeros: see models/pruning.py
     # The tied decoder shares the word embeddings; transformers re-ties it from config on load.
     state.pop("cls.predictions.decoder.weight", None)
     atomic_write_bytes(directory / "model.safetensors", save(state, metadata={"format": "pt"}))

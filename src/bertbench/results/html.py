@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bertbench.results.fleet import machine, machines
-from bertbench.results.report import KpiRow, format_cell, model_label, table_rows
+from bertbench.results.report import KpiRow, format_cell, model_label, parent_label, table_rows
 
 GENERATOR = "bertbench report"  # in every page's head: a page this tool wrote, which it may write again
 FLEET_KEY = "_report_machine"  # set on a page's runs when they come from several machines: labels then say whose
@@ -386,6 +386,75 @@ def plot_machines(runs: list[dict[str, Any]]) -> Plot | None:
     return Plot(_svg(draw, height=2.2 + 0.45 * len(labels) * len(hosts)), rows)
 
 
+def pareto_front(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of the points that no other point beats on both coordinates (higher is better for both)."""
+    return [
+        i
+        for i, (x, y) in enumerate(points)
+        if not any(a >= x and b >= y and (a > x or b > y) for j, (a, b) in enumerate(points) if j != i)
+    ]
+
+
+FRONTIER_METRICS = (("f1", "F1"), ("accuracy", "accuracy"))
+
+
+def plot_frontier(runs: list[dict[str, Any]]) -> Plot | None:
+    """Speed or accuracy? Each path of a model (its pruned children included) as a point: samples/s against the
+    task metric, the Pareto front joined. Accuracy-mode runs of trained models, one panel per model family."""
+    scored = [
+        r
+        for r in runs
+        if r.get("command") in ("eval", "bench")
+        and isinstance(r.get("throughput"), int | float)
+        and not r.get("random_weights")
+        and not r.get("parent_random_weights")
+        and any(isinstance(r.get(key), int | float) for key, _ in FRONTIER_METRICS)
+    ]
+    families = _groups(scored, lambda r: (r.get("task"), parent_label(r)))
+    families = {key: group for key, group in families.items() if len(_groups(group, _config_label)) > 1}
+    if not families:
+        return None
+    rows: list[dict[str, Any]] = []
+    panels = []
+    for (task, family), group in families.items():
+        metric, name = next(
+            (k, n) for k, n in FRONTIER_METRICS if any(isinstance(r.get(k), int | float) for r in group)
+        )
+        paths = _groups([r for r in group if isinstance(r.get(metric), int | float)], _config_label)
+        points = [
+            (_spread([r["throughput"] for r in g])[0], _spread([r[metric] for r in g])[0]) for g in paths.values()
+        ]
+        front = pareto_front(points)
+        for index, (label, (speed, value)) in enumerate(zip(paths, points, strict=True)):
+            rows.append({"model": family, "path": label, "samples/s": speed, name: value, "Pareto": index in front})
+        panels.append((f"{task}: {family}", family, name, list(paths), points, front))
+
+    def draw(ax: Any) -> None:
+        for p, (title, family, _, labels, points, front) in enumerate(panels):
+            color = PALETTE[p % len(PALETTE)]
+            xs, ys = zip(*points, strict=True)
+            ax.scatter(xs, ys, color=color, s=28, label=_wrap(title, 70), zorder=3)
+            best = sorted(points[i] for i in front)
+            ax.plot([x for x, _ in best], [y for _, y in best], color=color, linestyle="--", linewidth=1.2)
+            for i, label in enumerate(labels):
+                short = label.removeprefix(family).strip() or label  # the legend names the family
+                ax.annotate(
+                    _wrap(short, 36),
+                    points[i],
+                    fontsize=FONT - 3,
+                    xytext=(4, 3),
+                    textcoords="offset points",
+                    fontweight="bold" if i in front else "normal",
+                )
+        ax.set_xlabel("samples/s (median of the runs of a path)")
+        ax.set_ylabel(" / ".join(sorted({panel[2] for panel in panels})))
+        ax.set_title("Speed or accuracy? Every path of a model; dashed: the Pareto front")
+        ax.grid(alpha=0.3)
+        _legend_below(ax, len(panels))
+
+    return Plot(_svg(draw, height=4.6 + 0.3 * len(panels)), rows)
+
+
 def _wrap(text: str, width: int) -> str:
     """Break a long label into lines of at most `width` characters, at spaces."""
     lines, line = [], ""
@@ -413,6 +482,12 @@ PLOTS = (
         "latency",
         "p50, p90 and p99 query latency as LoadGen measured them (SingleStream, MultiStream, Server).",
         plot_latency,
+    ),
+    (
+        "frontier",
+        "Speed against accuracy for every path of a model, pruned versions included; bold labels: the Pareto front "
+        "(no other path is both faster and more accurate).",
+        plot_frontier,
     ),
     ("training", "Training loss (solid, left axis) and the evaluation metric (dashed, right axis).", plot_training),
     ("roof", "FP32 FLOPs of the tokens fed per second, against this machine's quiet GEMM roof.", plot_roof),

@@ -66,11 +66,44 @@ def model_label(run: dict[str, Any]) -> str:
     """The model as people name it: `minilm-l6`; a model bertbench trained as what it came from and how
     (`minilm-l6 fine-tuned on sst2 by CASE`); `(random)` for random weights."""
     name = _short_model(str(run.get("model", "?")))
-    if run.get("base_model") and run.get("trained_as"):
-        how = str(run["trained_as"])
-        done = f"fine-tuned on {how.split()[-1]}" if how.startswith("finetune") else "pretrained"
-        name = f"{_short_model(str(run['base_model']))} {done} by {run.get('trained_by')}"
+    how = str(run.get("trained_as") or "")
+    if how.startswith("prune"):
+        fraction = run.get("flops_fraction")
+        share = f" to {fraction:.0%} of its FLOPs" if isinstance(fraction, int | float) else ""
+        return f"{parent_label(run)} pruned{share} by {run.get('trained_by')}"
+    if run.get("base_model") and how:
+        name = _trained_label(str(run["base_model"]), how, run.get("trained_by"))
     return f"{name} (random)" if run.get("random_weights") else name
+
+
+def _trained_label(base: str, how: str, by: Any) -> str:
+    done = f"fine-tuned on {how.split()[-1]}" if how.startswith("finetune") else "pretrained"
+    return f"{_short_model(base)} {done} by {by}"
+
+
+def parent_label(run: dict[str, Any]) -> str:
+    """A pruned model's parent as model_label names the parent's own runs (its own label when not pruned)."""
+    if not str(run.get("trained_as") or "").startswith("prune"):
+        return model_label(run)
+    how, base = run.get("parent_trained_as"), run.get("base_model")
+    if how and base:
+        return _trained_label(str(base), str(how), run.get("parent_trained_by"))
+    name = _short_model(str(run.get("parent_model") or base or "?"))
+    return f"{name} (random)" if run.get("parent_random_weights") else name
+
+
+def beside_parents(rows: list[KpiRow]) -> list[KpiRow]:
+    """Rows of pruned models moved right after the rows of their parent (when the parent has rows), in order."""
+    if not any(str(row.run.get("trained_as") or "").startswith("prune") for row in rows):
+        return rows
+    first: dict[str, int] = {}
+    for index, row in enumerate(rows):
+        first.setdefault(parent_label(row.run), index)
+    order = sorted(
+        range(len(rows)),
+        key=lambda i: (first[parent_label(rows[i].run)], rows[i].run.get("flops_fraction") is not None, i),
+    )
+    return [rows[i] for i in order]
 
 
 def _mode(run: dict[str, Any]) -> str:
@@ -94,7 +127,7 @@ def _precision(run: dict[str, Any]) -> Any:
 def kpi_row(run: dict[str, Any]) -> KpiRow:
     """The KPI columns of one flat run record."""
     training = run.get("command") in ("finetune", "pretrain")
-    meaningful = not run.get("random_weights")
+    meaningful = not run.get("random_weights") and not run.get("parent_random_weights")
     throughput = run.get("train_samples_per_s") if training else run.get("throughput")
     instances = run.get("instances")
     values = {

@@ -132,8 +132,9 @@ class OrtRuntime:
         fused = optimize_bert_graph(
             work / "exported.onnx",
             work / "optimized.onnx",
-            config.num_attention_heads,
-            config.hidden_size,
+            # 0 = read each layer's head count from the graph: a pruned model's layers differ
+            0 if config.pruned_heads else config.num_attention_heads,
+            0 if config.pruned_heads else config.hidden_size,
             fuse_attention=not static,
         )
         facts: dict[str, Any] = {"fused_ops": fused, "opset": OPSET, "graph_optimizer": "onnxruntime.transformers"}

@@ -1,0 +1,512 @@
+"""Structured pruning: the pruned model is the masked model, stored so that transformers loads it, exported with
+fused attention, searched to its FLOP budget, tuned, guarded against its parent; `bertbench prune` end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from bertbench.cli import main
+from bertbench.errors import BertbenchError
+from bertbench.models import BertConfig, BertForQuestionAnswering, load_model, resolve_model, save_model
+from bertbench.models.pruning import prune_model
+from bertbench.pruning.importance import mask_hooks
+from bertbench.pruning.search import BudgetError, search_masks
+from bertbench.pruning.tuning import tune_masks
+
+from .conftest import SQUAD_DEV, SQUAD_TRAIN, SST2_DEV, SST2_TRAIN
+
+
+def _small_model(seed: int = 0) -> BertForQuestionAnswering:
+    config = BertConfig(
+        vocab_size=30522, hidden_size=64, num_hidden_layers=3, num_attention_heads=4, intermediate_size=96
+    )
+    model = BertForQuestionAnswering(config)
+    model.init_weights(torch.Generator().manual_seed(seed))
+    with torch.no_grad():  # non-zero biases, so that a bias left behind would show
+        for name, parameter in model.named_parameters():
+            if name.endswith("bias"):
+                parameter.normal_(0, 0.1, generator=torch.Generator().manual_seed(len(name)))
+    return model.eval()
+
+
+def _batch(seed: int = 0, batch: int = 3, seq: int = 24) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(1000, 8000, (batch, seq), generator=g)
+    mask = torch.ones_like(ids)
+    mask[1, seq - 7 :] = 0
+    types = torch.zeros_like(ids)
+    types[:, seq // 2 :] = 1
+    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+
+
+def _run(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
+    with torch.no_grad():
+        return model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+
+
+REMOVE = {0: [1, 3], 2: [0, 1, 2]}  # layer 1 keeps all its heads; layer 2 keeps one
+
+
+def _keep(config: BertConfig, count: int, seed: int = 1) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randperm(config.intermediate_size, generator=g)[:count].sort().values for _ in range(3)]
+
+
+def _masked_outputs(model, batch, remove, keep) -> tuple[torch.Tensor, ...]:
+    """The unpruned model with removed heads and neurons multiplied by zero."""
+    config, n = model.config, len(batch["input_ids"])
+    heads = [torch.ones(n, config.num_attention_heads) for _ in range(3)]
+    neurons = [torch.zeros(n, config.intermediate_size) for _ in range(3)]
+    for layer, removed in remove.items():
+        heads[layer][:, removed] = 0
+    for layer, kept in enumerate(keep):
+        neurons[layer][:, kept] = 1
+    with mask_hooks(model, heads, neurons):
+        return _run(model, batch)
+
+
+def test_pruned_model_computes_what_the_masked_model_computes() -> None:
+    model, batch = _small_model(), _batch()
+    keep = _keep(model.config, 40)
+    pruned = prune_model(model, REMOVE, keep)
+    assert [layer.attention.self.num_heads for layer in pruned.bert.encoder.layer] == [2, 4, 1]
+    assert pruned.bert.encoder.layer[0].intermediate.dense.out_features == 40
+    for ours, masked in zip(_run(pruned, batch), _masked_outputs(model, batch, REMOVE, keep), strict=True):
+        torch.testing.assert_close(ours, masked, atol=1e-5, rtol=0)
+    # and pruning changed something: the unpruned model's outputs differ
+    assert (_run(model, batch)[0] - _run(pruned, batch)[0]).abs().max() > 1e-3
+
+
+def test_flops_are_counted_per_layer_from_the_config() -> None:
+    model = _small_model()
+    pruned = prune_model(model, REMOVE, _keep(model.config, 40))
+    h, d, seq = 64, 16, 50
+    heads = [2, 4, 1]
+    expected = sum(seq * (8 * h * k * d + 4 * h * 40) + 4 * k * d * seq * seq for k in heads)
+    assert pruned.config.flops_per_window(seq) == expected
+    assert pruned.config.unpruned().flops_per_window(seq) == model.config.flops_per_window(seq)
+
+
+def test_saved_pruned_model_loads_in_transformers_and_bertbench(tokenizer, tmp_path: Path) -> None:
+    import transformers
+
+    model, batch = _small_model(), _batch()
+    pruned = prune_model(model, REMOVE, _keep(model.config, 40))
+    save_model(pruned, tokenizer, tmp_path)
+    stored = json.loads((tmp_path / "config.json").read_text())
+    assert stored["bertbench_pruning"]["pruned_heads"] == {"0": [1, 3], "2": [0, 1, 2]}
+    assert stored["intermediate_size"] == 40 and stored["bertbench_pruning"]["parent_intermediate_size"] == 96
+    expected = _run(pruned, batch)
+    hf = transformers.BertForQuestionAnswering.from_pretrained(tmp_path).eval()
+    with torch.no_grad():
+        theirs = hf(**batch)
+    torch.testing.assert_close(theirs.start_logits, expected[0], atol=1e-5, rtol=0)
+    torch.testing.assert_close(theirs.end_logits, expected[1], atol=1e-5, rtol=0)
+    loaded = load_model(resolve_model(str(tmp_path)), BertForQuestionAnswering)
+    assert [layer.attention.self.num_heads for layer in loaded.model.bert.encoder.layer] == [2, 4, 1]
+    for ours, saved in zip(_run(loaded.model, batch), expected, strict=True):
+        torch.testing.assert_close(ours, saved, atol=0, rtol=0)
+
+
+def test_a_removed_head_with_weights_is_refused(tokenizer, tmp_path: Path) -> None:
+    model = _small_model()
+    save_model(prune_model(model, REMOVE, _keep(model.config, 40)), tokenizer, tmp_path)
+    weights = load_file(tmp_path / "model.safetensors")
+    weights["bert.encoder.layer.2.attention.self.value.weight"][0, 0] = 0.5  # head 0 of layer 2 was removed
+    save_file(weights, tmp_path / "model.safetensors")
+    with pytest.raises(BertbenchError, match=r"model.safetensors: .*layer.2.attention.self.value.weight is not zero"):
+        load_model(resolve_model(str(tmp_path)), BertForQuestionAnswering)
+
+
+@pytest.mark.parametrize(
+    ("pruning", "message"),
+    [
+        ({"pruned_heads": {"0": [0, 1, 2, 3]}}, "removes every head of layer 0"),
+        ({"pruned_heads": {"7": [0]}}, "names layer 7"),
+        ({"pruned_heads": {"0": [4]}}, "not distinct head indices"),
+        ({"pruned_heads": [1]}, "not an object"),
+        ({"parent_intermediate_size": 10}, "below intermediate_size"),
+    ],
+)
+def test_bad_pruning_entries_are_one_clear_line(tokenizer, tmp_path: Path, pruning: dict, message: str) -> None:
+    save_model(_small_model(), tokenizer, tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["bertbench_pruning"] = pruning
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(BertbenchError, match=f"config.json.*{message}"):
+        resolve_model(str(tmp_path))
+
+
+def test_search_meets_the_budget_and_keeps_what_matters() -> None:
+    config = BertConfig(hidden_size=384, num_hidden_layers=6, num_attention_heads=12, intermediate_size=1536)
+    g = torch.Generator().manual_seed(3)
+    heads, neurons = torch.rand(6, 12, generator=g), torch.rand(6, 1536, generator=g) * 0.05
+    heads[4, 7] = 100.0  # a head that must survive any budget
+    for budget in (0.3, 0.5, 0.75):
+        plan = search_masks(heads, neurons, config, budget, 384)
+        pruned = prune_model(BertForQuestionAnswering(config), plan.remove_heads, plan.keep_neurons).config
+        counted = pruned.flops_per_window(384) / config.flops_per_window(384)
+        assert counted <= budget and counted == pytest.approx(plan.flops_fraction)
+        # within one step (a head or 8 neurons a layer) of the budget: nothing affordable left on the table
+        assert budget - counted < max(8 * 4 * 384 * 6 * 384, 384 * 8 * 384 * 32 + 4 * 32 * 384**2) / (
+            config.flops_per_window(384)
+        )
+        assert 7 not in plan.remove_heads.get(4, [])
+        assert all(len(heads_removed) < 12 for heads_removed in plan.remove_heads.values())
+        assert len(plan.keep_neurons[0]) % 8 == 0
+    for budget in (0.0, 1.0, 1.5, -0.2):
+        with pytest.raises(BudgetError, match="in \\(0, 1\\)"):
+            search_masks(heads, neurons, config, budget, 384)
+    with pytest.raises(BudgetError, match="below the smallest model"):
+        search_masks(heads, neurons, config, 0.02, 384)
+
+
+def test_mask_tuning_brings_each_sublayer_closer_to_the_parent() -> None:
+    model = _small_model()
+    pruned = prune_model(model, REMOVE, _keep(model.config, 40))
+    batches = [_batch(seed) for seed in range(4)]
+    log = tune_masks(model, pruned, batches)
+    assert len(log) == 6
+    assert all(step["error_after"] <= step["error_before"] for step in log)
+    assert sum(step["error_after"] < 0.99 * step["error_before"] for step in log) >= 3
+    # the tuned model is an ordinary model of the same shape, closer to the parent on held-out inputs
+    held_out = _batch(seed=99)
+    untuned = prune_model(model, REMOVE, _keep(model.config, 40))
+    target = _run(model, held_out)[0]
+    assert (_run(pruned, held_out)[0] - target).pow(2).mean() < (_run(untuned, held_out)[0] - target).pow(2).mean()
+
+
+def test_distillation_moves_the_pruned_model_towards_its_parent(tokenizer, tmp_path: Path) -> None:
+    from bertbench.cache import Cache
+    from bertbench.pruning.distill import distill, distillation_loss
+    from bertbench.tasks.squad import task as squad
+    from bertbench.tasks.squad.options import SquadOptions
+
+    model = _small_model()
+    model.set_dropout(0.0)
+    with torch.no_grad():  # peaked answer logits, as a trained QA head has (random ones are nearly uniform)
+        model.qa_outputs.weight.mul_(100)
+    student = prune_model(model, REMOVE, _keep(model.config, 40))
+    data = squad.load_dataset(
+        SQUAD_DEV, tokenizer, SquadOptions(max_seq_length=192), Cache(tmp_path), training=True, max_examples=60
+    )
+    batch = data.training_batch(np.arange(16), 0)
+    held_out = {k: torch.from_numpy(batch[k]) for k in ("input_ids", "attention_mask", "token_type_ids")}
+
+    def gap() -> float:
+        with torch.no_grad():
+            return float(distillation_loss(_run(student, held_out), _run(model, held_out), 2.0))
+
+    before = gap()
+    losses = distill(model, student, data, steps=30, batch_size=8, learning_rate=1e-4, temperature=2.0, seed=0)
+    assert len(losses) == 30 and np.mean(losses[-10:]) < np.mean(losses[:10])
+    assert gap() < before
+    assert [layer.attention.self.num_heads for layer in student.bert.encoder.layer] == [2, 4, 1]  # still pruned
+
+
+def test_onnx_export_of_a_pruned_model_fuses_attention_and_matches_torch(tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    from bertbench.runtimes.onnx_graph import export_onnx, optimize_bert_graph
+
+    model, batch = _small_model(), _batch()
+    pruned = prune_model(model, REMOVE, _keep(model.config, 40))
+    export_onnx(pruned, tmp_path / "exported.onnx")
+    fused = optimize_bert_graph(tmp_path / "exported.onnx", tmp_path / "optimized.onnx", 0, 0)
+    assert fused.get("Attention") == 3, fused
+    session = ort.InferenceSession(str(tmp_path / "optimized.onnx"), providers=["CPUExecutionProvider"])
+    outputs = session.run(None, {k: v.numpy() for k, v in batch.items()})
+    for ours, theirs in zip(_run(pruned, batch), outputs, strict=True):
+        np.testing.assert_allclose(theirs, ours.numpy(), atol=1e-4, rtol=0)
+
+
+# ---- the command, end to end ----------------------------------------------------------------------------------
+
+
+def _prune(args: list[str], cache_dir: Path) -> int:
+    return main(["prune", *args, "--cache-dir", str(cache_dir), "--no-progress", "--threads", "2"])
+
+
+@pytest.mark.e2e
+def test_prune_sst2_meets_its_budget_and_is_guarded_against_its_parent(
+    sst2_model: Path, tmp_path: Path, cache_dir: Path
+) -> None:
+    out, store = tmp_path / "pruned", tmp_path / "store.sqlite"
+    common = ["--cache-dir", str(cache_dir), "--store", str(store), "--no-progress"]
+
+    def evaluate(model: Path, name: str, *extra: str) -> dict:
+        target = tmp_path / name
+        args = ["eval", "sst2", "--model", str(model), "--data", str(SST2_DEV), "--max-samples", "200"]
+        assert main([*args, "--output-dir", str(target), *common, *extra]) == 0
+        return json.loads((target / "metrics.json").read_text())
+
+    # the parent's own runs first (as a user has them), then the prune and a run of the pruned model
+    parent_run = evaluate(sst2_model, "parent-eval")
+    parent_int8 = evaluate(sst2_model, "parent-int8", "--backend", "onnxruntime", "--precision", "int8")
+    args = ["prune", "sst2", "--model", str(sst2_model), "--train", str(SST2_TRAIN), "--output-dir", str(out)]
+    args += ["--flops", "0.6", "--importance-samples", "256", "--tuning-samples", "128", "--eval", str(SST2_DEV)]
+    assert main([*args, "--max-eval-samples", "200", *common]) == 0
+    record = json.loads((out / "metrics.json").read_text())
+    saved = BertConfig.from_hf_dict(json.loads((out / "config.json").read_text()))
+    parent = BertConfig.from_hf_dict(json.loads((sst2_model / "config.json").read_text()))
+    counted = saved.flops_per_window(128) / parent.flops_per_window(128)
+    assert counted <= 0.6 and counted == pytest.approx(record["flops_fraction"])
+    # the guard's reference is the parent's FP32 on the same 200 sentences, as `eval` of the parent scores it
+    parent_accuracy = parent_run["accuracy"]
+    assert record["reference_accuracy"] == parent_accuracy
+    assert record["relative_accuracy"] == pytest.approx(record["accuracy"] / parent_accuracy)
+    assert record["relative_accuracy"] > 0.9  # 40 % fewer FLOPs, no retraining, a model that learned SST-2
+    # every later run of the pruned model names its parent, counts both models' FLOPs and compares with the parent
+    run = evaluate(out, "int8", "--backend", "onnxruntime", "--precision", "int8")
+    assert run["parent_model"] == str(sst2_model.resolve()) and run["reference_model"] == run["parent_model"]
+    assert run["flops_per_window"] == saved.flops_per_window(128)
+    assert run["parent_flops_per_window"] == parent.flops_per_window(128)
+    assert run["reference_accuracy"] == parent_accuracy
+    assert run["relative_accuracy"] == pytest.approx(run["accuracy"] / parent_accuracy)
+    assert run["fused_ops"]["Attention"] == 6  # fused in every layer, whatever its head count
+    # the report: the pruned model's row right after its parent's rows, named after it; the frontier plot
+    table, html = tmp_path / "kpis.json", tmp_path / "report.html"
+    assert main(["report", "--store", str(store), "--format", "json", "--output", str(table), "--html", str(html)]) == 0
+    rows = json.loads(table.read_text())
+    models = [row["Model"] for row in rows]
+    parent_name = models[0]
+    assert models[:2] == [parent_name, parent_name] and models[2].startswith(f"{parent_name} pruned to 60% of")
+    assert len(rows) == 3  # the prune itself is not a KPI row; its scoring is in the prune's metrics.json
+    assert 'data-plot="frontier"' in html.read_text()
+    from bertbench.results.html import plot_frontier
+
+    plotted = plot_frontier([parent_run, parent_int8, run])
+    assert plotted is not None and len(plotted.rows) == 3  # one family: the parent's two paths and the pruned one
+    for row in plotted.rows:  # on the front exactly when no other path is at least as fast and as accurate
+        beaten = any(
+            o["samples/s"] >= row["samples/s"]
+            and o["accuracy"] >= row["accuracy"]
+            and o is not row
+            and (o["samples/s"], o["accuracy"]) != (row["samples/s"], row["accuracy"])
+            for o in plotted.rows
+        )
+        assert row["Pareto"] is not beaten
+
+
+@pytest.mark.e2e
+def test_untuned_prune_of_squad_model_is_its_masked_parent(
+    tiny_squad_model: Path, tmp_path: Path, cache_dir: Path
+) -> None:
+    out = tmp_path / "pruned"
+    args = ["squad", "--model", str(tiny_squad_model), "--train", str(SQUAD_TRAIN), "--output-dir", str(out)]
+    assert (
+        _prune(
+            [*args, "--flops", "0.5", "--importance-samples", "64", "--no-tuning", "--max-seq-length", "256"], cache_dir
+        )
+        == 0
+    )
+    record = json.loads((out / "metrics.json").read_text())
+    parent = load_model(resolve_model(str(tiny_squad_model)), BertForQuestionAnswering).model
+    pruned = load_model(resolve_model(str(out)), BertForQuestionAnswering).model
+    remove = {int(layer): heads for layer, heads in record["removed_heads"].items()}
+    keep = [torch.tensor(kept) for kept in record["kept_neurons"]]
+    batch = _batch(seed=5)
+    n = len(batch["input_ids"])
+    heads = [torch.ones(n, 2) for _ in range(2)]
+    for layer, removed in remove.items():
+        heads[layer][:, removed] = 0
+    neurons = [torch.zeros(n, 512) for _ in range(2)]
+    for layer, kept in enumerate(keep):
+        neurons[layer][:, kept] = 1
+    with mask_hooks(parent, heads, neurons):
+        masked = _run(parent, batch)
+    for ours, theirs in zip(_run(pruned, batch), masked, strict=True):
+        torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)
+    assert "relative_accuracy" not in record and "f1" not in record  # no --eval: nothing scored
+
+
+@pytest.mark.e2e
+def test_importance_and_tuning_read_the_training_file_only(
+    tiny_squad_model: Path, tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bertbench.tasks.squad.task import SquadTask
+
+    read: dict[str, list[str]] = {"train": [], "eval": []}
+    train_loader, eval_loader = SquadTask.load_train_data, SquadTask.load_eval_data
+
+    def spy_train(self, paths, *args, **kwargs):
+        read["train"].append(str(paths))
+        return train_loader(self, paths, *args, **kwargs)
+
+    def spy_eval(self, paths, *args, **kwargs):
+        read["eval"].append(str(paths))
+        return eval_loader(self, paths, *args, **kwargs)
+
+    monkeypatch.setattr(SquadTask, "load_train_data", spy_train)
+    monkeypatch.setattr(SquadTask, "load_eval_data", spy_eval)
+    out = tmp_path / "pruned"
+    args = [
+        "squad",
+        "--model",
+        str(tiny_squad_model),
+        "--train",
+        str(SQUAD_TRAIN),
+        "--output-dir",
+        str(out),
+        "--flops",
+        "0.6",
+        "--importance-samples",
+        "48",
+        "--tuning-samples",
+        "16",
+        "--max-seq-length",
+        "256",
+        "--eval",
+        str(SQUAD_DEV),
+        "--max-eval-samples",
+        "20",
+        "--distill-steps",
+        "3",
+    ]
+    assert _prune(args, cache_dir) == 0
+    assert read["train"] == [str(SQUAD_TRAIN)]  # importance and tuning: the training file, once
+    assert set(read["eval"]) == {str(SQUAD_DEV)}  # only the scoring after pruning reads the evaluated file
+    record = json.loads((out / "metrics.json").read_text())
+    assert len(record["distill_losses"]) == 3
+    assert record["reference_f1"] is not None and record["reference_model"] == str(tiny_squad_model.resolve())
+    # the evaluated file as training data is refused before any work
+    same = [
+        "squad",
+        "--model",
+        str(tiny_squad_model),
+        "--train",
+        str(SQUAD_DEV),
+        "--output-dir",
+        str(tmp_path / "x"),
+        "--flops",
+        "0.6",
+        "--eval",
+        str(SQUAD_DEV),
+    ]
+    assert _prune(same, cache_dir) == 1 and not (tmp_path / "x").exists()
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(
+    ("flops", "code", "message"),
+    [
+        ("0", 2, "strictly between 0 and 1"),
+        ("1", 2, "strictly between 0 and 1"),
+        ("abc", 2, "--flops"),
+        ("0.05", 1, "below the smallest model this one prunes to"),
+    ],
+)
+def test_bad_budgets_are_one_clear_line(
+    tiny_squad_model: Path, tmp_path: Path, cache_dir: Path, capsys, flops: str, code: int, message: str
+) -> None:
+    args = [
+        "squad",
+        "--model",
+        str(tiny_squad_model),
+        "--train",
+        str(SQUAD_TRAIN),
+        "--output-dir",
+        str(tmp_path / "out"),
+        "--flops",
+        flops,
+    ]
+    assert _prune(args, cache_dir) == code
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) <= 2 and message in err[-1], err  # argparse adds its usage line
+    assert not (tmp_path / "out" / "config.json").exists()
+
+
+@pytest.mark.e2e
+def test_a_pruned_model_is_not_pruned_again(tiny_squad_model: Path, tmp_path: Path, cache_dir: Path, capsys) -> None:
+    first = tmp_path / "first"
+    base = ["squad", "--train", str(SQUAD_TRAIN), "--importance-samples", "32", "--max-seq-length", "256"]
+    assert (
+        _prune([*base, "--model", str(tiny_squad_model), "--output-dir", str(first), "--flops", "0.7"], cache_dir) == 0
+    )
+    capsys.readouterr()
+    assert (
+        _prune([*base, "--model", str(first), "--output-dir", str(tmp_path / "again"), "--flops", "0.5"], cache_dir)
+        == 1
+    )
+    assert "already pruned" in capsys.readouterr().err
+
+
+@pytest.mark.e2e
+def test_an_interrupted_prune_resumes_to_the_same_model(tmp_path: Path, cache_dir: Path) -> None:
+    """Killed during the importance pass, `--resume` continues from the saved sums: the model equals an
+    uninterrupted prune's, bit for bit."""
+    base = [
+        sys.executable,
+        "-m",
+        "bertbench",
+        "prune",
+        "squad",
+        "--model",
+        "bert-tiny",
+        "--train",
+        str(SQUAD_TRAIN),
+        "--flops",
+        "0.5",
+        "--max-seq-length",
+        "256",
+        "--batch-size",
+        "4",
+        "--importance-samples",
+        "600",
+        "--tuning-samples",
+        "32",
+        "--threads",
+        "2",
+        "--no-progress",
+    ]
+    env = {**os.environ, "BERTBENCH_PRUNE_SAVE_EVERY_S": "0.3"}
+    # another cache for the uninterrupted run: it must not hand its finished importance to the resumed one
+    whole, broken = tmp_path / "whole", tmp_path / "broken"
+    subprocess.run(
+        [*base, "--output-dir", str(whole), "--cache-dir", str(tmp_path / "c1")],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    process = subprocess.Popen(
+        [*base, "--output-dir", str(broken), "--cache-dir", str(cache_dir)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    partial = broken / "importance-partial.safetensors"
+    deadline = time.monotonic() + 120
+    while not partial.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert partial.exists() and not (broken / "model.safetensors").exists(), "killed too late to test a resume"
+    resumed = subprocess.run(
+        [*base, "--output-dir", str(broken), "--cache-dir", str(cache_dir), "--resume"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming the importance pass after" in resumed.stderr
+    ours, theirs = load_file(broken / "model.safetensors"), load_file(whole / "model.safetensors")
+    assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
+    assert not partial.exists()
+    # without --resume the interrupted folder is not silently restarted
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "importance-partial.safetensors").write_bytes(b"x")
+    refused = subprocess.run([*base, "--output-dir", str(busy)], env=env, capture_output=True, text=True)
+    assert refused.returncode == 1 and "pass --resume to continue or --overwrite" in refused.stderr
