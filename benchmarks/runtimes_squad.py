@@ -78,7 +78,8 @@ BENCH_PATHS: dict[str, tuple[str, list[str]]] = {
     ),
 }
 # Each pruned model (`--pruned DIR…`, `--pruned-base DIR…`: `bertbench prune` outputs of the model above) runs
-# these paths as "pruned <budget> <path>"; the peers stay the unpruned model's: "× HF eager" is against the original.
+# these paths as "pruned <folder name> <path>"; the peers stay the unpruned model's: "× HF eager" is against the
+# original.
 PRUNED_VARIANTS = ("torch fp32", "ort fp32", "ort int8 dynamic", "ort int8 dynamic bs8")
 PRUNED_BASE_VARIANTS = ("torch fp32", "ort int8 dynamic")
 PRUNED_DIRS: dict[str, Path] = {}  # path name -> the pruned model it runs
@@ -236,9 +237,10 @@ def _pruned_paths(directories: list[Path], variants: tuple[str, ...]) -> list[st
     """Register "pruned <budget> <variant>" paths for each pruned model directory; returns their names."""
     names = []
     for directory in directories:
-        record = json.loads((directory / "metrics.json").read_text())
+        if not (directory / "metrics.json").is_file():
+            sys.exit(f"{directory}: not a `bertbench prune` output (no metrics.json)")
         for variant in variants:
-            name = f"pruned {record['flops_budget']:g} {variant}"
+            name = f"pruned {directory.name} {variant}"  # a folder name: two prunes never share a path
             PATHS[name] = PATHS[variant]
             PRUNED_DIRS[name] = directory.resolve()
             names.append(name)
@@ -265,6 +267,31 @@ def _signed(value: float | None) -> str:
 
 def _spread(values: list[float], digits: str = ".3g") -> str:
     return f"{statistics.median(values):{digits}} ({min(values):{digits}}–{max(values):{digits}})"
+
+
+def _pruning_lines(name: str, config, model_rows: list[dict], records: dict) -> list[str]:
+    """For each pruned path: its speed-up over the same path on the unpruned model (paired by round) against the
+    FLOP reduction on the same windows; `realised` = speed-up / FLOP reduction (1.0: every FLOP saved is time)."""
+    out = []
+    for row in model_rows:
+        if row["path"] not in PRUNED_DIRS:
+            continue
+        base = row["path"].split(" ", 2)[2]  # "pruned DIR ort int8 dynamic" -> "ort int8 dynamic"
+        ours, theirs = records.get((name, row["path"])), records.get((name, base))
+        if not ours or not theirs:
+            continue
+        speedup = statistics.median(a["throughput"] / b["throughput"] for a, b in zip(ours, theirs, strict=False))
+        first = ours[0]
+        tokens, squares = first["mean_padded_tokens"] * first["num_samples"], first["padded_tokens_x_len"]
+        reduction = config.forward_flops(tokens, squares) / _config_of(row["path"], config).forward_flops(
+            tokens, squares
+        )
+        row.update({"speedup_vs_unpruned": speedup, "flop_reduction": reduction, "realised": speedup / reduction})
+        out.append(
+            f"| {name} | {row['path']}: × {base} unpruned {speedup:.2f}, FLOP reduction {reduction:.2f}× "
+            f"(realised {speedup / reduction:.0%}) | | | | | | | | |"
+        )
+    return out
 
 
 def _config_of(path: str, config):
@@ -359,6 +386,7 @@ def summarise(plans: list, records: dict, roofs: list[float], args: argparse.Nam
                 + f" | {row['contended_rounds']}/{row['rounds']} |"
             )
         rows.extend(model_rows)
+        lines.extend(_pruning_lines(name, config, model_rows, records))
     lines.append("")
     lines.append("★ = on the speed-F1 Pareto front of its model (no other path is both faster and more accurate)")
     table = "\n".join(lines)

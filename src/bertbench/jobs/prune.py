@@ -275,7 +275,8 @@ def _read_partial(path: Path, key: str) -> Importance | None:
         with safe_open(str(path), "pt") as handle:
             meta = handle.metadata() or {}
         tensors = load_file(str(path))
-    except (OSError, ValueError, RuntimeError):
+    except Exception:  # safetensors raises its own SafetensorError on a torn file: start over, never crash
+        warn(f"{path}: unreadable; starting the importance pass over")
         return None
     if meta.get("key") != key:
         warn(f"{path}: from another model, data or sample; starting the importance pass over")

@@ -49,7 +49,7 @@ class BertConfig:
     pad_token_id: int = 0
     num_labels: int = 2
     # Structured pruning (`bertbench prune`): heads removed per layer, and the feed-forward width before pruning.
-    # Stored in config.json under PRUNING_KEY (see models/pruned_heads.py for why not transformers' pruned_heads).
+    # Stored in config.json under PRUNING_KEY (see models/pruning.py for why not transformers' pruned_heads).
     pruned_heads: dict[int, list[int]] = field(default_factory=dict)
     parent_intermediate_size: int | None = None
     # Keys we do not model but must write back so that transformers reads the file the same way.
@@ -90,6 +90,11 @@ class BertConfig:
         known = {f.name for f in fields(cls)} - {"extra"}
         kwargs = {k: v for k, v in data.items() if k in known and k not in ("pruned_heads", "parent_intermediate_size")}
         extra = {k: v for k, v in data.items() if k not in known and k != PRUNING_KEY}
+        if data.get("pruned_heads"):
+            raise ValueError(
+                "pruned_heads (transformers 4 head pruning, weights stored without those heads) is not supported; "
+                f"bertbench stores pruned models under {PRUNING_KEY}"
+            )
         pruning = data.get(PRUNING_KEY) or {}
         if not isinstance(pruning, dict):
             raise ValueError(f"{PRUNING_KEY} is not an object")

@@ -89,7 +89,8 @@ class LoadedModel:
             "model": self.source.name,
             "model_source": self.source.kind,
             **self.source.provenance,
-            "random_weights": self.source.random_weights,
+            # a model pruned from random weights is no trained model either
+            "random_weights": self.source.random_weights or bool(self.source.provenance.get("parent_random_weights")),
             "fresh_head": self.fresh_head,
             "fresh_parameters": self.fresh_parameters,
             "num_layers": cfg.num_hidden_layers,
@@ -196,6 +197,7 @@ def _provenance(directory: Path) -> dict[str, Any]:
             # how the parent's own runs are labelled (report): what it was trained as, and by which run
             parent_trained_as=record.get("trained_as"),
             parent_trained_by=record.get("trained_by"),
+            parent_seed=record.get("seed"),  # the seed of the parent's task head when it was fresh
         )
     return facts
 

@@ -398,6 +398,11 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
 FRONTIER_METRICS = (("f1", "F1"), ("accuracy", "accuracy"))
 
 
+def _frontier_label(run: dict[str, Any]) -> str:
+    """A point of the frontier: one path as timed (command, batch size and threads change the speed)."""
+    return f"{_config_label(run)} bs{run.get('batch_size')} {run.get('threads')}t {run.get('command')}"
+
+
 def plot_frontier(runs: list[dict[str, Any]]) -> Plot | None:
     """Speed or accuracy? Each path of a model (its pruned children included) as a point: samples/s against the
     task metric, the Pareto front joined. Accuracy-mode runs of trained models, one panel per model family."""
@@ -411,7 +416,7 @@ def plot_frontier(runs: list[dict[str, Any]]) -> Plot | None:
         and any(isinstance(r.get(key), int | float) for key, _ in FRONTIER_METRICS)
     ]
     families = _groups(scored, lambda r: (r.get("task"), parent_label(r)))
-    families = {key: group for key, group in families.items() if len(_groups(group, _config_label)) > 1}
+    families = {key: group for key, group in families.items() if len(_groups(group, _frontier_label)) > 1}
     if not families:
         return None
     rows: list[dict[str, Any]] = []
@@ -420,7 +425,7 @@ def plot_frontier(runs: list[dict[str, Any]]) -> Plot | None:
         metric, name = next(
             (k, n) for k, n in FRONTIER_METRICS if any(isinstance(r.get(k), int | float) for r in group)
         )
-        paths = _groups([r for r in group if isinstance(r.get(metric), int | float)], _config_label)
+        paths = _groups([r for r in group if isinstance(r.get(metric), int | float)], _frontier_label)
         points = [
             (_spread([r["throughput"] for r in g])[0], _spread([r[metric] for r in g])[0]) for g in paths.values()
         ]

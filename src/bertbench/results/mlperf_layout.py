@@ -118,6 +118,8 @@ def choose(runs: list[dict[str, Any]]) -> tuple[list[Entry], list[str]]:
             reason = f"task {run.get('task')} is no MLPerf Inference benchmark (BERT is SQuAD)"
         elif run.get("random_weights"):
             reason = "random weights: there is no accuracy to submit"
+        elif run.get("flops_fraction") is not None:
+            reason = "a pruned model: MLPerf's closed division runs the reference model's architecture"
         elif run.get("result_valid") is not True:
             reason = "LoadGen judged it INVALID: " + "; ".join(run.get("result_invalid_reasons") or [])
         elif run.get("contended") is not False:
@@ -191,6 +193,8 @@ def mlperf_target(run: dict[str, Any]) -> str | None:
     if run.get("task") != "squad" or not isinstance(f1, int | float) or run.get("random_weights"):
         return None
     large = (run.get("num_layers"), run.get("hidden_size"), run.get("num_heads")) == (24, 1024, 16)
+    if not large or run.get("flops_fraction") is not None:  # a pruned model is not MLPerf's model
+        return "relative to own FP32" if run.get("flops_fraction") is None else "relative to its unpruned parent"
     if not large:
         return "relative to own FP32"
     marks = [

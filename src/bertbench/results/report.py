@@ -88,21 +88,23 @@ def parent_label(run: dict[str, Any]) -> str:
     how, base = run.get("parent_trained_as"), run.get("base_model")
     if how and base:
         return _trained_label(str(base), str(how), run.get("parent_trained_by"))
-    name = _short_model(str(run.get("parent_model") or base or "?"))
+    # base_model: the parent's name as given (minilm-l6, a hub id, a folder) when bertbench did not train it
+    name = _short_model(str(base or run.get("parent_model") or "?"))
     return f"{name} (random)" if run.get("parent_random_weights") else name
 
 
 def beside_parents(rows: list[KpiRow]) -> list[KpiRow]:
-    """Rows of pruned models moved right after the rows of their parent (when the parent has rows), in order."""
-    if not any(str(row.run.get("trained_as") or "").startswith("prune") for row in rows):
+    """Each row of a pruned model moved right after the last row of its parent (or of an earlier pruned child of
+    it); every other row keeps its place. A pruned row whose parent has no row stays where it was."""
+    pruned = [i for i, row in enumerate(rows) if str(row.run.get("trained_as") or "").startswith("prune")]
+    if not pruned:
         return rows
-    first: dict[str, int] = {}
-    for index, row in enumerate(rows):
-        first.setdefault(parent_label(row.run), index)
-    order = sorted(
-        range(len(rows)),
-        key=lambda i: (first[parent_label(rows[i].run)], rows[i].run.get("flops_fraction") is not None, i),
-    )
+    order = [i for i in range(len(rows)) if i not in pruned]  # indices into rows, by identity not equality
+    for i in pruned:
+        parent = parent_label(rows[i].run)
+        family = [at for at, j in enumerate(order) if parent_label(rows[j].run) == parent]
+        earlier = [at for at, j in enumerate(order) if j < i]
+        order.insert(family[-1] + 1 if family else (max(earlier) + 1 if earlier else 0), i)
     return [rows[i] for i in order]
 
 
