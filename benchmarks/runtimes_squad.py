@@ -80,7 +80,7 @@ BENCH_PATHS: dict[str, tuple[str, list[str]]] = {
 # Each pruned model (`--pruned DIR…`, `--pruned-base DIR…`: `bertbench prune` outputs of the model above) runs
 # these paths as "pruned <folder name> <path>"; the peers stay the unpruned model's: "× HF eager" is against the
 # original.
-PRUNED_VARIANTS = ("torch fp32", "ort fp32", "ort int8 dynamic", "ort int8 dynamic bs8")
+PRUNED_VARIANTS = ("torch fp32", "ort int8 dynamic")
 PRUNED_BASE_VARIANTS = ("torch fp32", "ort int8 dynamic")
 PRUNED_DIRS: dict[str, Path] = {}  # path name -> the pruned model it runs
 # bert-base (speed only): the variants whose speed could differ; accuracy-only variants are left out
@@ -172,7 +172,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--base-questions", type=int, default=120)
     parser.add_argument("--models", nargs="+", default=["minilm", "bert-base"], choices=("minilm", "bert-base"))
-    parser.add_argument("--paths", nargs="+", default=[], help="only these paths (peers always run)")
+    parser.add_argument(
+        "--paths", nargs="+", default=[], help="only these paths (peers and pruned models' paths always run)"
+    )
     parser.add_argument("--pruned", nargs="+", type=Path, default=[], help="`bertbench prune` outputs of --model")
     parser.add_argument("--pruned-base", nargs="+", type=Path, default=[], help="prune outputs of bert-base")
     parser.add_argument("--resume", action="store_true", help="keep the finished runs of an earlier invocation")
@@ -186,7 +188,8 @@ def main() -> None:
     if "minilm" in args.models:
         out, facts = prepare_model("minilm", args.model, None, args)
         pruned = _pruned_paths(args.pruned, PRUNED_VARIANTS)
-        plans.append(("minilm-l6 (fine-tuned)", out, facts, None, 1000, [*PATHS, *BENCH_PATHS, *pruned]))
+        paths = [p for p in PATHS if p not in PRUNED_DIRS]  # pruned paths are in PATHS too: each once, at the end
+        plans.append(("minilm-l6 (fine-tuned)", out, facts, None, 1000, [*paths, *BENCH_PATHS, *pruned]))
     if "bert-base" in args.models:
         out, facts = prepare_model("bert-base", "bert-base", args.base_questions, args)
         # 300 calibration samples: NNCF's default subset, and random weights have no accuracy to protect
@@ -214,7 +217,8 @@ def main() -> None:
         roof = roofs[round_number]
         print(f"round {round_number}: GEMM roof {roof:.1f} GFLOP/s", flush=True)
         for name, out, _, questions, calibration, paths in plans:
-            for path in [*PEERS, *[p for p in paths if not args.paths or p in args.paths]]:
+            chosen = [p for p in paths if not args.paths or p in args.paths or p in PRUNED_DIRS]
+            for path in [*PEERS, *chosen]:
                 if (round_number, name, path) in done:
                     continue
                 record = run_path(out, path, questions, calibration, args, round_number)

@@ -315,7 +315,7 @@ def test_prune_sst2_meets_its_budget_and_is_guarded_against_its_parent(
     parent_run = evaluate(sst2_model, "parent-eval")
     parent_int8 = evaluate(sst2_model, "parent-int8", "--backend", "onnxruntime", "--precision", "int8")
     args = ["prune", "sst2", "--model", str(sst2_model), "--train", str(SST2_TRAIN), "--output-dir", str(out)]
-    args += ["--flops", "0.6", "--importance-samples", "256", "--tuning-samples", "128", "--eval", str(SST2_DEV)]
+    args += ["--flops", "0.6", "--importance-samples", "128", "--tuning-samples", "64", "--eval", str(SST2_DEV)]
     assert main([*args, "--max-eval-samples", "200", *common]) == 0
     record = json.loads((out / "metrics.json").read_text())
     saved = BertConfig.from_hf_dict(json.loads((out / "config.json").read_text()))
