@@ -82,7 +82,7 @@ BENCH_PATHS: dict[str, tuple[str, list[str]]] = {
 # original.
 PRUNED_VARIANTS = ("torch fp32", "ort int8 dynamic")
 PRUNED_BASE_VARIANTS = ("torch fp32", "ort int8 dynamic")
-PRUNED_DIRS: dict[str, Path] = {}  # path name -> the pruned model it runs
+PRUNED: dict[str, tuple[Path, str]] = {}  # path name -> (the pruned model it runs, the variant of PATHS it runs)
 # bert-base (speed only): the variants whose speed could differ; accuracy-only variants are left out
 BASE_PATHS = (
     "torch fp32",
@@ -142,8 +142,8 @@ def run_path(out: Path, path: str, questions: int | None, calibration: int, args
         command = bertbench("bench", "squad", "--model", str(out / "model"), "--data", str(args.data), *limit)
         command += ["--output-dir", str(target), "--overwrite", "--no-progress", *BENCH_PATHS[path][1]]
     else:
-        extra = PATHS[path]
-        model_dir = PRUNED_DIRS.get(path, out / "model")
+        model_dir, variant = PRUNED.get(path, (out / "model", path))
+        extra = PATHS[variant]
         if "static" in extra:
             extra = [*extra, "--calibration-data", str(args.calibration_data)]
             extra += ["--calibration-samples", str(calibration)]
@@ -188,8 +188,7 @@ def main() -> None:
     if "minilm" in args.models:
         out, facts = prepare_model("minilm", args.model, None, args)
         pruned = _pruned_paths(args.pruned, PRUNED_VARIANTS)
-        paths = [p for p in PATHS if p not in PRUNED_DIRS]  # pruned paths are in PATHS too: each once, at the end
-        plans.append(("minilm-l6 (fine-tuned)", out, facts, None, 1000, [*paths, *BENCH_PATHS, *pruned]))
+        plans.append(("minilm-l6 (fine-tuned)", out, facts, None, 1000, [*PATHS, *BENCH_PATHS, *pruned]))
     if "bert-base" in args.models:
         out, facts = prepare_model("bert-base", "bert-base", args.base_questions, args)
         # 300 calibration samples: NNCF's default subset, and random weights have no accuracy to protect
@@ -217,7 +216,7 @@ def main() -> None:
         roof = roofs[round_number]
         print(f"round {round_number}: GEMM roof {roof:.1f} GFLOP/s", flush=True)
         for name, out, _, questions, calibration, paths in plans:
-            chosen = [p for p in paths if not args.paths or p in args.paths or p in PRUNED_DIRS]
+            chosen = [p for p in paths if not args.paths or p in args.paths or p in PRUNED]
             for path in [*PEERS, *chosen]:
                 if (round_number, name, path) in done:
                     continue
@@ -245,8 +244,7 @@ def _pruned_paths(directories: list[Path], variants: tuple[str, ...]) -> list[st
             sys.exit(f"{directory}: not a `bertbench prune` output (no metrics.json)")
         for variant in variants:
             name = f"pruned {directory.name} {variant}"  # a folder name: two prunes never share a path
-            PATHS[name] = PATHS[variant]
-            PRUNED_DIRS[name] = directory.resolve()
+            PRUNED[name] = (directory.resolve(), variant)
             names.append(name)
     return names
 
@@ -278,9 +276,9 @@ def _pruning_lines(name: str, config, model_rows: list[dict], records: dict) -> 
     FLOP reduction on the same windows; `realised` = speed-up / FLOP reduction (1.0: every FLOP saved is time)."""
     out = []
     for row in model_rows:
-        if row["path"] not in PRUNED_DIRS:
+        if row["path"] not in PRUNED:
             continue
-        base = row["path"].split(" ", 2)[2]  # "pruned DIR ort int8 dynamic" -> "ort int8 dynamic"
+        base = PRUNED[row["path"]][1]  # the same path on the unpruned model
         ours, theirs = records.get((name, row["path"])), records.get((name, base))
         if not ours or not theirs:
             continue
@@ -300,11 +298,11 @@ def _pruning_lines(name: str, config, model_rows: list[dict], records: dict) -> 
 
 def _config_of(path: str, config):
     """The architecture a path runs: a pruned model's own (fewer heads and neurons), else the model's."""
-    if path not in PRUNED_DIRS:
+    if path not in PRUNED:
         return config
     from bertbench.models import BertConfig
 
-    return BertConfig.from_hf_dict(json.loads((PRUNED_DIRS[path] / "config.json").read_text()))
+    return BertConfig.from_hf_dict(json.loads((PRUNED[path][0] / "config.json").read_text()))
 
 
 def summarise(plans: list, records: dict, roofs: list[float], args: argparse.Namespace) -> None:

@@ -294,6 +294,11 @@ def test_onnx_export_of_a_pruned_model_fuses_attention_and_matches_torch(tmp_pat
 # ---- the command, end to end ----------------------------------------------------------------------------------
 
 
+def _squad_args(model: Path, train: Path, out: Path, flops: str, *extra: str) -> list[str]:
+    """`prune squad` arguments for `model` on `train` into `out` at budget `flops`."""
+    return ["squad", "--model", str(model), "--train", str(train), "--output-dir", str(out), "--flops", flops, *extra]
+
+
 def _prune(args: list[str], cache_dir: Path) -> int:
     return main(["prune", *args, "--cache-dir", str(cache_dir), "--no-progress", "--threads", "2"])
 
@@ -414,29 +419,9 @@ def test_importance_and_tuning_read_the_training_file_only(
     monkeypatch.setattr(SquadTask, "load_train_data", spy_train)
     monkeypatch.setattr(SquadTask, "load_eval_data", spy_eval)
     out = tmp_path / "pruned"
-    args = [
-        "squad",
-        "--model",
-        str(tiny_squad_model),
-        "--train",
-        str(SQUAD_TRAIN),
-        "--output-dir",
-        str(out),
-        "--flops",
-        "0.6",
-        "--importance-samples",
-        "48",
-        "--tuning-samples",
-        "16",
-        "--max-seq-length",
-        "256",
-        "--eval",
-        str(SQUAD_DEV),
-        "--max-eval-samples",
-        "20",
-        "--distill-steps",
-        "3",
-    ]
+    extra = ["--importance-samples", "48", "--tuning-samples", "16", "--max-seq-length", "256"]
+    extra += ["--eval", str(SQUAD_DEV), "--max-eval-samples", "20", "--distill-steps", "3"]
+    args = _squad_args(tiny_squad_model, SQUAD_TRAIN, out, "0.6", *extra)
     assert _prune(args, cache_dir) == 0
     assert read["train"] == [str(SQUAD_TRAIN)]  # importance and tuning: the training file, once
     assert set(read["eval"]) == {str(SQUAD_DEV)}  # only the scoring after pruning reads the evaluated file
@@ -444,19 +429,7 @@ def test_importance_and_tuning_read_the_training_file_only(
     assert len(record["distill_losses"]) == 3
     assert record["reference_f1"] is not None and record["reference_model"] == str(tiny_squad_model.resolve())
     # the evaluated file as training data is refused before any work
-    same = [
-        "squad",
-        "--model",
-        str(tiny_squad_model),
-        "--train",
-        str(SQUAD_DEV),
-        "--output-dir",
-        str(tmp_path / "x"),
-        "--flops",
-        "0.6",
-        "--eval",
-        str(SQUAD_DEV),
-    ]
+    same = _squad_args(tiny_squad_model, SQUAD_DEV, tmp_path / "x", "0.6", "--eval", str(SQUAD_DEV))
     assert _prune(same, cache_dir) == 1 and not (tmp_path / "x").exists()
 
 
@@ -473,17 +446,7 @@ def test_importance_and_tuning_read_the_training_file_only(
 def test_bad_budgets_are_one_clear_line(
     tiny_squad_model: Path, tmp_path: Path, cache_dir: Path, capsys, flops: str, code: int, message: str
 ) -> None:
-    args = [
-        "squad",
-        "--model",
-        str(tiny_squad_model),
-        "--train",
-        str(SQUAD_TRAIN),
-        "--output-dir",
-        str(tmp_path / "out"),
-        "--flops",
-        flops,
-    ]
+    args = _squad_args(tiny_squad_model, SQUAD_TRAIN, tmp_path / "out", flops)
     assert _prune(args, cache_dir) == code
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) <= 2 and message in err[-1], err  # argparse adds its usage line

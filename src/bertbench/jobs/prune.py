@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save
+from safetensors.torch import save
 
 from bertbench.accuracy import accuracy_facts
 from bertbench.cache import Cache
@@ -31,7 +31,7 @@ from bertbench.models.pruning import prune_model
 from bertbench.progress import announce, progress_bar
 from bertbench.pruning.distill import distill
 from bertbench.pruning.importance import Importance, fisher_importance
-from bertbench.pruning.search import BudgetError, search_masks
+from bertbench.pruning.search import BudgetError, check_budget, search_masks
 from bertbench.pruning.tuning import tune_masks
 from bertbench.results.console import print_result_table
 from bertbench.results.record import RunRecord
@@ -61,10 +61,8 @@ def run_prune(config: PruneConfig) -> RunRecord:
     source = resolve_model(config.model, allow_pickle=config.allow_pickle)
     _check_inputs(config, source)
     seq_len = config.task_options.max_seq_length
-    shape = source.config
     try:  # the budget is checked before any costly work and before the output directory is made
-        ones = torch.ones(shape.num_hidden_layers, shape.num_attention_heads)
-        search_masks(ones, torch.ones(len(ones), shape.intermediate_size), shape, config.flops, seq_len)
+        check_budget(source.config, config.flops, seq_len)
     except BudgetError as exc:
         raise BertbenchError(f"model {config.model}: {exc}") from None
     output_dir = _prepare_output(config)
@@ -274,7 +272,7 @@ def _read_partial(path: Path, key: str) -> Importance | None:
     try:
         with safe_open(str(path), "pt") as handle:
             meta = handle.metadata() or {}
-        tensors = load_file(str(path))
+            tensors = {name: handle.get_tensor(name) for name in ("heads", "neurons")}
     except Exception:  # safetensors raises its own SafetensorError on a torn file: start over, never crash
         warn(f"{path}: unreadable; starting the importance pass over")
         return None

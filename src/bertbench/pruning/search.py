@@ -52,40 +52,51 @@ def _head_order(heads: torch.Tensor) -> list[tuple[int, int]]:
     return first + rest
 
 
+def _costs(config: BertConfig, seq_len: int) -> tuple[float, float, float]:
+    """(FLOPs of one head, of one more neuron in every layer, of the whole encoder) per window of `seq_len`."""
+    h, d, layers = config.hidden_size, config.head_dim, config.num_hidden_layers
+    head = seq_len * 8 * h * d + 4 * d * seq_len * seq_len
+    return head, seq_len * 4 * h * layers, config.flops_per_window(seq_len)
+
+
+def check_budget(config: BertConfig, budget: float, seq_len: int) -> None:
+    """BudgetError when `budget` is not in (0, 1) or below the smallest model `config` prunes to (one head a layer
+    and NEURON_MULTIPLE neurons): a check that needs no importance, made before any costly work."""
+    if not 0 < budget < 1:
+        raise BudgetError(f"--flops {budget}: a budget is a fraction of the model's FLOPs in (0, 1)")
+    head_cost, neuron_cost, full = _costs(config, seq_len)
+    smallest = (config.num_hidden_layers * head_cost + NEURON_MULTIPLE * neuron_cost) / full
+    if budget < smallest:
+        raise BudgetError(
+            f"--flops {budget}: below the smallest model this one prunes to (one head a layer and "
+            f"{NEURON_MULTIPLE} neurons: {smallest:.3f} of its FLOPs)"
+        )
+
+
 def search_masks(
     heads: torch.Tensor, neurons: torch.Tensor, config: BertConfig, budget: float, seq_len: int
 ) -> PruningPlan:
     """The plan that keeps the most importance within `budget` (a fraction of the encoder's FLOPs per window of
     `seq_len` tokens); BudgetError when the budget is not in (0, 1) or below the smallest prunable model."""
-    if not 0 < budget < 1:
-        raise BudgetError(f"--flops {budget}: a budget is a fraction of the model's FLOPs in (0, 1)")
+    check_budget(config, budget, seq_len)
     layers, per_layer = heads.shape
     width = config.intermediate_size
-    h, d = config.hidden_size, config.head_dim
-    head_cost = seq_len * 8 * h * d + 4 * d * seq_len * seq_len
-    neuron_cost = seq_len * 4 * h * layers  # one more neuron in every layer
-    full = config.flops_per_window(seq_len)
+    head_cost, neuron_cost, full = _costs(config, seq_len)
     allowed = budget * full
     order = _head_order(heads)
     head_gain = torch.cumsum(torch.tensor([float(heads[item]) for item in order]), 0)
     ranked = neurons.sort(dim=1, descending=True)
     neuron_gain = torch.cumsum(ranked.values.double(), 1).sum(0)  # [n-1]: kept importance with n per layer
     total = float(heads.sum() + neurons.sum()) or 1.0
-    best: tuple[float, int, int] | None = None
+    best = (-1.0, layers, NEURON_MULTIPLE)  # check_budget guarantees this smallest plan fits
     for kept in range(layers, layers * per_layer + 1):
         room = allowed - kept * head_cost
         n = min(width, int(room // neuron_cost) // NEURON_MULTIPLE * NEURON_MULTIPLE)
         if n < NEURON_MULTIPLE:
             continue
         score = float(head_gain[kept - 1] + neuron_gain[n - 1])
-        if best is None or score > best[0]:
+        if score > best[0]:
             best = (score, kept, n)
-    if best is None:
-        smallest = (layers * head_cost + NEURON_MULTIPLE * neuron_cost) / full
-        raise BudgetError(
-            f"--flops {budget}: below the smallest model this one prunes to (one head a layer and "
-            f"{NEURON_MULTIPLE} neurons: {smallest:.3f} of its FLOPs)"
-        )
     score, kept, n = best
     keep = set(order[:kept])
     remove = {layer: [head for head in range(per_layer) if (layer, head) not in keep] for layer in range(layers)}
