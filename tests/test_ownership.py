@@ -298,7 +298,7 @@ def test_results_import_knows_a_folder_by_its_resolved_path(tmp_path: Path, monk
 
 
 def test_a_comparison_with_different_metrics_renders_as_csv() -> None:
-    from bertbench.results.report import render
+    from bertbench.results.formatting import render
 
     text = render([{"Model": "a", "f1 A": 1.0}, {"Model": "b", "accuracy A": 0.5}], "csv")
     assert text.splitlines() == ["Model,f1 A,accuracy A", "a,1.0,", "b,,0.5"]

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -247,20 +248,42 @@ def test_mask_tuning_brings_each_sublayer_closer_to_the_parent() -> None:
     assert (_run(pruned, held_out)[0] - target).pow(2).mean() < (_run(untuned, held_out)[0] - target).pow(2).mean()
 
 
-def test_distillation_moves_the_pruned_model_towards_its_parent(tokenizer, tmp_path: Path) -> None:
+def _distill_config(tmp_path: Path, **values: Any) -> Any:
+    from bertbench.configs import PruneConfig
+    from bertbench.tasks.squad.options import SquadOptions
+
+    options = {"batch_size": 8, "distill_learning_rate": 1e-4, "distill_temperature": 2.0, "seed": 0, **values}
+    return PruneConfig(
+        model="m",
+        train=Path("t.json"),
+        flops=0.5,
+        output_dir=tmp_path,
+        no_progress=True,
+        task_options=SquadOptions(max_seq_length=192),
+        **options,
+    )
+
+
+def _squad_training(tokenizer, tmp_path: Path, questions: int = 60) -> Any:
     from bertbench.cache import Cache
-    from bertbench.pruning.distill import distill, distillation_loss
     from bertbench.tasks.squad import task as squad
     from bertbench.tasks.squad.options import SquadOptions
+
+    return squad.load_dataset(
+        SQUAD_DEV, tokenizer, SquadOptions(max_seq_length=192), Cache(tmp_path), training=True, max_examples=questions
+    )
+
+
+def test_distillation_moves_the_pruned_model_towards_its_parent(tokenizer, tmp_path: Path) -> None:
+    from bertbench.jobs.prune import distill
+    from bertbench.pruning.distill import distillation_loss
 
     model = _small_model()
     model.set_dropout(0.0)
     with torch.no_grad():  # peaked answer logits, as a trained QA head has (random ones are nearly uniform)
         model.qa_outputs.weight.mul_(100)
     student = prune_model(model, REMOVE, _keep(model.config, 40))
-    data = squad.load_dataset(
-        SQUAD_DEV, tokenizer, SquadOptions(max_seq_length=192), Cache(tmp_path), training=True, max_examples=60
-    )
+    data = _squad_training(tokenizer, tmp_path / "cache")
     batch = data.training_batch(np.arange(16), 0)
     held_out = {k: torch.from_numpy(batch[k]) for k in ("input_ids", "attention_mask", "token_type_ids")}
 
@@ -269,10 +292,51 @@ def test_distillation_moves_the_pruned_model_towards_its_parent(tokenizer, tmp_p
             return float(distillation_loss(_run(student, held_out), _run(model, held_out), 2.0))
 
     before = gap()
-    losses = distill(model, student, data, steps=30, batch_size=8, learning_rate=1e-4, temperature=2.0, seed=0)
+    losses = distill(_distill_config(tmp_path, distill_steps=30), model, tokenizer, student, data, tmp_path)
     assert len(losses) == 30 and np.mean(losses[-10:]) < np.mean(losses[:10])
     assert gap() < before
     assert [layer.attention.self.num_heads for layer in student.bert.encoder.layer] == [2, 4, 1]  # still pruned
+    assert not (tmp_path / "checkpoints").exists()  # a distillation keeps no checkpoints in the model's folder
+
+
+def test_distillation_decays_matrices_only_as_the_training_loop_does(
+    tokenizer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The distillation's optimizer is the training loop's: LayerNorm parameters and biases are never decayed."""
+    import bertbench.training.loop as loop
+    from bertbench.jobs.prune import distill
+
+    seen: list[list[dict]] = []
+    real = loop.build_optimizer
+
+    def spy(name: str, groups: list[dict], lr: float) -> torch.optim.Optimizer:
+        seen.append(groups)
+        return real(name, groups, lr)
+
+    monkeypatch.setattr(loop, "build_optimizer", spy)
+    model = _small_model()
+    student = prune_model(model, REMOVE, _keep(model.config, 40))
+    config = _distill_config(tmp_path, distill_steps=2)
+    distill(config, model, tokenizer, student, _squad_training(tokenizer, tmp_path / "cache"), tmp_path)
+    assert len(seen) == 1
+    names = {id(p): n for n, p in student.named_parameters()}
+    decay = {names[id(p)] for g in seen[0] if g["weight_decay"] > 0 for p in g["params"]}
+    exempt = {names[id(p)] for g in seen[0] if g["weight_decay"] == 0 for p in g["params"]}
+    assert decay | exempt == set(names.values()) and not decay & exempt
+    assert all(n.endswith("bias") or "LayerNorm" in n for n in exempt)
+    assert all(not n.endswith("bias") and "LayerNorm" not in n for n in decay)
+    assert any("LayerNorm" in n for n in exempt) and any(n.endswith("dense.weight") for n in decay)
+
+
+def test_distillation_stops_on_divergence(tokenizer, tmp_path: Path) -> None:
+    from bertbench.errors import BertbenchError
+    from bertbench.jobs.prune import distill
+
+    model = _small_model()
+    student = prune_model(model, REMOVE, _keep(model.config, 40))
+    config = _distill_config(tmp_path, distill_steps=5, distill_learning_rate=1e30)
+    with pytest.raises(BertbenchError, match=r"diverged.*nothing saved"):
+        distill(config, model, tokenizer, student, _squad_training(tokenizer, tmp_path / "cache"), tmp_path)
 
 
 def test_onnx_export_of_a_pruned_model_fuses_attention_and_matches_torch(tmp_path: Path) -> None:
@@ -539,7 +603,7 @@ def test_an_interrupted_prune_resumes_to_the_same_model(tmp_path: Path, cache_di
 
 
 def test_report_names_a_pruned_model_after_its_parent_and_puts_it_beside_it() -> None:
-    from bertbench.results.report import beside_parents, kpi_row, model_label
+    from bertbench.results.kpi import beside_parents, kpi_row, model_label
 
     parent = {
         "model": "runs/minilm-squad",
@@ -572,3 +636,21 @@ def test_report_names_a_pruned_model_after_its_parent_and_puts_it_beside_it() ->
     ordered = [row.run for row in beside_parents(rows)]
     # the pruned row moves after the parent's last row; the others keep their order; an orphan keeps its place
     assert ordered == [parent, other, {**parent, "precision": "int8"}, pruned, direct]
+
+
+def test_prune_honours_device_and_strict_data(tmp_path: Path, capsys) -> None:
+    """Both options were accepted and ignored (prune always ran on the CPU, over problem rows)."""
+    train = tmp_path / "train.tsv"
+    lines = SST2_TRAIN.read_text(encoding="utf-8").splitlines()[:40]
+    train.write_text("\n".join([*lines, "a sentence\t7", "another one\tpos"]) + "\n", encoding="utf-8")
+    base = ["prune", "sst2", "--model", "bert-tiny", "--train", str(train), "--flops", "0.5", "--no-progress"]
+    base += ["--cache-dir", str(tmp_path / "cache"), "--importance-samples", "8", "--no-tuning"]
+    if not torch.cuda.is_available():
+        assert main([*base, "--output-dir", str(tmp_path / "gpu"), "--device", "cuda"]) == 1
+        errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+        assert errors == ["bertbench: error: --device cuda: no CUDA device is available"]
+        assert not (tmp_path / "gpu").exists()
+    assert main([*base, "--output-dir", str(tmp_path / "strict"), "--strict-data"]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert len(errors) == 1 and "2 problem rows" in errors[0] and "--strict-data" in errors[0]
+    assert not (tmp_path / "strict" / "model.safetensors").exists()

@@ -8,8 +8,9 @@ import json
 from pathlib import Path
 
 from bertbench.cli import main
+from bertbench.results.formatting import render
+from bertbench.results.kpi import kpi_row, table_rows
 from bertbench.results.record import RunRecord
-from bertbench.results.report import kpi_row, render, table_rows
 from bertbench.results.store import ResultsStore
 
 from .conftest import DATA

@@ -226,7 +226,7 @@ def test_every_builtin_workload_plans(tmp_path: Path, capsys) -> None:
         )
         assert code == 0, capsys.readouterr().err
     out = capsys.readouterr().out
-    assert "torch.distributed.run --standalone --nproc_per_node 2 -m bertbench pretrain" in out
+    assert "torch.distributed.run --standalone --nproc-per-node 2 -m bertbench pretrain" in out
     main(["run", "cpu-throughput", "--list", "--store", str(tmp_path / "s.sqlite")])
     listed = capsys.readouterr().out
     assert "squad-bertlarge-performance-onnxruntime-int8-bs32-ci1" in listed and listed.count("bench squad") == 32
@@ -437,7 +437,7 @@ def test_a_store_of_the_previous_schema_is_upgraded_not_dropped(tmp_path: Path) 
     db.commit()
     db.close()
     store = ResultsStore(path)
-    assert store.schema_version == SCHEMA_VERSION == 4
+    assert store.schema_version == SCHEMA_VERSION == 5
     old = store.get("old1")
     assert old.metrics == {"accuracy": 0.9} and old.workload is None
     uid = store.start("eval", {}, workload="w", case_name="c", fingerprint="f")

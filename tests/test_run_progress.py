@@ -19,8 +19,8 @@ from bertbench.configs import RunConfig
 from bertbench.jobs.run_progress import CaseProgress, RunProgress
 from bertbench.progress import CHANNEL_ENV, announce, progress_bar
 from bertbench.results.environment import environment
+from bertbench.results.kpi import kpi_row, model_label, table_rows, timing_label
 from bertbench.results.record import RunRecord
-from bertbench.results.report import kpi_row, model_label, table_rows, timing_label
 from bertbench.results.store import ResultsStore
 from bertbench.workloads import load_workload
 from bertbench.workloads.estimate import Estimate, estimate_cases

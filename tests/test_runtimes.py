@@ -54,7 +54,7 @@ def fp32_logit_gap(model_name: str, backend: str, artifacts: Path, cache_dir: Pa
     outputs, facts = {}, {}
     for name in ("torch", backend):
         runtime = create_runtime(name)
-        runtime.prepare(loaded, RuntimeOptions(), Placement(threads=2, cache_dir=artifacts))
+        runtime.prepare(loaded, RuntimeOptions(backend=name), Placement(threads=2, cache_dir=artifacts))
         result = run_inference(
             runtime,
             dataset,
@@ -196,7 +196,7 @@ def test_calibration_never_reads_the_evaluated_file(sst2_model: Path, tmp_path: 
     assert main([*base, "--calibration-data", str(SST2_DEV), "--output-dir", str(tmp_path / "same")]) == 1
     assert "calibration data is the evaluated file" in capsys.readouterr().err
     assert not (tmp_path / "same" / "metrics.json").exists()
-    assert main([*base, "--output-dir", str(tmp_path / "none")]) == 1
+    assert main([*base, "--output-dir", str(tmp_path / "none")]) == 2  # refused when parsed, before any work
     assert "--calibration-data" in capsys.readouterr().err
     # With training data, the artifact depends on the calibration sample only: evaluating another slice of the
     # evaluation file reuses it unchanged.
@@ -264,17 +264,19 @@ def test_export_dir_gets_the_deployable_artifact(tiny_squad_model: Path, tmp_pat
 
 
 @pytest.mark.parametrize(
-    ("extra", "message"),
+    ("extra", "message", "exit_code"),
     [
-        (["--backend", "onnxruntime", "--precision", "fp16"], "fp16 on onnxruntime needs the CUDA or TensorRT"),
-        (["--backend", "onnxruntime", "--provider", "tensorrt"], "execution provider tensorrt: not available"),
-        (["--backend", "onnxruntime", "--precision", "bf16"], "bf16: not offered on the onnxruntime backend"),
-        (["--backend", "torch", "--precision", "fp16"], "fp16 on the torch backend needs a CUDA device"),
-        (["--backend", "torch", "--device", "cuda"], "no CUDA device is available"),
+        # impossible anywhere: refused when the command line is parsed (exit 2), nothing loaded
+        (["--backend", "onnxruntime", "--precision", "fp16"], "needs the CUDA or TensorRT provider, a GPU", 2),
+        (["--backend", "onnxruntime", "--precision", "bf16"], "--precision bf16: not offered by onnxruntime", 2),
+        (["--backend", "torch", "--precision", "fp16"], "torch runs fp16 on cuda only", 2),
+        # possible, but not on this machine: refused when the runtime is prepared (exit 1)
+        (["--backend", "onnxruntime", "--provider", "tensorrt"], "execution provider tensorrt: not available", 1),
+        (["--backend", "torch", "--device", "cuda"], "no CUDA device is available", 1),
     ],
 )
 def test_hardware_the_machine_lacks_is_refused_in_one_line(
-    extra: list[str], message: str, tmp_path: Path, cache_dir: Path, capsys
+    extra: list[str], message: str, exit_code: int, tmp_path: Path, cache_dir: Path, capsys
 ) -> None:
     code = main(
         [
@@ -295,7 +297,7 @@ def test_hardware_the_machine_lacks_is_refused_in_one_line(
         ]
     )
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("bertbench: error")]
-    assert code == 1 and len(err) == 1 and message in err[0]
+    assert code == exit_code and len(err) == 1 and message in err[0]
     assert not (tmp_path / "o" / "metrics.json").exists()
 
 

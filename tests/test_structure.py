@@ -74,9 +74,9 @@ def test_the_import_graph_has_no_circle() -> None:
 # The packages and modules of bertbench from the bottom up. A module may import its own unit (package or module) and
 # units of lower layers only: never a unit above it, nor another unit of its own layer.
 LAYERS: list[tuple[str, ...]] = [
-    ("errors", "choices"),  # words every layer speaks
+    ("errors", "choices", "names"),  # words every layer speaks; names that are identifiers, never paths
     ("bertbench", "hardware", "io_utils", "cliargs", "console", "progress", "lifetime"),  # machine, files, flags
-    ("cache", "locking"),  # content-keyed artifacts; one writer at a time
+    ("cache", "locking", "launcher"),  # content-keyed artifacts; one writer at a time; every process started
     ("models",),  # BERT and its heads: no data, no devices
     ("tasks",),  # text -> features, outputs -> metrics: no runtime
     ("runtimes", "training", "calibration", "pruning"),  # infer / train / calibrate / prune: no timing
@@ -164,7 +164,7 @@ def test_defaults_and_choices_come_from_the_config_dataclasses() -> None:
         ["eval", "squad", *base, "--data", "d", "--backend", "ort", "--no-per-channel", "--provider", "cpu"]
     )
     assert ort.runtime.backend == "onnxruntime" and ort.runtime.per_channel is False
-    assert ort.runtime.onnxruntime.providers == ("cpu",)
+    assert ort.runtime.own.providers == ("cpu",)
     _, _, finetune = parse(["finetune", "squad", *base, "--train", "t", "--lr", "3e-5"])
     _, _, pretrain = parse(["pretrain", *base, "--corpus", "a", "b"])
     assert finetune.training.learning_rate == 3e-5 and finetune.training.optimizer == "adamw"
@@ -209,10 +209,10 @@ def test_an_option_of_another_backend_is_refused_when_parsed(backend: str, extra
 def test_each_backend_reads_its_own_options() -> None:
     base = ["eval", "squad", "--model", "m", "--output-dir", "o", "--data", "d"]
     _, _, ov = parse([*base, "--backend", "ov", "--reduce-range", "--export-dir", "x"])
-    assert ov.runtime.own().reduce_range is True and str(ov.runtime.own().export_dir) == "x"
+    assert ov.runtime.own.reduce_range is True and str(ov.runtime.own.export_dir) == "x"
     _, _, ort = parse([*base, "--backend", "ort", "--reduce-range", "--int8-weights", "u8", "--provider", "cpu"])
-    own = ort.runtime.own()
+    own = ort.runtime.own
     assert own.reduce_range is True and own.int8_weights == "u8" and own.providers == ("cpu",)
     assert own.int8_attention("dynamic") is True and own.int8_attention("static") is False
     _, _, compiled = parse([*base, "--compile"])
-    assert compiled.runtime.own().compile is True and compiled.runtime.backend == "torch"
+    assert compiled.runtime.own.compile is True and compiled.runtime.backend == "torch"

@@ -23,7 +23,7 @@ from bertbench.tasks.base import EvalData, Task
 def is_fp32_reference(options: RuntimeOptions) -> bool:
     """Whether a run is itself the FP32 reference of the guard: PyTorch eager (not compiled) in FP32. Every other
     path is compared with it; `eval` and `bench` ask this one question."""
-    return options.backend == "torch" and options.precision == "fp32" and not options.torch.compile
+    return options.backend == "torch" and options.precision == "fp32" and not options.own.compile
 
 
 def reference_metrics(

@@ -3,8 +3,10 @@
 A field made with `option(...)` carries its help text, choices, value parser and extra flags in its metadata;
 `add_arguments(parser, cls)` turns every such field into an argparse option and `from_namespace(cls, args)`
 builds the config back from the parsed namespace. Nested config dataclasses (`nested(...)`) are flattened onto
-the same command line. Fields without `option` metadata are not on the command line. This module imports no
-torch, so `bertbench --help` stays fast.
+the same command line; a `chosen(...)` field holds the options of one of several alternatives, picked by another
+field's value (`--backend`): every alternative's options are on the command line, the config holds the chosen
+one's only, and an option of another alternative set away from its default is refused. Fields without `option`
+metadata are not on the command line. This module imports no torch, so `bertbench --help` stays fast.
 """
 
 from __future__ import annotations
@@ -18,8 +20,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from bertbench.errors import UsageError
+from bertbench.names import name_problem
+
 CLI = "bertbench.cli"
 NESTED = "bertbench.nested"
+CHOSEN = "bertbench.chosen"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,6 +67,20 @@ def option(
 def nested(cls: type) -> Any:
     """A field holding another config dataclass whose options join this command line."""
     return dataclasses.field(default_factory=cls, metadata={NESTED: True})
+
+
+@dataclasses.dataclass(frozen=True)
+class Choice:
+    """Which field picks the alternative (`backend`), and the options class of each of its values."""
+
+    selector: str
+    alternatives: dict[str, type]
+
+
+def chosen(selector: str, alternatives: dict[str, type]) -> Any:
+    """A field holding the options of the alternative that field `selector` names (None: its defaults, filled by
+    the owner's __post_init__)."""
+    return dataclasses.field(default=None, metadata={CHOSEN: Choice(selector, alternatives)})
 
 
 # ---- value parsers: a bad value is an argparse error, which the CLI reports in one line with exit 2 ---------
@@ -156,6 +176,22 @@ def batch_size_values(text: str) -> tuple[int, ...]:
     return values
 
 
+def device_value(text: str) -> str:
+    """A device: `cpu`, `cuda` or `cuda:N`."""
+    kind, sep, index = text.partition(":")
+    if (kind == "cpu" and not sep) or (kind == "cuda" and (not sep or index.isdigit())):
+        return text
+    raise argparse.ArgumentTypeError(f"{text} is not a device (cpu, cuda or cuda:N)")
+
+
+def identifier(text: str) -> str:
+    """A name that becomes part of a path (a system, a submitter): an identifier, never a path."""
+    problem = name_problem(text)
+    if problem:
+        raise argparse.ArgumentTypeError(f"{text!r}: {problem}")
+    return text
+
+
 def key_value(text: str) -> str:
     """KEY=VALUE with a non-empty key."""
     key, sep, _ = text.partition("=")
@@ -226,6 +262,10 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, seen: set[str] | N
         if field.metadata.get(NESTED):
             add_arguments(parser, hints[field.name], seen)
             continue
+        if CHOSEN in field.metadata:
+            for alternative in field.metadata[CHOSEN].alternatives.values():
+                add_arguments(parser, alternative, seen)
+            continue
         spec: CliSpec | None = field.metadata.get(CLI)
         if spec is None or field.name in seen:
             continue
@@ -273,6 +313,14 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, seen: set[str] | N
         parser.add_argument(*flags, dest=field.name, **kwargs)
 
 
+def _namespace_value(field: dataclasses.Field, annotation: Any, args: argparse.Namespace) -> Any:
+    value = getattr(args, field.name)
+    spec: CliSpec = field.metadata[CLI]
+    if spec.repeat or typing.get_origin(annotation) is tuple:
+        value = tuple(value or ())
+    return value
+
+
 def from_namespace(cls: type, args: argparse.Namespace, **overrides: Any) -> Any:
     """Build `cls` from parsed arguments; `overrides` set fields the command line does not carry."""
     hints = typing.get_type_hints(cls)
@@ -282,13 +330,34 @@ def from_namespace(cls: type, args: argparse.Namespace, **overrides: Any) -> Any
             values[field.name] = overrides[field.name]
         elif field.metadata.get(NESTED):
             values[field.name] = from_namespace(hints[field.name], args)
+        elif CHOSEN in field.metadata:
+            values[field.name] = _chosen_from_namespace(cls, field.metadata[CHOSEN], values, args)
         elif CLI in field.metadata and hasattr(args, field.name):
-            value = getattr(args, field.name)
-            spec: CliSpec = field.metadata[CLI]
-            if spec.repeat or typing.get_origin(hints[field.name]) is tuple:
-                value = tuple(value or ())
-            values[field.name] = value
+            values[field.name] = _namespace_value(field, hints[field.name], args)
     return cls(**values)
+
+
+def _chosen_from_namespace(cls: type, choice: Choice, values: dict[str, Any], args: argparse.Namespace) -> Any:
+    """The chosen alternative's options; an option only other alternatives take, set away from its default, is
+    refused in one line (never silently ignored)."""
+    selector = next(f for f in dataclasses.fields(cls) if f.name == choice.selector)
+    picked = values.get(choice.selector, _default_of(selector))
+    own_class = choice.alternatives[picked]
+    own = {f.name for f in dataclasses.fields(own_class)}
+    for name, alternative in choice.alternatives.items():
+        hints = typing.get_type_hints(alternative)
+        for field in dataclasses.fields(alternative):
+            if name == picked or field.name in own or CLI not in field.metadata or not hasattr(args, field.name):
+                continue
+            if not _same(_namespace_value(field, hints[field.name], args), _default_of(field)):
+                takers = " or ".join(
+                    n
+                    for n, alt in choice.alternatives.items()
+                    if field.name in {f.name for f in dataclasses.fields(alt)}
+                )
+                flag = flag_of(selector)
+                raise UsageError(f"{flag_of(field)}: an option of {flag} {takers}, not of {flag} {picked}")
+    return from_namespace(own_class, args)
 
 
 # ---- the same options from data (workload files) and back to a command line ------------------------------------
@@ -310,6 +379,9 @@ def option_fields(cls: type) -> list[tuple[dataclasses.Field, Any]]:
         for field in dataclasses.fields(kind):
             if field.metadata.get(NESTED):
                 walk(hints[field.name])
+            elif CHOSEN in field.metadata:
+                for alternative in field.metadata[CHOSEN].alternatives.values():
+                    walk(alternative)
             elif CLI in field.metadata and field.name not in seen:
                 seen.add(field.name)
                 out.append((field, hints[field.name]))
@@ -448,7 +520,14 @@ def _flat_values(config: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for field in dataclasses.fields(config):
         value = getattr(config, field.name)
-        if field.metadata.get(NESTED):
+        if CHOSEN in field.metadata:  # the chosen alternative's values; the others' options stay at their defaults
+            own = _flat_values(value)
+            for alternative in field.metadata[CHOSEN].alternatives.values():
+                for option_field, _ in option_fields(alternative):
+                    own.setdefault(option_field.name, _default_of(option_field))
+            for name, inner in own.items():
+                out.setdefault(name, inner)
+        elif field.metadata.get(NESTED):
             for name, inner in _flat_values(value).items():
                 if name not in out or (not _same(inner, out[name]) and _is_default_of(value, name, out[name])):
                     out[name] = inner

@@ -63,7 +63,7 @@ COMMANDS: dict[str, Command] = {
         BenchConfig,
         "bertbench.jobs.bench:run_bench",
         ("squad", "sst2"),
-        standalone=(BenchRoofConfig, "bertbench.jobs.bench:run_roof"),
+        standalone=(BenchRoofConfig, "bertbench.jobs.bench_roof:run_roof"),
         in_workloads=True,
     ),
     "finetune": Command(
@@ -79,6 +79,7 @@ COMMANDS: dict[str, Command] = {
         PruneConfig,
         "bertbench.jobs.prune:run_prune",
         ("squad", "sst2"),
+        in_workloads=True,
     ),
     "pretrain": Command(
         "masked-LM pretraining with a target accuracy",
@@ -108,7 +109,7 @@ COMMANDS: dict[str, Command] = {
     "results": Command(
         "manage the results store: `results import DIR` loads metrics.json files, `results merge STORE` other stores",
         ResultsConfig,
-        "bertbench.jobs.report:run_results",
+        "bertbench.jobs.results_store:run_results",
         recorded=False,
     ),
 }

@@ -20,7 +20,9 @@ from bertbench.choices import (
 from bertbench.cliargs import (
     batch_size_value,
     batch_size_values,
+    device_value,
     fraction,
+    identifier,
     key_value,
     nested,
     non_negative_float,
@@ -80,7 +82,7 @@ class RunPlace(StoreChoice, TrackingChoice):
         None, help="compute threads (default: the cores this process may use)", parse=thread_count
     )
     cache_dir: Path | None = option(None, help="cache root (default ${XDG_CACHE_HOME:-~/.cache}/bertbench)")
-    device: str = option("cpu", help="cpu or cuda[:N]")
+    device: str = option("cpu", help="cpu or cuda[:N]", parse=device_value)
     no_progress: bool = option(False, help="no progress bars")
     strict_data: bool = option(False, help="any skipped or suspect row of the data is an error (exit 2)")
 
@@ -119,6 +121,10 @@ class EvalConfig(ModelChoice, RunPlace):
     def __post_init__(self) -> None:
         if self.runtime.backend == "null":
             raise UsageError("--backend null computes nothing: it measures the harness (bench --mode performance)")
+        # an impossible combination is one line now, before any model or data is loaded
+        self.runtime.check(self.device, self.task, calibration=self.calibration_data is not None)
+        if self.int8_fallback and (self.runtime.precision != "int8" or self.calibration_data is None):
+            raise UsageError("--int8-fallback needs --precision int8 and --calibration-data (training data)")
         self.task_options = with_answer_text(self.task_options, "characters")
 
 
@@ -225,8 +231,13 @@ class BenchConfig(ModelChoice, RunPlace):
     task_options: Any = None
 
     def __post_init__(self) -> None:
-        if self.runtime.backend == "null" and self.mode != "performance":
-            raise UsageError("--backend null computes nothing: it measures the harness in --mode performance only")
+        if self.runtime.backend == "null" and (self.mode != "performance" or self.compliance):
+            # a compliance test scores outputs, and the null backend's are zeros
+            raise UsageError(
+                "--backend null computes nothing: it measures the harness in --mode performance only "
+                "(no --mode accuracy, no --compliance)"
+            )
+        self.runtime.check(self.device, self.task, calibration=self.calibration_data is not None)
         # bench is the MLPerf harness: its F1 is the one MLPerf's accuracy-squad.py prints on its accuracy log
         self.task_options = with_answer_text(self.task_options, "mlperf")
         least = self.least_test_seconds()
@@ -422,9 +433,11 @@ class ExportConfig(StoreChoice):
 
     format: str = option(help="the layout to write", choices=("mlperf",), positional=True)
     output: Path = option(help="the folder to write (new or empty)")
-    system: str | None = option(None, help="system name (default: HOSTNAME_bertbench)")
+    system: str | None = option(
+        None, help="system name, when the runs come from one machine (default: HOSTNAME_bertbench)", parse=identifier
+    )
     division: str = option("open", help="MLPerf division", choices=("open", "closed"))
-    submitter: str = option("bertbench", help="the submitter's name in the tree")
+    submitter: str = option("bertbench", help="the submitter's name in the tree", parse=identifier)
     workload: str | None = option(None, help="only the runs of this workload")
     where: tuple[str, ...] = option(
         (), help="KEY=VALUE a run must match (repeatable), e.g. model=runs/squad", parse=key_value, repeat=True

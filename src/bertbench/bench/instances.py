@@ -1,8 +1,9 @@
 """Several inference instances, each a spawned process pinned to its own cores, behind one queue.
 
-The parent never computes: it queues batches (any idle instance takes the next one), and a collector thread hands
-finished batches back to LoadGen. Instances start one after the other, so the first fills the caches the others
-then read (exported and quantized artifacts are built once).
+The launcher starts them (each dies with this process). The parent never computes: it queues batches (any idle
+instance takes the next one), and a collector thread hands finished batches back to LoadGen. Instances start one
+after the other, so the first fills the caches the others then read (exported and quantized artifacts are built
+once).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 
 from bertbench.bench.worker import WorkerSpec, serve
 from bertbench.errors import BertbenchError
+from bertbench.launcher import spawn_tethered
 
 READY_TIMEOUT_S = 1800.0  # exporting and quantizing bert-large on 2 cores takes minutes
 Done = Callable[[list[int], list[bytes] | None], None]
@@ -47,16 +49,7 @@ class InstancePool:
     def start(self, on_started: Callable[[int], None] = lambda i: None) -> None:
         """Spawn the instances one by one; each must report ready (or its error) before the next starts."""
         for spec in self.specs:
-            saved = dict(os.environ)
-            os.environ.update(spec.env)  # a spawned child inherits the environment at start()
-            try:
-                process = self.context.Process(
-                    target=serve, args=(spec, self.tasks, self.results, self.barrier), daemon=True
-                )
-                process.start()
-            finally:
-                os.environ.clear()
-                os.environ.update(saved)
+            process = spawn_tethered(self.context, serve, (spec, self.tasks, self.results, self.barrier), spec.env)
             self.processes.append(process)
             message = self._next(("ready",), READY_TIMEOUT_S)
             _, instance, pid, prepare_s, describe = message

@@ -23,7 +23,6 @@ class WorkerSpec:
     """Everything one instance needs to build its runtime (picklable: it crosses a spawn)."""
 
     instance: int
-    parent_pid: int  # the bench process: an instance dies with it, even when it is killed
     cores: list[int]
     threads: int
     env: dict[str, str]
@@ -142,10 +141,8 @@ def _one_line(exc: BaseException) -> str:
 
 
 def serve(spec: WorkerSpec, tasks: Any, results: Any, barrier: Any) -> None:
-    """Process entry point: pin, build, report ready, then serve messages until "stop"."""
-    from bertbench.lifetime import die_with_parent
-
-    die_with_parent(spec.parent_pid)
+    """Process entry point (started by the launcher, tethered to the parent): pin, build, report ready, then serve
+    messages until "stop"."""
     os.environ.update(spec.env)
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, spec.cores)

@@ -1,13 +1,12 @@
 """`bertbench bench`: performance mode. MLPerf LoadGen drives pinned inference instances over a task's prebuilt
 features; every figure comes from LoadGen's own logs, every record says whether the machine was quiet.
 
-This job orchestrates: one LoadGen test is `bench_run.py`, the compliance tests `bench_compliance.py`; the layout,
-the plan, LoadGen's metrics and the roof live in `bench/`, the KPI row in
-`results/`."""
+This job orchestrates: one LoadGen test is `bench_run.py`, the compliance tests `bench_compliance.py`, accuracy
+mode's scoring `bench_scoring.py`, the record `bench_record.py`, the roof command `bench_roof.py`; the layout, the
+plan, LoadGen's metrics and the roof live in `bench/`, the KPI row in `results/`."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -24,46 +23,20 @@ from bertbench.bench.setup import load_model_and_data
 from bertbench.bench.worker import WorkerSpec
 from bertbench.cache import Cache
 from bertbench.calibration import check_calibration_file
-from bertbench.configs import BenchConfig, BenchRoofConfig
+from bertbench.configs import BenchConfig
 from bertbench.console import info, warn
-from bertbench.errors import AccuracyGuardError, BertbenchError, UsageError
+from bertbench.errors import AccuracyGuardError, BertbenchError
 from bertbench.hardware import available_cores
 from bertbench.io_utils import sha256_file
 from bertbench.jobs.bench_compliance import compliance_test
+from bertbench.jobs.bench_record import BenchSettings, bench_record
 from bertbench.jobs.bench_run import BenchRun, loadgen_pass
+from bertbench.jobs.bench_scoring import score_accuracy_log
 from bertbench.jobs.common import announce_data_problems, prepare_output_dir
 from bertbench.progress import announce, progress_bar
-from bertbench.results.console import print_result_table, print_rows_table
+from bertbench.results.console import print_rows_table
+from bertbench.results.kpi import kpi_table
 from bertbench.results.record import RunRecord
-from bertbench.results.report import kpi_table
-
-
-def run_roof(config: BenchRoofConfig) -> list[RunRecord]:
-    """`bertbench bench --roof`: the quiet FP32 GEMM roof at 1..N threads, cached per CPU model and threads."""
-    if not config.roof:
-        raise UsageError("bench: choose a task (squad, sst2), or pass --roof to measure the GEMM roof")
-    cache = Cache(config.cache_dir)
-    records = []
-    for threads in range(1, available_cores() + 1):
-        record = measure_roof(threads, cache.root)
-        records.append(record)
-        print_result_table(
-            f"FP32 GEMM roof, {threads} thread(s)",
-            record,
-            [
-                "cpu_model",
-                "threads",
-                "roof_gflops",
-                "roof_median_gflops",
-                "roof_min_gflops",
-                "probe_gflops",
-                "other_cpu_cores",
-                "quiet",
-            ],
-        )
-        if not record["quiet"]:
-            warn(f"other processes used {record['other_cpu_cores']:.2f} cores: roof not cached; measure it again")
-    return [RunRecord("bench-roof", {"threads": r["threads"], "cpu": r["cpu_model"]}, dict(r)) for r in records]
 
 
 def _conf_files(config: BenchConfig) -> tuple[tuple[Path, ...], frozenset[str], dict[str, Any]]:
@@ -90,7 +63,6 @@ def _worker_specs(config: BenchConfig, layout: Layout) -> list[WorkerSpec]:
     return [
         WorkerSpec(
             instance=i,
-            parent_pid=os.getpid(),
             cores=layout.cores[i],
             threads=layout.threads,
             env=_env(config),
@@ -221,41 +193,11 @@ def _one_test(run: BenchRun, batch_size: int, output_dir: Path) -> RunRecord:
         warn(f"contended during the test ({metrics['contention_reason']}): recorded as contended: true")
     if config.mode == "accuracy":
         announce("scoring the accuracy log")
-        metrics.update(_score_accuracy_log(run, log_dir, output_dir))
+        metrics.update(score_accuracy_log(run, log_dir, output_dir))
     if config.compliance:
         metrics.update(compliance_test(run, batch_size, output_dir, estimate, main))
-    record = RunRecord(
-        "bench",
-        {
-            "task": config.task,
-            **run.model_facts,
-            **run.dataset.describe(),
-            **config.task_options.as_dict(),
-            "scenario": config.scenario,
-            "mode": config.mode,
-            "batch_size": batch_size,
-            "padding": config.padding,
-            "instances": layout.instances,
-            "cores_per_instance": layout.cores_per_instance,
-            "threads": layout.threads,
-            "oversubscribed": layout.oversubscribed,
-            "env": _env(config),
-            "min_duration_s": plan.min_duration_s,
-            "min_query_count": plan.min_query_count,
-            "max_duration_s": plan.max_duration_s,
-            "mlperf_defaults": config.mlperf_defaults,
-            **run.conf_facts,
-            "output_dtype": config.output_dtype,
-            "output_transposed": config.output_transposed,
-            "target_latency_ms": plan.target_latency_ms,
-            "samples_per_query": plan.samples_per_query if config.scenario == "multistream" else None,
-            "max_samples": config.max_samples,
-            "cache_dir": str(run.cache.root),
-            "seed": config.seed,
-            **run.calibration_facts,
-        },
-        metrics,
-    )
+    settings = BenchSettings.of(config, layout, plan, batch_size, str(run.cache.root))
+    record = bench_record(run, settings, metrics)
     record.write(output_dir)
     return record
 

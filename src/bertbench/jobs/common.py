@@ -11,6 +11,7 @@ from typing import Any
 from bertbench.console import warn
 from bertbench.errors import BertbenchError, DataProblemsError
 from bertbench.hardware import has_native_bf16
+from bertbench.runtimes.accepts import device_kind
 from bertbench.training.checkpoint import CHECKPOINTS, checkpoint_owner
 from bertbench.training.distributed import DistEnv
 
@@ -88,6 +89,19 @@ def _make_writable_dir(path: Path) -> None:
         raise BertbenchError(f"{path}: a parent of the output directory is not a directory") from None
     except OSError as exc:
         raise BertbenchError(f"{path}: cannot write to the output directory ({exc.strerror or exc})") from None
+
+
+def check_device(device: str) -> None:
+    """A CUDA device this machine has (one line before any work when it has none)."""
+    if device_kind(device) != "cuda":
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        raise BertbenchError(f"--device {device}: no CUDA device is available")
+    index = int(device.partition(":")[2] or 0)
+    if index >= torch.cuda.device_count():
+        raise BertbenchError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
 
 
 def check_training_precision(amp: str, device: str) -> None:

@@ -6,6 +6,7 @@ left out is said with its reason."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -13,10 +14,12 @@ from typing import Any
 from bertbench.bench.loadgen_logs import ACCURACY, DETAIL, SUMMARY
 from bertbench.configs import ExportConfig
 from bertbench.console import info, warn
-from bertbench.errors import BertbenchError
+from bertbench.errors import BertbenchError, UsageError
 from bertbench.io_utils import atomic_directory, atomic_write_json, atomic_write_text
+from bertbench.names import name_problem
+from bertbench.results.fleet import machine
 from bertbench.results.mlperf_layout import Entry, choose, system_description, user_conf
-from bertbench.results.report import select
+from bertbench.results.selection import select
 from bertbench.results.store import ResultsStore
 
 EXPORT_MARK = ".bertbench-export.json"  # in the output folder: an export of ours, which --overwrite may replace
@@ -88,8 +91,30 @@ def _prepare_output(path: Path, overwrite: bool) -> None:
         )
 
 
+def _systems(config: ExportConfig, entries: list[Entry]) -> dict[str, list[Entry]]:
+    """The entries of each machine under its system name (a merged fleet store holds several machines); --system
+    names the one machine when the runs come from one."""
+    by_host: dict[str, list[Entry]] = {}
+    for entry in entries:
+        by_host.setdefault(machine(entry.performance), []).append(entry)
+    if config.system is not None:
+        if len(by_host) > 1:
+            raise UsageError(
+                f"--system {config.system}: the runs come from {len(by_host)} machines ({', '.join(by_host)}); "
+                "leave --system out (each machine is its own system) or choose one with --where hostname=HOST"
+            )
+        return {config.system: entries}
+    systems: dict[str, list[Entry]] = {}
+    for host, found in by_host.items():
+        name = f"{host}_bertbench"
+        if name_problem(name):  # a hostname is the machine's word, not ours: made an identifier
+            name = re.sub(r"[^A-Za-z0-9._-]", "_", name).lstrip("._-") or "system_bertbench"
+        systems[name] = found
+    return systems
+
+
 def run_export(config: ExportConfig) -> None:
-    """Write the submission tree of the selected runs."""
+    """Write the submission tree of the selected runs: one system per machine, each with its own description."""
     _prepare_output(config.output, config.overwrite)
     store = ResultsStore(config.store, create=False)
     where = list(config.where) + ([f"workload={config.workload}"] if config.workload else [])
@@ -99,16 +124,23 @@ def run_export(config: ExportConfig) -> None:
         warn(f"left out: {reason}")
     if not entries:
         raise BertbenchError(f"{store.path}: no run can be exported ({len(refused)} left out, see above)")
-    system = config.system or f"{entries[0].performance.get('hostname')}_bertbench"
+    systems = _systems(config, entries)
+    unknown: dict[str, list[str]] = {}
     with atomic_directory(config.output) as tmp:
         root = tmp / config.division / config.submitter
-        description, unknown = system_description(entries[0].performance, config.division, config.submitter, system)
-        atomic_write_json(root / "systems" / f"{system}.json", description)
-        for entry in entries:
-            _write_entry(root, system, entry)
+        for system, found in systems.items():
+            description, unknown[system] = system_description(
+                found[0].performance, config.division, config.submitter, system
+            )
+            atomic_write_json(root / "systems" / f"{system}.json", description)
+            for entry in found:
+                _write_entry(root, system, entry)
         first = entries[0].performance
         code = f"bertbench {first.get('bertbench_version')}, git {first.get('git_sha')}\n"
         atomic_write_text(root / "code" / "README.md", code)
-        atomic_write_json(tmp / EXPORT_MARK, {"entries": len(entries), "left_out": refused, "system_unknown": unknown})
-    info(f"wrote {config.output}: {len(entries)} result(s) of {system}, {len(refused)} run(s) left out")
-    info(f"the system description could not fill: {', '.join(unknown)}")
+        mark = {"entries": len(entries), "systems": list(systems), "left_out": refused, "system_unknown": unknown}
+        atomic_write_json(tmp / EXPORT_MARK, mark)
+    names = ", ".join(systems)
+    info(f"wrote {config.output}: {len(entries)} result(s) of {names}, {len(refused)} run(s) left out")
+    for system, fields in unknown.items():
+        info(f"the description of {system} could not fill: {', '.join(fields)}")

@@ -1,14 +1,13 @@
 """`bertbench run`: a workload's cases, in order, each in its own process (a crash or an OOM in one is recorded as
 failed and the run goes on). A case that finished before with the same config, code version and data is skipped,
-so an interrupted run resumes; the end is the KPI table and an HTML report."""
+so an interrupted run resumes; the end is the KPI table and an HTML report. Processes are started by the launcher;
+what is printed before running (or instead of it) is run_listing's."""
 
 from __future__ import annotations
 
 import os
 import shlex
-import signal
 import socket
-import subprocess
 import time
 from pathlib import Path
 
@@ -16,26 +15,19 @@ from bertbench.configs import RunConfig
 from bertbench.console import info, warn
 from bertbench.errors import BertbenchError, UsageError
 from bertbench.jobs.case_folders import check_owner, claim, held_files
+from bertbench.jobs.prune_importance import PARTIAL
+from bertbench.jobs.run_listing import case_estimates, finished_before, print_cases, print_dry_run, print_plan
 from bertbench.jobs.run_progress import RunProgress
+from bertbench.launcher import CaseProcesses
 from bertbench.lifetime import TETHER_ENV
 from bertbench.locking import exclusive
 from bertbench.progress import CHANNEL_ENV
-from bertbench.results.console import print_rows_table, stdout_console
 from bertbench.results.record import RUN_UID_ENV, RunRecord
-from bertbench.results.store import ResultsStore, default_store_path
+from bertbench.results.store import ResultsStore
 from bertbench.results.tracking import PARENT_ENV, URI_ENV
 from bertbench.workloads import Case, Workload, load_workload
-from bertbench.workloads.estimate import Estimate, duration_text, estimate_cases
-from bertbench.workloads.plan import (
-    LOCK_FILE,
-    PlannedCase,
-    node_command_lines,
-    plan_cases,
-    runs_here,
-    select_cases,
-)
-
-PROMISE_S = 600.0  # the main job's promise: the KPI table within ten minutes on a quiet 2-core machine
+from bertbench.workloads.estimate import duration_text
+from bertbench.workloads.plan import LOCK_FILE, PlannedCase, node_command_lines, plan_cases, runs_here, select_cases
 
 
 class CasesFailed(BertbenchError):
@@ -48,13 +40,15 @@ class CasesFailed(BertbenchError):
 
 def _resume_flag(planned: PlannedCase, redo: bool) -> list[str]:
     """A case that ran before without finishing (in its own folder: see case_folders): training continues from
-    its checkpoints, the rest starts over (and so does everything that --force redoes)."""
+    its checkpoints, a prune from its partial importance, the rest starts over (and so does whatever --force
+    redoes)."""
     directory = planned.directory
     if not held_files(directory):
         return []
-    if not redo and planned.case.job in ("finetune", "pretrain") and any((directory / "checkpoints").glob("step-*")):
-        return ["--resume"]
-    return ["--overwrite"]
+    job = planned.case.job
+    training = job in ("finetune", "pretrain") and any((directory / "checkpoints").glob("step-*"))
+    pruning = job == "prune" and (directory / PARTIAL).is_file()
+    return ["--resume"] if (training or pruning) and not redo else ["--overwrite"]
 
 
 def _free_port() -> int:
@@ -64,31 +58,24 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _wait_relaying(processes: list[subprocess.Popen], progress: RunProgress) -> int:
-    """Wait for the case's processes (one per node), relaying progress twice a second. The first to fail stops
-    the others (they would wait for it until the process group's timeout); otherwise the last exit code."""
-    while True:
-        codes = [process.poll() for process in processes]
-        failed = [code for code in codes if code not in (None, 0)]
-        if failed:
-            for process, code in zip(processes, codes, strict=True):
-                if code is None:
-                    os.killpg(process.pid, signal.SIGTERM)
-            for process in processes:
-                process.wait()
-            return failed[0]
-        if all(code == 0 for code in codes):
-            return 0
-        time.sleep(0.5)
-        progress.tick()
-
-
 def _last_line(log: Path) -> str:
     try:
         lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
     except OSError:
         return ""
     return lines[-1].strip() if lines else ""
+
+
+def _case_environment(uid: str, multinode: bool, progress: RunProgress, tracking: str | None) -> dict[str, str]:
+    """The environment of a case's processes: its store row, tethered to `run`, nested under the workload's row on
+    a tracking server (RUN_UID_ENV names that row until here), the progress channel."""
+    env = {**os.environ, RUN_UID_ENV: uid, TETHER_ENV: "1", PARENT_ENV: os.environ.get(RUN_UID_ENV, "")}
+    if tracking:
+        env[URI_ENV] = tracking
+    if not multinode:  # --standalone: loopback; across nodes gloo's interface follows the rendezvous address
+        env.update({"MASTER_ADDR": "127.0.0.1", "GLOO_SOCKET_IFNAME": "lo"})
+    env[CHANNEL_ENV] = str(progress.progress.path.resolve()) if progress.progress else ""
+    return env
 
 
 def _run_case(
@@ -112,13 +99,7 @@ def _run_case(
     )
     multinode = len(case.nodes) > 1
     lines = node_command_lines(planned, _resume_flag(planned, redo), True, _free_port() if multinode else 0)
-    # a case nests under the workload's own row on a tracking server (RUN_UID_ENV names that row until here)
-    env = {**os.environ, RUN_UID_ENV: uid, TETHER_ENV: "1", PARENT_ENV: os.environ.get(RUN_UID_ENV, "")}
-    if tracking:
-        env[URI_ENV] = tracking
-    if not multinode:  # --standalone: loopback; across nodes gloo's interface follows the rendezvous address
-        env.update({"MASTER_ADDR": "127.0.0.1", "GLOO_SOCKET_IFNAME": "lo"})
-    env[CHANNEL_ENV] = str(progress.progress.path.resolve()) if progress.progress else ""
+    env = _case_environment(uid, multinode, progress, tracking)
     claim(planned.directory, workload.name, case.name, planned.fingerprint)
     log.parent.mkdir(parents=True, exist_ok=True)
     if progress.progress:
@@ -126,22 +107,12 @@ def _run_case(
     with open(log, "w", encoding="utf-8") as handle:
         handle.write("".join("$ " + shlex.join(argv) + "\n" for argv in lines))
         handle.flush()
-        processes = [
-            subprocess.Popen(argv, stdout=handle, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-            for argv in lines
-        ]
+        processes = CaseProcesses(lines, handle, env)
         try:
-            code = _wait_relaying(processes, progress)
+            code = processes.wait(progress.tick)
         except BaseException:
             # Ctrl-C or SIGTERM: stop the case (its own handler saves nothing half-written), then stop.
-            for process in processes:
-                os.killpg(process.pid, signal.SIGTERM)
-            for process in processes:
-                try:
-                    process.wait(timeout=60)
-                except subprocess.TimeoutExpired:
-                    os.killpg(process.pid, signal.SIGKILL)
-                    process.wait()
+            processes.stop()
             row = store.get(uid)
             if row is not None and row.status == "running":
                 store.end(uid, "interrupted", "bertbench run was interrupted")
@@ -156,67 +127,16 @@ def _run_case(
     return "failed", detail
 
 
-def _finished_before(store: ResultsStore, workload: Workload, item: PlannedCase) -> bool:
-    earlier = store.finished_case(workload.name, item.case.name, item.fingerprint)
-    return earlier is not None and bool(earlier.output_dir) and Path(earlier.output_dir).exists()
-
-
-def _estimates(
-    workload: Workload, planned: list[PlannedCase], store: ResultsStore | None, config: RunConfig, matched: set[str]
-) -> dict[str, Estimate]:
-    """Each case's estimate; a case that will be skipped (finished before) costs nothing."""
-    estimates = estimate_cases(planned, store, workload.name, config.cache_dir)
-    for item in planned:
-        forced = config.force and item.case.name in matched
-        if store is not None and not forced and _finished_before(store, workload, item):
-            estimates[item.case.name] = Estimate(0.0, "skip")
-    return estimates
-
-
-def _print_plan(workload: Workload, planned: list[PlannedCase], estimates: dict[str, Estimate]) -> None:
-    """The cases with what each will take, first (stderr), and a warning when the whole is over ten minutes."""
-    known = [estimates[p.case.name].seconds for p in planned]
-    total = sum(s for s in known if s is not None)
-    unknown = sum(s is None for s in known)
-    info(
-        f"run {workload.name}: {len(planned)} cases, estimated {duration_text(total)}"
-        + (f" (+ {unknown} without an estimate)" if unknown else "")
-    )
-    for item in planned:
-        job = f"{item.case.job} {item.case.task or ''}".strip()
-        info(f"  {item.case.name} ({job}): {estimates[item.case.name].text()}")
-    if total > PROMISE_S:
-        warn(f"this run is estimated at {duration_text(total)}, more than {PROMISE_S / 60:.0f} minutes")
-
-
 def run_workload(config: RunConfig) -> RunRecord | None:
     """`bertbench run`: returns the run's own record (cases record themselves)."""
     workload = load_workload(config.workload)
     cases, matched = select_cases(workload, config.select)
     if config.list_cases:
-        rows = [
-            {
-                "case": c.name,
-                "job": f"{c.job} {c.task or ''}".strip(),
-                "processes": c.processes,
-                "needs": ", ".join(c.needs) or "-",
-                "description": c.description or "-",
-            }
-            for c in cases
-        ]
-        print_rows_table(f"{workload.name}: {len(cases)} cases ({workload.path})", rows)
+        print_cases(workload, cases)
         return None
     planned = plan_cases(workload, config, cases)
     if config.dry_run:
-        existing = config.store or default_store_path()
-        store = ResultsStore(existing, create=False) if Path(existing).is_file() else None
-        _print_plan(workload, planned, _estimates(workload, planned, store, config, matched))
-        for item in planned:
-            lines = node_command_lines(item)
-            for rank, line in enumerate(lines):
-                if len(lines) > 1:  # what to start on each node, in the same folder (shared) or a copy of it
-                    stdout_console.print(f"# {item.case.name}, node {rank} ({item.case.nodes[rank]}):", soft_wrap=True)
-                stdout_console.print(shlex.join(line), soft_wrap=True)
+        print_dry_run(config, workload, planned, matched)
         return None
     elsewhere = [item.case for item in planned if not runs_here(item.case)]
     if elsewhere:
@@ -245,8 +165,8 @@ def _run_planned(
     logs = root / "logs"
     start = time.perf_counter()
     outcome: dict[str, str] = {}
-    estimates = _estimates(workload, planned, store, config, matched)
-    _print_plan(workload, planned, estimates)
+    estimates = case_estimates(workload, planned, store, config, matched)
+    print_plan(workload, planned, estimates)
     order = [item.case.name for item in planned]
     with RunProgress(workload.name, order, estimates, live=config.show_progress) as progress:
         for item in planned:
@@ -256,7 +176,7 @@ def _run_planned(
             if blocked:
                 outcome[name] = "failed"
                 warn(f"{name}: not run, it needs {', '.join(blocked)}, which failed")
-            elif not forced and _finished_before(store, workload, item):
+            elif not forced and finished_before(store, workload, item):
                 outcome[name] = "skipped"
                 info(f"{name}: finished before with the same config, code and data (--force reruns it)")
             else:

@@ -1,75 +1,51 @@
 """A short distillation of the pruned model from its unpruned parent (`--distill-steps N`): the parent's logits,
 softened by a temperature, are the targets (Hinton et al. 2015); no labels are needed beyond the inputs.
 
-The student keeps its pruned shape (removed heads stay removed); only the weights it still has move. Batches are
-drawn from the training data (never the evaluated file), AdamW with linear decay, dropout as configured.
+This module holds the loss only: the steps are the training loop's (training.Trainer: its parameter groups, with
+LayerNorm and biases exempt from weight decay, its schedule, its divergence check), composed by the prune job. The
+student keeps its pruned shape (removed heads stay removed); only the weights it still has move.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from bertbench.models import BertHeadModel
-from bertbench.tasks.base import TrainData
 
 
-def distillation_loss(student: tuple[torch.Tensor, ...], teacher: tuple[torch.Tensor, ...], temperature: float):
-    """Mean over outputs of KL(teacher || student) on the last axis, at `temperature`, scaled by its square."""
-    losses = [
-        F.kl_div(
+def per_sample_distillation_loss(
+    student: tuple[torch.Tensor, ...], teacher: tuple[torch.Tensor, ...], temperature: float
+) -> torch.Tensor:
+    """KL(teacher || student) on the last axis at `temperature`, summed over each sample's positions, averaged over
+    the outputs and scaled by the temperature's square: one value per sample."""
+    losses = []
+    for s, t in zip(student, teacher, strict=True):
+        kl = F.kl_div(
             F.log_softmax(s / temperature, dim=-1),
             F.log_softmax(t / temperature, dim=-1),
             log_target=True,
-            reduction="batchmean",
+            reduction="none",
         )
-        for s, t in zip(student, teacher, strict=True)
-    ]
-    return torch.stack(losses).mean() * temperature**2
+        losses.append(kl.reshape(len(kl), -1).sum(1))
+    return torch.stack(losses).mean(0) * temperature**2
 
 
-def distill(
-    teacher: BertHeadModel,
-    student: BertHeadModel,
-    data: TrainData,
-    steps: int,
-    batch_size: int,
-    learning_rate: float,
-    temperature: float,
-    seed: int,
-    on_step: Callable[[float], None] | None = None,
-) -> list[float]:
-    """Train `student` in place for `steps` batches towards `teacher`'s outputs; returns the loss of every step."""
-    teacher.eval()
-    for parameter in teacher.parameters():
-        parameter.requires_grad_(False)
-    student.train()
-    for parameter in student.parameters():
-        parameter.requires_grad_(True)
-    optimizer = torch.optim.AdamW(student.parameters(), lr=learning_rate, weight_decay=0.01)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: max(0.0, 1 - step / steps))
-    rng = np.random.default_rng(seed)
-    order: list[int] = []
-    losses = []
-    for _ in range(steps):
-        if len(order) < batch_size:
-            order.extend(rng.permutation(data.num_samples).tolist())
-        rows, order = np.array(order[:batch_size]), order[batch_size:]
-        batch = {k: torch.from_numpy(v) for k, v in data.training_batch(rows, 0).items()}
-        inputs = [batch[name] for name in student.input_names if name in batch]
+def distillation_loss(student: tuple[torch.Tensor, ...], teacher: tuple[torch.Tensor, ...], temperature: float):
+    """The batch mean of per_sample_distillation_loss (KL with reduction `batchmean`)."""
+    return per_sample_distillation_loss(student, teacher, temperature).mean()
+
+
+class DistillationLoss:
+    """The training loop's loss of a student: its distance to the frozen teacher's outputs on the same batch."""
+
+    def __init__(self, teacher: BertHeadModel, temperature: float) -> None:
+        self.teacher, self.temperature = teacher.eval(), temperature
+        for parameter in teacher.parameters():
+            parameter.requires_grad_(False)
+
+    def __call__(self, outputs: tuple[torch.Tensor, ...], batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Per-sample loss of the student's `outputs` on `batch`."""
         with torch.no_grad():
-            targets = teacher(*inputs)
-        loss = distillation_loss(student(*inputs), targets, temperature)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
-        optimizer.step()
-        schedule.step()
-        losses.append(loss.item())
-        if on_step is not None:
-            on_step(losses[-1])
-    student.eval()
-    return losses
+            targets = self.teacher(**{name: batch[name] for name in self.teacher.input_names if name in batch})
+        return per_sample_distillation_loss(outputs, targets, self.temperature)

@@ -73,20 +73,21 @@ def fisher_importance(
         torch.zeros(config.num_hidden_layers, config.intermediate_size, dtype=torch.float64),
     )
     model.eval()
+    device = next(model.parameters()).device  # the sums stay on the CPU, the passes run where the model is
     for parameter in model.parameters():
         parameter.requires_grad_(False)  # only the masks' gradients are needed: no weight-gradient GEMMs
     for first in range(total.samples, len(rows), batch_size):
         chosen = rows[first : first + batch_size]
-        batch = {k: torch.from_numpy(v) for k, v in data.training_batch(chosen, 0).items()}
+        batch = {k: torch.from_numpy(v).to(device) for k, v in data.training_batch(chosen, 0).items()}
         n = len(chosen)
-        heads = [torch.ones(n, layer.attention.self.num_heads, requires_grad=True) for layer in layers]
-        neurons = [torch.ones(n, config.intermediate_size, requires_grad=True) for _ in layers]
+        heads = [torch.ones(n, layer.attention.self.num_heads, device=device, requires_grad=True) for layer in layers]
+        neurons = [torch.ones(n, config.intermediate_size, device=device, requires_grad=True) for _ in layers]
         with mask_hooks(model, heads, neurons):
             outputs = model(*(batch[name] for name in model.input_names if name in batch))
             task.loss(outputs, batch).sum().backward()
         with torch.no_grad():
-            total.heads += torch.stack([m.grad.double().pow(2).sum(0) for m in heads])
-            total.neurons += torch.stack([m.grad.double().pow(2).sum(0) for m in neurons])
+            total.heads += torch.stack([m.grad.double().pow(2).sum(0).cpu() for m in heads])
+            total.neurons += torch.stack([m.grad.double().pow(2).sum(0).cpu() for m in neurons])
         total.samples = first + n
         if on_batch is not None:
             on_batch(total, total.samples)

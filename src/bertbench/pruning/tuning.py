@@ -91,8 +91,8 @@ def _tune_one(
     weight = module.dense.weight.detach().double()  # (hidden, width)
     bias = module.dense.bias.detach().double()
     groups = weight.shape[1] // group
-    gram = torch.zeros(groups, groups, dtype=torch.float64)
-    moment = torch.zeros(groups, dtype=torch.float64)
+    gram = torch.zeros(groups, groups, dtype=torch.float64, device=weight.device)
+    moment = torch.zeros(groups, dtype=torch.float64, device=weight.device)
     target_energy = residual_error = 0.0
     for batch in batches:
         real = batch["attention_mask"].bool()
@@ -115,9 +115,10 @@ def _tune_one(
             moment += torch.einsum("tgh,th->g", parts, y)
         target_energy += float(target.pow(2).sum())
         residual_error += float(y.pow(2).sum())
-    ones = torch.ones(groups, dtype=torch.float64)
+    ones = torch.ones(groups, dtype=torch.float64, device=weight.device)
     damping = DAMPING * float(gram.diagonal().mean())
-    scales = torch.linalg.solve(gram + damping * torch.eye(groups, dtype=torch.float64), moment + damping * ones)
+    eye = torch.eye(groups, dtype=torch.float64, device=weight.device)
+    scales = torch.linalg.solve(gram + damping * eye, moment + damping * ones)
 
     def error(m: torch.Tensor) -> float:
         # ||A m - y||^2 = m'Gm - 2 m'b + y'y

@@ -8,7 +8,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from bertbench.results.report import format_cell
+from bertbench.results.formatting import format_cell
 
 # Off a terminal (CI logs, pipes) rich would wrap tables at 80 columns; results tables are wider than that.
 stdout_console = Console(highlight=False, width=None if sys.stdout.isatty() else 240)

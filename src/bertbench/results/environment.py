@@ -121,3 +121,18 @@ def machine() -> dict[str, Any]:
 def environment() -> dict[str, Any]:
     """Everything a record needs besides config and metrics: git SHA, library versions, machine."""
     return {"git_sha": git_sha(), **library_versions(), **machine()}
+
+
+NOT_ENVIRONMENT = ("schema_version", "data_version")  # `*_version` keys that describe a record or data, not a stack
+
+
+@functools.cache
+def environment_keys() -> frozenset[str]:
+    """The keys environment() writes (the same on every machine: absent facts are None, not missing)."""
+    return frozenset(environment())
+
+
+def is_environment_key(key: str) -> bool:
+    """Whether a flat record's key belongs to its environment section (also a library version of another
+    bertbench's record)."""
+    return key in environment_keys() or (key.endswith("_version") and key not in NOT_ENVIRONMENT)

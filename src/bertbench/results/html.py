@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from bertbench.results.fleet import machine, machines
-from bertbench.results.report import KpiRow, format_cell, model_label, parent_label, table_rows
+from bertbench.results.formatting import format_cell
+from bertbench.results.kpi import KpiRow, model_label, parent_label, table_rows
 
 GENERATOR = "bertbench report"  # in every page's head: a page this tool wrote, which it may write again
 FLEET_KEY = "_report_machine"  # set on a page's runs when they come from several machines: labels then say whose

@@ -4,37 +4,14 @@ from our environment record, and the settings file LoadGen would read to repeat 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
 from bertbench.results.environment import library_versions
+from bertbench.results.identity import identity_key
 
 MLPERF_F1 = 90.874  # MLPerf's reference BERT-Large FP32 F1 on SQuAD v1.1 dev
 SCENARIO_DIRS = {"offline": "Offline", "server": "Server", "singlestream": "SingleStream", "multistream": "MultiStream"}
-# The configuration a performance run and its accuracy run share (mode aside); the report's CONFIG_KEYS add the
-# command and the mode to it.
-PAIR_KEYS = (
-    "task",
-    "model",
-    "data_sha256",
-    "max_samples",
-    "backend",
-    "precision",
-    "quantization",
-    "per_channel",
-    "reduce_range",
-    "int8_weights",
-    "quantize_attention",
-    "compiled",
-    "batch_size",
-    "padding",
-    "scenario",
-    "instances",
-    "cores_per_instance",
-    "threads",
-    "max_seq_length",
-)
 # MLPerf's system-description fields (submission rules), and what bertbench's environment record can fill.
 SYSTEM_FIELDS = (
     "division",
@@ -94,8 +71,9 @@ class Entry:
 
 
 def pair_key(run: dict[str, Any]) -> str:
-    """What a performance run and its accuracy run must share."""
-    return json.dumps([run.get(k) for k in PAIR_KEYS], default=str)
+    """What a performance run and its accuracy run must share: the whole experiment (results.identity) but the mode,
+    the machine included."""
+    return identity_key(run, free={"mode"})
 
 
 def choose(runs: list[dict[str, Any]]) -> tuple[list[Entry], list[str]]:
@@ -193,8 +171,8 @@ def mlperf_target(run: dict[str, Any]) -> str | None:
     if run.get("task") != "squad" or not isinstance(f1, int | float) or run.get("random_weights"):
         return None
     large = (run.get("num_layers"), run.get("hidden_size"), run.get("num_heads")) == (24, 1024, 16)
-    if not large or run.get("flops_fraction") is not None:  # a pruned model is not MLPerf's model
-        return "relative to own FP32" if run.get("flops_fraction") is None else "relative to its unpruned parent"
+    if run.get("flops_fraction") is not None:  # a pruned model is not MLPerf's model
+        return "relative to its unpruned parent"
     if not large:
         return "relative to own FP32"
     marks = [

@@ -29,6 +29,7 @@ from bertbench.console import warn
 from bertbench.errors import BertbenchError
 from bertbench.io_utils import atomic_write_json
 from bertbench.lifetime import hostname, start_time, still_running
+from bertbench.results.identity import declaration_signature, experiment_id
 from bertbench.results.record import RunRecord, json_safe
 
 T = TypeVar("T")
@@ -72,6 +73,13 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE runs ADD COLUMN tracking TEXT;
     """,
+    # 5: the experiment a run belongs to (results.identity), and the store's own facts (which identity declaration
+    # its experiment ids were computed with)
+    """
+    ALTER TABLE runs ADD COLUMN experiment TEXT;
+    CREATE INDEX runs_experiment ON runs (experiment);
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 TIMEOUT_ENV = "BERTBENCH_STORE_TIMEOUT_S"  # how long one write waits for a busy store (default 120 s)
@@ -109,6 +117,15 @@ def _json(value: Any) -> str:
     return json.dumps(json_safe(value), default=str)
 
 
+def _record_experiment(record: RunRecord) -> str:
+    return _experiment(record.command, record.config, record.metrics, record.environment)
+
+
+def _experiment(command: str, config: dict[str, Any], metrics: dict[str, Any], environment: dict[str, Any]) -> str:
+    """The experiment id of a row's sections (merged as its flat form is)."""
+    return experiment_id({**environment, **config, **metrics, "command": command})
+
+
 @dataclass
 class StoredRun:
     """One row, decoded."""
@@ -128,6 +145,7 @@ class StoredRun:
     case_name: str | None
     fingerprint: str | None
     parent_uid: str | None
+    experiment: str | None = None
 
     def flat(self) -> dict[str, Any]:
         """Config, metrics and environment in one dict (as metrics.json), plus the row's own facts."""
@@ -142,6 +160,7 @@ class StoredRun:
                 "workload": self.workload,
                 "case_name": self.case_name,
                 "output_dir": self.output_dir,
+                "experiment": self.experiment,
             }
         )
         return flat
@@ -164,6 +183,7 @@ class ResultsStore:
                 self._check_not_newer(db)
                 db.execute("PRAGMA journal_mode=WAL")
                 self._migrate(db)
+                self._refresh_experiments(db)
         except sqlite3.Error as exc:
             raise self._damaged(exc) from None
         except OSError as exc:
@@ -219,6 +239,29 @@ class ResultsStore:
                     if statement.strip():
                         db.execute(statement)
                 db.execute(f"PRAGMA user_version = {number}")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def _refresh_experiments(self, db: sqlite3.Connection) -> None:
+        """Every row's experiment id, computed again when the identity declaration changed since they were computed
+        (a store written before schema 5, or by a bertbench that declared other identity fields)."""
+        signature = declaration_signature()
+        row = db.execute("SELECT value FROM meta WHERE key = 'identity'").fetchone()
+        if row is not None and row[0] == signature:
+            return
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            rows = db.execute("SELECT id, command, config, metrics, environment FROM runs").fetchall()
+            for row_id, command, *sections in rows:
+                try:
+                    config, metrics, environment = (json.loads(text) for text in sections)
+                    experiment = _experiment(command, config, metrics, environment)
+                except (TypeError, ValueError):
+                    experiment = None  # an unreadable row is left out when read (runs())
+                db.execute("UPDATE runs SET experiment = ? WHERE id = ?", (experiment, row_id))
+            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('identity', ?)", (signature,))
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
@@ -356,7 +399,7 @@ class ResultsStore:
             workload, case_name, fingerprint = row if row else (None, None, None)
             db.execute(
                 "UPDATE runs SET status = 'finished', command = ?, ended_at = ?, git_sha = ?, config = ?, metrics = ?, "
-                "environment = ?, output_dir = COALESCE(?, output_dir), error = NULL WHERE uid = ?",
+                "environment = ?, output_dir = COALESCE(?, output_dir), error = NULL, experiment = ? WHERE uid = ?",
                 (
                     first.command,  # what the record says it is (`bench --roof` records `bench-roof`)
                     _now(),
@@ -365,14 +408,15 @@ class ResultsStore:
                     _json(first.metrics),
                     _json(first.environment),
                     output_dir,
+                    _record_experiment(first),
                     uid,
                 ),
             )
             for record in rest:
                 db.execute(
                     "INSERT INTO runs (uid, command, status, started_at, ended_at, git_sha, config, metrics, "
-                    "environment, output_dir, workload, case_name, fingerprint, parent_uid) "
-                    "VALUES (?, ?, 'finished', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "environment, output_dir, workload, case_name, fingerprint, parent_uid, experiment) "
+                    "VALUES (?, ?, 'finished', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         uuid.uuid4().hex,
                         record.command,
@@ -387,6 +431,7 @@ class ResultsStore:
                         case_name,
                         fingerprint,
                         uid,
+                        _record_experiment(record),
                     ),
                 )
             db.execute("COMMIT")
@@ -417,8 +462,8 @@ class ResultsStore:
         def write(db: sqlite3.Connection) -> int:
             cursor = db.execute(
                 "INSERT OR IGNORE INTO runs (uid, command, status, started_at, ended_at, git_sha, config, metrics, "
-                "environment, output_dir, error, workload, case_name, fingerprint, parent_uid) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "environment, output_dir, error, workload, case_name, fingerprint, parent_uid, experiment) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     run.uid,
                     run.command,
@@ -435,6 +480,7 @@ class ResultsStore:
                     run.case_name,
                     run.fingerprint,
                     run.parent_uid,
+                    _experiment(run.command, run.config, run.metrics, run.environment),
                 ),
             )
             return cursor.rowcount
@@ -464,7 +510,7 @@ class ResultsStore:
     def runs(self, where: str = "", params: tuple[Any, ...] = ()) -> list[StoredRun]:
         """Rows matching an SQL condition on the table's columns, oldest first."""
         sql = "SELECT uid, command, status, started_at, ended_at, git_sha, config, metrics, environment, output_dir, "
-        sql += "error, workload, case_name, fingerprint, parent_uid FROM runs"
+        sql += "error, workload, case_name, fingerprint, parent_uid, experiment FROM runs"
         if where:
             sql += f" WHERE {where}"
         rows = self._read(lambda db: db.execute(sql + " ORDER BY id", params).fetchall())
@@ -486,9 +532,11 @@ class ResultsStore:
         return found[0] if found else None
 
     def finished_case(self, workload: str, case_name: str, fingerprint: str) -> StoredRun | None:
-        """The newest finished row of this workload case with this fingerprint."""
+        """The newest finished row of this workload case with this fingerprint, made on this machine (a row merged
+        from another machine's store is that machine's result, not this one's)."""
         found = self.runs(
             "workload = ? AND case_name = ? AND fingerprint = ? AND status = 'finished' AND parent_uid IS NULL",
             (workload, case_name, fingerprint),
         )
-        return found[-1] if found else None
+        here = [run for run in found if run.environment.get("hostname", hostname()) == hostname()]
+        return here[-1] if here else None

@@ -17,6 +17,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from bertbench.results.identity import Role, identity_of, keys_with
 from bertbench.results.store import ResultsStore, StoredRun
 
 URI_ENV = "MLFLOW_TRACKING_URI"
@@ -34,7 +35,6 @@ ARTIFACTS = (
     "loadgen/mlperf_log_detail.txt",
     "loadgen/mlperf_log_accuracy.json",
 )
-ENVIRONMENT_TAGS = ("hostname", "cpu_model", "cpu_count", "cores_available", "platform", "python_version", "git_sha")
 MAX_PARAM_LENGTH = 6000  # MLflow's limit for one param value
 BATCH = 100  # params per log_batch call (MLflow takes at most 100)
 
@@ -82,6 +82,14 @@ def _params(config: dict[str, Any]) -> dict[str, str]:
         text = value if isinstance(value, str) else json.dumps(value, default=str)
         out[_key(key)] = text[:MAX_PARAM_LENGTH]
     return out
+
+
+def _run_params(run: StoredRun) -> dict[str, str]:
+    """The run's identity (results.identity: what makes it an experiment, wherever its record keeps it; the machine
+    goes into tags), then the rest of its config."""
+    identity = identity_of(run.flat())
+    machine = set(keys_with(Role.MACHINE))
+    return {**_params({k: v for k, v in identity.items() if k not in machine}), **_params(run.config)}
 
 
 def _metrics(metrics: dict[str, Any]) -> dict[str, float]:
@@ -139,7 +147,7 @@ def _log(client: Any, experiment_id: str, run: StoredRun, parent_id: str | None)
     if existing.info.status == "FINISHED" and existing.data.tags.get("bertbench.status") == run.status:
         return run_id  # logged before: nothing twice
     stamp = _millis(run.ended_at) or _millis(run.started_at) or 0
-    params = [Param(k, v) for k, v in _params(run.config).items() if k not in existing.data.params]
+    params = [Param(k, v) for k, v in _run_params(run).items() if k not in existing.data.params]
     metrics = [Metric(k, v, stamp, 0) for k, v in _metrics(run.metrics).items()]
     if run.output_dir:
         metrics += [Metric(name, value, stamp, step) for name, value, step in _curve(Path(run.output_dir))]
@@ -182,8 +190,8 @@ def _open_run(client: Any, experiment_id: str, run: StoredRun, parent_id: str | 
         "bertbench.command": run.command,
         "mlflow.source.name": "bertbench " + run.command,
         **{f"bertbench.{k}": v for k, v in (("workload", _workload(run)), ("case", run.case_name)) if v},
-        **{_key(k): str(run.environment[k]) for k in ENVIRONMENT_TAGS if run.environment.get(k) is not None},
-        **{_key(k): str(v) for k, v in run.environment.items() if k.startswith("isa_")},
+        **({"bertbench.experiment": run.experiment} if run.experiment else {}),
+        **{_key(k): str(v) for k, v in run.environment.items() if v is not None},  # the machine and the stack
     }
     if run.environment.get("git_sha"):
         tags["mlflow.source.git.commit"] = str(run.environment["git_sha"])

@@ -4,15 +4,31 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from bertbench.cliargs import option
+from bertbench.runtimes.accepts import Accepts, device_kind
 
 
 @dataclass(frozen=True, kw_only=True)
 class OpenVinoOptions:
     """NNCF's overflow fix (ORT's `reduce_range` under the same flag) and where to export the IR."""
 
+    ACCEPTS: ClassVar[Accepts] = Accepts(
+        {"fp32": ("cpu",), "int8": ("cpu",)},
+        quantizations=("static",),
+        tasks=("squad", "sst2"),
+        hints={
+            "int8": "NNCF post-training quantization: add --quantization static --calibration-data TRAINING_FILE",
+            "*": "use torch or onnxruntime for other precisions and on a GPU",
+        },
+    )
+
     reduce_range: bool = option(
         False, help="7-bit INT8 weights (ORT's advice without VNNI; cost 8 F1 on MiniLM SQuAD here)"
     )
     export_dir: Path | None = option(None, help="also write the prepared ONNX/OpenVINO artifact here")
+
+    def device_kind(self, device: str) -> str:
+        """The kind of device the runtime computes on."""
+        return device_kind(device)

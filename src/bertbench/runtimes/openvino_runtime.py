@@ -33,23 +33,10 @@ def calibration_items(source: Any) -> list[dict[str, np.ndarray]]:
 
 
 def _check_options(loaded: LoadedModel, options: RuntimeOptions, placement: Placement) -> None:
-    """Refuse what this backend cannot honour here, in one line each."""
-    if not placement.device.startswith("cpu"):
-        raise BertbenchError(f"--backend openvino runs on the CPU here (--device {placement.device}: use torch or ORT)")
-    if options.precision == "fp16":
-        raise BertbenchError("--precision fp16 on the openvino backend: the CPU device has no FP16 (use fp32 or int8)")
-    if options.precision == "bf16":
-        raise BertbenchError("--precision bf16 on the openvino backend is not offered (torch emulates BF16)")
+    """Refuse what this backend cannot honour here, in one line each (the configs checked the combination)."""
+    options.check(placement.device, calibration=placement.calibration is not None)
     if isinstance(loaded.model, BertForMaskedLM):
         raise BertbenchError("--backend openvino runs squad and sst2 models (masked-LM runs on torch)")
-    if options.precision == "int8":
-        if options.quantization != "static":
-            raise BertbenchError(
-                "--backend openvino --precision int8 is NNCF post-training (static) quantization: add "
-                "--quantization static --calibration-data TRAINING_FILE"
-            )
-        if placement.calibration is None:
-            raise BertbenchError("--quantization static needs --calibration-data (training data)")
 
 
 class OpenVinoRuntime:
@@ -60,15 +47,17 @@ class OpenVinoRuntime:
     def __init__(self) -> None:
         self.request: Any = None
         self.output_names: list[str] = []
-        self.options = RuntimeOptions()
+        self.options = RuntimeOptions(backend=self.name)
         self.device = "cpu"
         self.facts: dict[str, Any] = {}
 
     def prepare(self, loaded: LoadedModel, options: RuntimeOptions, placement: Placement) -> None:
         """Get the artifact (cache or build), then compile it for the CPU with placement.threads threads."""
+        if options.backend != self.name:
+            raise ValueError(f"the {self.name} runtime was handed the options of --backend {options.backend}")
         _check_options(loaded, options, placement)
         self.options, self.device = options, placement.device
-        own = options.openvino
+        own = options.own
         items = calibration_items(placement.calibration) if options.precision == "int8" else []
         parts = artifact_key(
             loaded,
@@ -135,7 +124,7 @@ class OpenVinoRuntime:
                     "quantization_format": "NNCF post-training (FakeQuantize, OpenVINO INT8 kernels)",
                     "calibration_samples": len(items),
                     "per_channel": options.per_channel,
-                    "reduce_range": options.openvino.reduce_range,
+                    "reduce_range": options.own.reduce_range,
                     "keep_fp32": list(options.keep_fp32),
                 }
             )
@@ -161,7 +150,7 @@ class OpenVinoRuntime:
 
             advanced = AdvancedQuantizationParameters(
                 # reduce_range is ORT's name for 7-bit weights against u8s8 saturation; NNCF calls it overflow fix
-                overflow_fix=OverflowFix.ENABLE if options.openvino.reduce_range else OverflowFix.DISABLE,
+                overflow_fix=OverflowFix.ENABLE if options.own.reduce_range else OverflowFix.DISABLE,
                 weights_quantization_params=QuantizationParameters(per_channel=options.per_channel),
             )
             scope = nncf.IgnoredScope(patterns=[f".*/{k}/.*" for k in options.keep_fp32], validate=False)

@@ -4,14 +4,27 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from bertbench.choices import CALIBRATION_METHODS, INT8_WEIGHT_TYPES, PROVIDERS
 from bertbench.cliargs import option
+from bertbench.runtimes.accepts import CPU_OR_GPU, Accepts, device_kind
+
+GPU_PROVIDERS = ("cuda", "tensorrt")
 
 
 @dataclass(frozen=True, kw_only=True)
 class OrtOptions:
     """Execution providers, the INT8 variant and the calibration method of ONNX Runtime's quantizers."""
+
+    ACCEPTS: ClassVar[Accepts] = Accepts(
+        {"fp32": CPU_OR_GPU, "fp16": ("cuda",), "int8": CPU_OR_GPU},
+        tasks=("squad", "sst2"),
+        hints={
+            "fp16": "FP16 on onnxruntime needs the CUDA or TensorRT provider, a GPU",
+            "bf16": "use torch for BF16",
+        },
+    )
 
     providers: tuple[str, ...] = option(
         (),
@@ -33,6 +46,12 @@ class OrtOptions:
         None, help="INT8 attention (onnxruntime; default: on when dynamic (QAttention), off when static)"
     )
     export_dir: Path | None = option(None, help="also write the prepared ONNX/OpenVINO artifact here")
+
+    def device_kind(self, device: str) -> str:
+        """The kind of device the session computes on: the first execution provider's when any is given."""
+        if self.providers:
+            return "cuda" if self.providers[0] in GPU_PROVIDERS else "cpu"
+        return device_kind(device)
 
     def int8_attention(self, quantization: str) -> bool:
         """Whether attention runs in INT8: the flag, or the measured best for the quantization mode."""

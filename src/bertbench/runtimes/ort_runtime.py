@@ -46,7 +46,7 @@ class OrtRuntime:
     def __init__(self) -> None:
         self.session: Any = None
         self.output_names: list[str] = []
-        self.options = RuntimeOptions()
+        self.options = RuntimeOptions(backend=self.name)
         self.device = "cpu"
         self.facts: dict[str, Any] = {}
 
@@ -54,7 +54,7 @@ class OrtRuntime:
     def _providers(options: RuntimeOptions, device: str) -> list[str]:
         import onnxruntime as ort
 
-        wanted = list(options.onnxruntime.providers) or (["cuda"] if device.startswith("cuda") else ["cpu"])
+        wanted = list(options.own.providers) or (["cuda"] if device.startswith("cuda") else ["cpu"])
         available = ort.get_available_providers()
         chosen = []
         for name in wanted:
@@ -71,20 +71,16 @@ class OrtRuntime:
         """Get the artifact (cache or build), then open a session with placement.threads threads."""
         import onnxruntime as ort
 
-        if options.precision == "bf16":
-            raise BertbenchError("--precision bf16: not offered on the onnxruntime backend (use torch)")
+        if options.backend != self.name:
+            raise ValueError(f"the {self.name} runtime was handed the options of --backend {options.backend}")
+        options.check(placement.device, calibration=placement.calibration is not None)
         providers = self._providers(options, placement.device)
-        gpu = providers[0] != "CPUExecutionProvider"
-        if options.precision == "fp16" and not gpu:
-            raise BertbenchError("--precision fp16 on onnxruntime needs the CUDA or TensorRT provider (a GPU)")
         if isinstance(loaded.model, BertForMaskedLM):
             raise BertbenchError("--backend onnxruntime runs squad and sst2 models (masked-LM runs on torch)")
         self.options, self.device = options, placement.device
-        own = options.onnxruntime
+        own = options.own
         calibration: list[dict[str, np.ndarray]] = []
         if options.static_int8:
-            if placement.calibration is None:
-                raise BertbenchError("--quantization static needs --calibration-data (training data)")
             calibration = _calibration_batches(placement.calibration)
         parts = artifact_key(
             loaded,
@@ -123,7 +119,7 @@ class OrtRuntime:
         loaded: LoadedModel, options: RuntimeOptions, calibration: list[dict[str, np.ndarray]], directory: Path
     ) -> None:
         config = loaded.model.config
-        own = options.onnxruntime
+        own = options.own
         attention = own.int8_attention(options.quantization)
         work = directory / "work"
         work.mkdir()

@@ -24,21 +24,18 @@ class TorchRuntime:
     def __init__(self) -> None:
         self.model: BertHeadModel | None = None
         self.forward: Any = None
-        self.options = RuntimeOptions()
+        self.options = RuntimeOptions(backend=self.name)
         self.device = "cpu"
         self.facts: dict[str, Any] = {}
 
     def prepare(self, loaded: LoadedModel, options: RuntimeOptions, placement: Placement) -> None:
         """Convert a copy of the model to the requested precision on the device."""
+        if options.backend != self.name:
+            raise ValueError(f"the {self.name} runtime was handed the options of --backend {options.backend}")
         cuda = placement.device.startswith("cuda")
         if cuda and not torch.cuda.is_available():
             raise BertbenchError(f"--device {placement.device}: no CUDA device is available")
-        if options.precision == "fp16" and not cuda:
-            raise BertbenchError("--precision fp16 on the torch backend needs a CUDA device (CPU FP16 is refused)")
-        if options.precision == "int8" and cuda:
-            raise BertbenchError("--precision int8 on the torch backend is CPU-only (use onnxruntime on GPU)")
-        if options.precision == "int8" and options.quantization != "dynamic":
-            raise BertbenchError("--quantization static is available on the onnxruntime backend only")
+        options.check(placement.device)  # the configs checked it already; a library caller gets the same line
         self.options, self.device = options, placement.device
         model = loaded.model if options.precision == "fp32" else copy.deepcopy(loaded.model)
         model = model.eval().to(placement.device)
@@ -64,7 +61,7 @@ class TorchRuntime:
             )
         self.model = model
         self.forward = model
-        compile_model = options.torch.compile
+        compile_model = options.own.compile
         if compile_model:
             import torch._inductor.config as inductor
 

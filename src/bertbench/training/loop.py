@@ -79,6 +79,13 @@ class TrainingDiverged(BertbenchError):
         self.step = step
 
 
+def check_finite_weights(model: torch.nn.Module, step: int) -> None:
+    """The last step may have written infinities into the weights: such a model is never saved as a success."""
+    bad = [name for name, param in model.named_parameters() if not torch.isfinite(param).all()]
+    if bad:
+        raise TrainingDiverged(step, float("nan"), float("nan"), f"{len(bad)} weight tensors are not finite ({bad[0]})")
+
+
 TRAINER_STATE_KEYS = ("global_step", "samples_seen", "train_s", "optimizer", "scheduler", "rng", "config", "world_size")
 
 
@@ -104,9 +111,12 @@ class Trainer:
         on_evaluate: EvalHook | None = None,
         show_progress: bool = True,
         owner: str = "",
+        checkpoints: bool = True,
+        label: str = "train",
     ) -> None:
         config.validate()
         self.owner = owner  # the training command, written beside its checkpoints
+        self.checkpoints, self.label = checkpoints, label  # a short distillation keeps no checkpoints
         self.model, self.tokenizer, self.source, self.loss_fn = model, tokenizer, source, loss_fn
         self.config, self.output_dir, self.dist = config, output_dir, dist
         self.on_evaluate, self.show_progress = on_evaluate, show_progress
@@ -154,7 +164,9 @@ class Trainer:
         }
 
     def save(self) -> None:
-        """Checkpoint on rank 0 (all ranks must call: RNG states are gathered)."""
+        """Checkpoint on rank 0 (all ranks must call: RNG states are gathered); nothing without checkpoints."""
+        if not self.checkpoints:
+            return
         state = self._trainer_state()
         if self.dist.is_main:
             save_checkpoint(
@@ -262,7 +274,7 @@ class Trainer:
         loss_value = float("nan")
         start_step = self.global_step
         with progress_bar(
-            "train",
+            self.label,
             total=self.total_steps - start_step,
             enabled=self.show_progress and self.dist.is_main,
             fields="loss {task.fields[loss]:.4f}  lr {task.fields[lr]:.2e}",
@@ -303,6 +315,7 @@ class Trainer:
                 if epoch_done or stopped or (self.config.save_steps and self.global_step % self.config.save_steps == 0):
                     self.save()
         model.eval()
+        check_finite_weights(self.model, self.global_step)
         return TrainResult(
             global_step=self.global_step,
             total_steps=self.total_steps,

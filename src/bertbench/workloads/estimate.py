@@ -224,6 +224,8 @@ def _from_flops(planned: PlannedCase, producers: dict[str, PlannedCase], cache_r
             tokens = _tokens_per_sample(task, evaluation, seq)
             seconds += epochs * _forward_gflop(model, count, tokens) / (roof * INFERENCE_SHARE["torch"])
         return Estimate(START_S + seconds, basis)
+    if job == "prune":
+        return Estimate(START_S + _prune_seconds(config, model, task, seq, roof), basis)
     runtime = config.runtime
     share = INFERENCE_SHARE[runtime.backend] * (INT8_SPEEDUP if runtime.precision == "int8" else 1.0)
     fixed = START_S + (EXPORT_S if runtime.backend in ("onnxruntime", "openvino") else 0.0)
@@ -243,6 +245,22 @@ def _from_flops(planned: PlannedCase, producers: dict[str, PlannedCase], cache_r
     if config.mode == "accuracy":
         tests += one_pass * 2  # the accuracy pass, and the FP32 reference when this is not it
     return Estimate(fixed + tests, basis)
+
+
+def _prune_seconds(config: Any, model: BertConfig, task: str, seq: int, roof: float) -> float:
+    """The importance pass (forward and mask gradients: ~2 forwards), the mask tuning (each sublayer runs the
+    models up to it: ~layers forwards), distillation steps (~3 student and 1 teacher forward) and the scoring."""
+    tokens = _tokens_per_sample(task, config.train, seq)
+    gflop = 2 * _forward_gflop(model, config.importance_samples, tokens)
+    if not config.no_tuning:
+        gflop += model.num_hidden_layers * _forward_gflop(model, config.tuning_samples, tokens)
+    gflop += 4 * _forward_gflop(model, config.distill_steps * config.batch_size, tokens)
+    seconds = gflop / (roof * TRAINING_SHARE)
+    if config.eval is not None:
+        count = _samples(task, config.eval, config.max_eval_samples) or 0
+        one_pass = _forward_gflop(model, count, _tokens_per_sample(task, config.eval, seq))
+        seconds += 2 * one_pass / (roof * INFERENCE_SHARE["torch"])  # the pruned model and its parent's reference
+    return seconds
 
 
 def estimate_cases(

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import re
 import socket
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,15 +17,15 @@ from bertbench.configs import RunConfig
 from bertbench.errors import UsageError
 from bertbench.hardware import available_cores
 from bertbench.io_utils import sha256_file
+from bertbench.launcher import RENDEZVOUS_PORT, python_command, torchrun_command
 from bertbench.lifetime import hostname
+from bertbench.names import inside
 from bertbench.results.environment import git_sha
 from bertbench.results.store import default_store_path
-from bertbench.workloads.names import inside
 from bertbench.workloads.schema import LOCAL_HOST, PLACEHOLDER, Case, Workload, WorkloadError, fingerprint
 
 DATA_CANDIDATES = ("data", "../shared/data", "shared/data")
 REPO_DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"  # a development checkout's neighbour
-RENDEZVOUS_PORT = 29400  # torchrun's c10d default, printed for nodes on other hosts (a local run picks a free one)
 LOCK_FILE = ".lock"  # in OUTPUT_ROOT/WORKLOAD: held by the one `run` of that workload
 LOGS = "logs"  # OUTPUT_ROOT/WORKLOAD/logs/CASE.log
 # Options `run` sets itself for every case: a workload that sets them is refused.
@@ -222,26 +221,18 @@ def node_command_lines(
     nodes = planned.case.nodes
     if len(nodes) == 1:
         return [command_line(planned, extra, tethered)]
-    python = [sys.executable, "-m", "bertbench.lifetime"] if tethered else [sys.executable]
+    args = [*planned.argv, *(extra or [])]
     endpoint = f"{nodes[0]}:{port}"
-    rendezvous = ["--rdzv-backend", "c10d", "--rdzv-endpoint", endpoint, "--rdzv-id", planned.case.name]
     return [
-        [
-            *python,
-            "-m",
-            "torch.distributed.run",
-            "--nnodes",
-            str(len(nodes)),
-            "--node-rank",
-            str(rank),
-            *rendezvous,
-            "--nproc-per-node",
-            str(planned.case.processes),
-            "-m",
-            "bertbench",
-            *planned.argv,
-            *(extra or []),
-        ]
+        torchrun_command(
+            args,
+            planned.case.processes,
+            nodes=len(nodes),
+            node_rank=rank,
+            endpoint=endpoint,
+            run_id=planned.case.name,
+            tethered=tethered,
+        )
         for rank in range(len(nodes))
     ]
 
@@ -249,18 +240,7 @@ def node_command_lines(
 def command_line(planned: PlannedCase, extra: list[str] | None = None, tethered: bool = False) -> list[str]:
     """The process a case runs in: `python -m bertbench …`, or torchrun for several processes; `tethered` (how
     `run` starts it) makes it die with `run`, even when `run` is killed (bertbench.lifetime)."""
-    argv = [*planned.argv, *(extra or [])]
-    python = [sys.executable, "-m", "bertbench.lifetime"] if tethered else [sys.executable]
+    args = [*planned.argv, *(extra or [])]
     if planned.case.processes > 1:
-        return [
-            *python,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            "--nproc_per_node",
-            str(planned.case.processes),
-            "-m",
-            "bertbench",
-            *argv,
-        ]
-    return [*python, "-m", "bertbench", *argv]
+        return torchrun_command(args, planned.case.processes, tethered=tethered)
+    return python_command("bertbench", args, tethered)

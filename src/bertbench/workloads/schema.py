@@ -21,7 +21,7 @@ import yaml
 
 from bertbench.commands import COMMANDS, WORKLOAD_JOBS
 from bertbench.errors import UsageError
-from bertbench.workloads.names import name_problem, normalised
+from bertbench.names import name_problem, normalised
 
 TOP_KEYS = {"name": str, "description": str, "reproduces": list, "defaults": dict, "cases": list}
 CASE_KEYS = {

@@ -1,6 +1,6 @@
-"""Workload and case names are identifiers, never paths: one pattern, a bounded length, reserved names refused,
-unique after normalisation (case folded: some file systems do), and every path `run` writes checked to stay
-under its root."""
+"""Names a user gives (workloads, cases, systems, submitters) are identifiers, never paths: one pattern, a bounded
+length, reserved names refused, unique after normalisation (case folded: some file systems do), and every path a
+command writes under a root checked to stay there."""
 
 from __future__ import annotations
 
