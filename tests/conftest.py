@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,26 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("BERTBENCH_DATA_DIR", REPO.parent / "shared" / "data"))
 SQUAD_TRAIN = DATA / "squad" / "train.json"
 SQUAD_DEV = DATA / "squad" / "dev.json"
+
+
+def hold_at(tmp_path: Path, point: str, count: int) -> tuple[dict[str, str], Path]:
+    """(environment, marker): a bertbench process started with the environment stops at the `count`th time it
+    reaches `point` (bertbench.holds) and waits there, until killed or until the marker is removed. Kill tests kill
+    at a chosen point this way, never by racing the clock or the file system."""
+    marker = tmp_path / f"hold-{point}-{count}"
+    marker.unlink(missing_ok=True)
+    return {**os.environ, "BERTBENCH_HOLD_AT": f"{point}:{count}", "BERTBENCH_HOLD_FILE": str(marker)}, marker
+
+
+def wait_for_hold(marker: Path, *processes: subprocess.Popen, timeout: float = 300) -> None:
+    """Until the process holding at `marker`'s point says so; an error if every process ended first."""
+    deadline = time.monotonic() + timeout
+    while not marker.exists():
+        if all(process.poll() is not None for process in processes):
+            raise AssertionError(f"the run ended before reaching its hold point ({marker.name})")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no hold at {marker.name} within {timeout:.0f} s")
+        time.sleep(0.02)
 
 
 OPT_IN_MARKERS = ("slow", "gpu")  # run only when `-m` names them

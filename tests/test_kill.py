@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 from bertbench.cli import main
 from bertbench.results.store import ResultsStore
 
-from .conftest import DATA, SQUAD_TRAIN
+from .conftest import DATA, SQUAD_TRAIN, hold_at, wait_for_hold
 from .test_pretrain import pretrain_args
 
 pytestmark = pytest.mark.e2e  # whole commands, processes and runtimes: `pytest -m 'not e2e'` skips them
@@ -26,12 +26,12 @@ pytestmark = pytest.mark.e2e  # whole commands, processes and runtimes: `pytest 
 KILL_SEED = 20261124  # the random kill points are drawn from this seed, so a failure can be replayed
 
 
-def start(args: list[str]) -> subprocess.Popen:
+def start(args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "bertbench", *args],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        env={**(env or os.environ), "OMP_NUM_THREADS": "1"},
     )
 
 
@@ -40,17 +40,11 @@ def completed_checkpoints(out: Path) -> list[Path]:
     return sorted(p for p in root.glob("step-*") if (p / "trainer_state.pt").exists()) if root.is_dir() else []
 
 
-def kill_when(proc: subprocess.Popen, ready, timeout: float = 240) -> bool:
-    """SIGKILL `proc` as soon as `ready()` holds; False if the process ended first."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and proc.poll() is None:
-        if ready():
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(timeout=60)
-            return True
-        time.sleep(0.0005)
-    proc.wait(timeout=60)
-    return False
+def kill_at_hold(proc: subprocess.Popen, marker: Path) -> None:
+    """SIGKILL `proc` once it holds at its chosen point (conftest.hold_at)."""
+    wait_for_hold(marker, proc)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait(timeout=60) == -signal.SIGKILL
 
 
 def max_difference(a: Path, b: Path) -> float:
@@ -70,29 +64,24 @@ def finetune_args(out: Path, cache_dir: Path, *extra: str) -> list[str]:
 def test_finetune_killed_mid_checkpoint_and_at_a_random_point_resumes_exactly(tmp_path: Path, cache_dir: Path) -> None:
     reference, out = tmp_path / "reference", tmp_path / "killed"
     assert main(finetune_args(reference, cache_dir)) == 0
+    rng = random.Random(KILL_SEED)
+    first, second = sorted(rng.sample(range(2, 40), 2))
 
-    # Kill 1: while a checkpoint is being written (its temporary directory exists, not yet renamed).
-    def writing() -> bool:
-        return bool(completed_checkpoints(out)) and any((out / "checkpoints").glob(".step-*.tmp"))
-
-    assert kill_when(start(finetune_args(out, cache_dir)), writing), "the run finished before the kill"
+    # Kill 1: inside a checkpoint write (its files written to the temporary directory, not yet renamed).
+    env, marker = hold_at(tmp_path, "checkpoint-write", first)
+    kill_at_hold(start(finetune_args(out, cache_dir), env), marker)
     assert any((out / "checkpoints").glob(".step-*.tmp")), "the kill landed inside a checkpoint write"
-    first_kill = completed_checkpoints(out)[-1].name
+    assert completed_checkpoints(out)[-1].name == f"step-{first - 1:08d}"
 
-    # Kill 2: at a random moment of the resumed run, after it has written a checkpoint of its own.
-    delay = random.Random(KILL_SEED).uniform(0.2, 1.5)
-    resumed = start(finetune_args(out, cache_dir, "--resume"))
-    began = time.monotonic()
-
-    def later() -> bool:
-        newest = completed_checkpoints(out)
-        return bool(newest) and newest[-1].name > first_kill and time.monotonic() - began > delay
-
-    assert kill_when(resumed, later), "the resumed run finished before the second kill"
+    # Kill 2: at a random step of the resumed run, after it has written a checkpoint of its own.
+    env, marker = hold_at(tmp_path, "checkpoint", second)
+    kill_at_hold(start(finetune_args(out, cache_dir, "--resume"), env), marker)
+    assert completed_checkpoints(out)[-1].name == f"step-{second:08d}"
     assert not (out / "metrics.json").exists()
 
     assert main(finetune_args(out, cache_dir, "--resume")) == 0
     assert not list((out / "checkpoints").glob(".step-*")), "leftovers of the killed writes are cleared"
+    assert json.loads((out / "metrics.json").read_text())["resumed_from_step"] == second
     assert max_difference(reference, out) <= 1e-6
 
 
@@ -101,19 +90,12 @@ def test_pretrain_killed_at_a_random_point_resumes_exactly(tmp_path: Path, cache
     reference, out = tmp_path / "reference", tmp_path / "killed"
     assert main(pretrain_args(reference, cache_dir, small_corpora, *extra)) == 0
 
-    delay = random.Random(KILL_SEED + 1).uniform(0.0, 1.0)
-    proc = start(pretrain_args(out, cache_dir, small_corpora, *extra))
-    seen: dict[str, float] = {}
-
-    def after_first_checkpoint() -> bool:
-        if completed_checkpoints(out):
-            seen.setdefault("at", time.monotonic())
-            return time.monotonic() - seen["at"] > delay
-        return False
-
-    assert kill_when(proc, after_first_checkpoint), "the run finished before the kill"
+    step = random.Random(KILL_SEED + 1).choice(range(3, 30, 3))
+    env, marker = hold_at(tmp_path, "checkpoint", step)
+    kill_at_hold(start(pretrain_args(out, cache_dir, small_corpora, *extra), env), marker)
     assert not (out / "metrics.json").exists()
     assert main(pretrain_args(out, cache_dir, small_corpora, *extra, "--resume")) == 0
+    assert json.loads((out / "metrics.json").read_text())["resumed_from_step"] == step
     assert max_difference(reference, out) <= 1e-6
 
 
@@ -183,38 +165,20 @@ def test_run_killed_twice_then_rerun_finishes_each_case_once_with_the_uninterrup
     case = killed / "runs" / "killme" / "train"
     rng = random.Random(KILL_SEED + 2)
 
-    # Kill 1: the parent, at a random moment after the case has started training (before or after a checkpoint).
-    first = subprocess.Popen(
-        [sys.executable, "-m", "bertbench", *run_argv(killed, workload, cache_dir)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    delay = rng.uniform(0.0, 2.0)
-    seen: dict[str, float] = {}
+    first_step, second_step = sorted(rng.sample(range(1, 40), 2))
 
-    def training() -> bool:
-        if (case / "train_log.jsonl").exists():
-            seen.setdefault("at", time.monotonic())
-            return time.monotonic() - seen["at"] > delay
-        return False
-
-    assert kill_when(first, training), "the run finished before the first kill"
+    # Kill 1: the parent, while its case holds after a random step's checkpoint.
+    env, marker = hold_at(tmp_path, "checkpoint", first_step)
+    first = start(run_argv(killed, workload, cache_dir), env)
+    kill_at_hold(first, marker)
     assert wait_until_gone(str(killed)) == [], "the case outlived its killed parent"
     assert not (case / "metrics.json").exists(), "the case went on after its parent was killed"
 
     # Kill 2: the rerun's parent, after the resumed case has written a checkpoint of its own.
-    before = completed_checkpoints(case)[-1].name if completed_checkpoints(case) else ""
-    second = subprocess.Popen(
-        [sys.executable, "-m", "bertbench", *run_argv(killed, workload, cache_dir)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-    def newer_checkpoint() -> bool:
-        newest = completed_checkpoints(case)
-        return bool(newest) and newest[-1].name > before and not (case / "metrics.json").exists()
-
-    assert kill_when(second, newer_checkpoint), "the run finished before the second kill"
+    env, marker = hold_at(tmp_path, "checkpoint", second_step)
+    second = start(run_argv(killed, workload, cache_dir), env)
+    kill_at_hold(second, marker)
+    assert completed_checkpoints(case)[-1].name == f"step-{second_step:08d}"
     assert wait_until_gone(str(killed)) == [], "the case outlived its killed parent"
     assert not (case / "metrics.json").exists(), "the case went on after its parent was killed"
 
@@ -236,16 +200,21 @@ def test_two_runs_of_one_workload_never_run_a_case_twice(tmp_path: Path, cache_d
     workload = tmp_path / "killme.yaml"
     workload.write_text(RUN_WORKLOAD.replace("max_steps: 40", "max_steps: 12"))
     argv = [sys.executable, "-m", "bertbench", *run_argv(tmp_path, workload, cache_dir)]
-    first = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    lock = tmp_path / "runs" / "killme" / ".lock"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not (lock.exists() and lock.stat().st_size):
-        time.sleep(0.05)
+    env, marker = hold_at(tmp_path, "checkpoint", 2)  # the first run holds its folder, training, until released
+    first = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    wait_for_hold(marker, first)
     busy = subprocess.run(argv, capture_output=True, text=True, timeout=120)
     assert busy.returncode == 75 and f"pid {first.pid}" in busy.stderr
-    waiting = subprocess.run([*argv, "--wait"], capture_output=True, text=True, timeout=600)
-    assert first.wait(timeout=600) == 0 and waiting.returncode == 0
-    assert "waiting for it to end" in waiting.stderr and "finished before" in waiting.stderr
+    said = tmp_path / "waiting.err"
+    with open(said, "w") as err:
+        waiting = subprocess.Popen([*argv, "--wait"], stdout=subprocess.DEVNULL, stderr=err)
+        deadline = time.monotonic() + 120
+        while "waiting for it to end" not in said.read_text() and waiting.poll() is None:
+            assert time.monotonic() < deadline, "the second run never said it waits"
+            time.sleep(0.05)
+        marker.unlink()  # release the first run
+        assert first.wait(timeout=600) == 0 and waiting.wait(timeout=600) == 0
+    assert "finished before" in said.read_text()
     store = ResultsStore(tmp_path / "store.sqlite")
     for case in ("train", "corpus"):
         assert len(store.runs("case_name = ? AND status = 'finished'", (case,))) == 1

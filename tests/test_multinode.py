@@ -11,7 +11,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,7 @@ import pytest
 from bertbench.cli import main
 from bertbench.results.store import ResultsStore
 
-from .conftest import DATA
+from .conftest import DATA, hold_at, wait_for_hold
 from .test_kill import completed_checkpoints, max_difference
 from .test_pretrain import pretrain_args
 
@@ -32,12 +31,14 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def launch_nodes(args: list[str], nodes: int = 2, nnodes: str | None = None) -> list[subprocess.Popen]:
+def launch_nodes(
+    args: list[str], nodes: int = 2, nnodes: str | None = None, env: dict[str, str] | None = None
+) -> list[subprocess.Popen]:
     """The command each node runs, as a user starts it: torchrun with c10d rendezvous, one process per node
     (`nnodes` MIN:MAX for the elastic form). No GLOO_SOCKET_IFNAME: bertbench picks the interface towards the
     rendezvous host itself."""
     endpoint = f"127.0.0.1:{free_port()}"
-    env = {k: v for k, v in os.environ.items() if k != "GLOO_SOCKET_IFNAME"} | {"OMP_NUM_THREADS": "1"}
+    env = {k: v for k, v in (env or os.environ).items() if k != "GLOO_SOCKET_IFNAME"} | {"OMP_NUM_THREADS": "1"}
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--nnodes", nnodes or str(nodes)]
     rendezvous = ["--rdzv-backend", "c10d", "--rdzv-endpoint", endpoint, "--nproc-per-node", "1"]
     return [
@@ -70,21 +71,20 @@ def test_two_nodes_killed_and_started_again_end_with_one_nodes_weights(
     one_node_two_processes(pretrain_args(reference, cache_dir, small_corpora, *extra))
 
     out = tmp_path / "two-nodes"
-    nodes = launch_nodes(pretrain_args(out, cache_dir, small_corpora, *extra))
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and all(n.poll() is None for n in nodes) and not completed_checkpoints(out):
-        time.sleep(0.01)
+    env, marker = hold_at(tmp_path, "checkpoint", 6)  # global rank 0 holds after step 6's checkpoint
+    nodes = launch_nodes(pretrain_args(out, cache_dir, small_corpora, *extra), env=env)
+    wait_for_hold(marker, *nodes)
     for node in nodes:  # both machines go down at once
         os.killpg(node.pid, signal.SIGKILL)
         node.wait(timeout=60)
-    assert completed_checkpoints(out) and not (out / "metrics.json").exists(), "the run ended before the kill"
+    assert completed_checkpoints(out)[-1].name == "step-00000006" and not (out / "metrics.json").exists()
 
     again = launch_nodes(pretrain_args(out, cache_dir, small_corpora, *extra, "--resume"))
     for node in again:
         output, _ = node.communicate(timeout=300)
         assert node.returncode == 0, output[-3000:]
     record = json.loads((out / "metrics.json").read_text())
-    assert 0 < record["resumed_from_step"] < 24
+    assert record["resumed_from_step"] == 6
     assert (record["nodes"], record["processes_per_node"], record["world_size"]) == (2, 1, 2)
     assert record["gloo_interface"]  # chosen from the rendezvous address, not left to gloo's guess
     assert max_difference(reference, out) <= 1e-6

@@ -8,13 +8,14 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file
 
 from bertbench.cli import main
+
+from .conftest import hold_at, wait_for_hold
 
 pytestmark = pytest.mark.e2e  # whole commands, processes and runtimes: `pytest -m 'not e2e'` skips them
 
@@ -134,21 +135,18 @@ def test_killed_pretraining_resumes_to_identical_weights(tmp_path: Path, cache_d
     reference = tmp_path / "uninterrupted"
     assert main(pretrain_args(reference, cache_dir, small_corpora, *extra)) == 0
     interrupted = tmp_path / "interrupted"
+    env, marker = hold_at(tmp_path, "checkpoint", 8)
     proc = subprocess.Popen(
         [sys.executable, "-m", "bertbench", *pretrain_args(interrupted, cache_dir, small_corpora, *extra)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        env=env,
     )
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and proc.poll() is None:
-        if any((p / "trainer_state.pt").exists() for p in (interrupted / "checkpoints").glob("step-*")):
-            proc.send_signal(signal.SIGKILL)
-            break
-        time.sleep(0.01)
-    proc.wait(timeout=60)
-    assert proc.returncode == -signal.SIGKILL
+    wait_for_hold(marker, proc)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait(timeout=60) == -signal.SIGKILL
     assert main(pretrain_args(interrupted, cache_dir, small_corpora, *extra, "--resume")) == 0
-    assert 0 < json.loads((interrupted / "metrics.json").read_text())["resumed_from_step"] < 40
+    assert json.loads((interrupted / "metrics.json").read_text())["resumed_from_step"] == 8
     expected, resumed = (
         load_file(str(reference / "model.safetensors")),
         load_file(str(interrupted / "model.safetensors")),

@@ -9,7 +9,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,7 @@ from bertbench.pruning.importance import mask_hooks
 from bertbench.pruning.search import BudgetError, search_masks
 from bertbench.pruning.tuning import tune_masks
 
-from .conftest import SQUAD_DEV, SQUAD_TRAIN, SST2_DEV, SST2_TRAIN
+from .conftest import SQUAD_DEV, SQUAD_TRAIN, SST2_DEV, SST2_TRAIN, hold_at, wait_for_hold
 
 
 def _small_model(seed: int = 0) -> BertForQuestionAnswering:
@@ -569,19 +568,18 @@ def test_an_interrupted_prune_resumes_to_the_same_model(tmp_path: Path, cache_di
         check=True,
         capture_output=True,
     )
+    held, marker = hold_at(tmp_path, "importance-saved", 1)  # the pass holds after its first partial save
     process = subprocess.Popen(
         [*base, "--output-dir", str(broken), "--cache-dir", str(cache_dir)],
-        env=env,
+        env={**held, "BERTBENCH_PRUNE_SAVE_EVERY_S": "0.3"},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    partial = broken / "importance-partial.safetensors"
-    deadline = time.monotonic() + 120
-    while not partial.exists() and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)  # at once: a faster machine must not finish the pass first
+    wait_for_hold(marker, process)
+    process.send_signal(signal.SIGKILL)
     process.wait()
-    assert partial.exists() and not (broken / "model.safetensors").exists(), "killed too late to test a resume"
+    partial = broken / "importance-partial.safetensors"
+    assert partial.exists() and not (broken / "model.safetensors").exists()
     resumed = subprocess.run(
         [*base, "--output-dir", str(broken), "--cache-dir", str(cache_dir), "--resume"],
         env=env,

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -16,7 +14,7 @@ from safetensors.torch import load_file
 
 from bertbench.cli import main
 
-from .conftest import SQUAD_TRAIN
+from .conftest import SQUAD_TRAIN, hold_at, wait_for_hold
 
 pytestmark = pytest.mark.e2e  # whole commands, processes and runtimes: `pytest -m 'not e2e'` skips them
 
@@ -64,26 +62,22 @@ def test_killed_run_resumes_to_identical_weights(tmp_path: Path, cache_dir: Path
     assert main(finetune_args(reference, cache_dir)) == 0
 
     interrupted = tmp_path / "interrupted"
+    env, marker = hold_at(tmp_path, "checkpoint", 4)
     proc = subprocess.Popen(
         [sys.executable, "-m", "bertbench", *finetune_args(interrupted, cache_dir)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        env={**env, "OMP_NUM_THREADS": "1"},
     )
-    deadline = time.monotonic() + 240
-    checkpoints = interrupted / "checkpoints"
-    while time.monotonic() < deadline and proc.poll() is None:
-        if checkpoints.is_dir() and any((p / "trainer_state.pt").exists() for p in checkpoints.glob("step-*")):
-            proc.send_signal(signal.SIGKILL)
-            break
-        time.sleep(0.01)
-    proc.wait(timeout=60)
-    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    wait_for_hold(marker, proc)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait(timeout=60) == -signal.SIGKILL
     assert not (interrupted / "metrics.json").exists()
+    checkpoints = interrupted / "checkpoints"
 
     assert main(finetune_args(interrupted, cache_dir, "--resume")) == 0
     record = json.loads((interrupted / "metrics.json").read_text())
-    assert 0 < record["resumed_from_step"] < STEPS
+    assert record["resumed_from_step"] == 4 < STEPS
     expected = load_file(str(reference / "model.safetensors"))
     resumed = load_file(str(interrupted / "model.safetensors"))
     worst = max(float((expected[k] - resumed[k]).abs().max()) for k in expected)

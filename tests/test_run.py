@@ -20,7 +20,7 @@ from bertbench.results.record import RunRecord
 from bertbench.results.store import MIGRATIONS, SCHEMA_VERSION, ResultsStore
 from bertbench.workloads import builtin_names, load_workload
 
-from .conftest import DATA
+from .conftest import DATA, hold_at, wait_for_hold
 
 TINY = """
 name: tiny
@@ -387,33 +387,32 @@ def test_resume_after_the_run_is_killed(tmp_path: Path, cache_dir: Path) -> None
     text = TINY.split("  - name: sst2-tiny-accuracy")[0].replace("max_steps: 15", "max_steps: 60\n      save_steps: 5")
     path = write(tmp_path, text)
     argv = [sys.executable, "-m", "bertbench", *run_args(tmp_path, path, cache_dir)]
-    orchestrator = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env, marker = hold_at(tmp_path, "checkpoint", 10)
+    orchestrator = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     checkpoints = tmp_path / "runs" / "tiny" / "sst2-tiny-training-finetune" / "checkpoints"
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and not list(checkpoints.glob("step-*/trainer_state.pt")):
-        time.sleep(0.1)
+    wait_for_hold(marker, orchestrator)
     orchestrator.send_signal(signal.SIGTERM)  # the case is stopped too, and recorded as interrupted
     assert orchestrator.wait(timeout=120) == 143
     store = ResultsStore(tmp_path / "store.sqlite")
     assert [r.status for r in store.runs("case_name = 'sst2-tiny-training-finetune'")] == ["interrupted"]
     assert main(run_args(tmp_path, path, cache_dir)) == 0
     record = json.loads((checkpoints.parent / "metrics.json").read_text())
-    assert record["steps"] == 60 and 0 < record["resumed_from_step"] < 60
+    assert record["steps"] == 60 and record["resumed_from_step"] == 10
     statuses = [r.status for r in store.runs("case_name = 'sst2-tiny-training-finetune'")]
     assert statuses == ["interrupted", "finished"]
 
 
 @pytest.mark.e2e
 def test_a_case_killed_without_a_word_is_recorded_failed(tmp_path: Path, cache_dir: Path) -> None:
-    text = TINY.split("  - name: sst2-tiny-accuracy")[0].replace("max_steps: 15", "max_steps: 400")
+    text = TINY.split("  - name: sst2-tiny-accuracy")[0].replace("max_steps: 15", "max_steps: 40\n      save_steps: 5")
     text += "  - name: corpus\n    job: build-corpus\n"
     text += "    options: {sst2: ['{data}/sst2/dev.tsv'], output: '{output}/c.txt'}\n"
     path = write(tmp_path, text)
     argv = [sys.executable, "-m", "bertbench", *run_args(tmp_path, path, cache_dir)]
-    orchestrator = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    child = _wait_for_case_process(orchestrator, "finetune")
-    assert child is not None, f"no case started (exit {orchestrator.poll()})"
-    time.sleep(3)
+    env, marker = hold_at(tmp_path, "checkpoint", 5)
+    orchestrator = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    wait_for_hold(marker, orchestrator)
+    child = int(marker.read_text().split()[0])  # the case process, holding after its checkpoint of step 5
     os.kill(child, signal.SIGKILL)  # what the OOM killer does
     assert orchestrator.wait(timeout=240) == 1
     store = ResultsStore(tmp_path / "store.sqlite")

@@ -16,6 +16,7 @@ from safetensors.torch import save
 from bertbench.cache import Cache
 from bertbench.configs import PruneConfig
 from bertbench.console import info, warn
+from bertbench.holds import hold
 from bertbench.io_utils import atomic_write_bytes, sha256_file
 from bertbench.models import LoadedModel
 from bertbench.progress import progress_bar
@@ -56,7 +57,7 @@ def importance_of(
         start = read_partial(partial_path, key, shape, len(rows)) if config.resume else None
         if start is not None:
             info(f"resuming the importance pass after {start.samples} of {len(rows)} samples")
-        state = {"done": start.samples if start else 0, "saved": time.monotonic()}
+        state = {"done": start.samples if start else 0, "saved": time.monotonic(), "saves": 0}
         with progress_bar("importance (Fisher, training data)", len(rows), config.show_progress) as advance:
             advance(state["done"])
 
@@ -66,6 +67,8 @@ def importance_of(
                 if time.monotonic() - state["saved"] > _save_every_s():
                     write_partial(partial_path, running, key)
                     state["saved"] = time.monotonic()
+                    state["saves"] += 1
+                    hold("importance-saved", state["saves"])  # a kill test's chosen point (bertbench.holds)
 
             result = fisher_importance(parent.model, task, train, rows, config.batch_size, start, on_batch)
         write_partial(directory / IMPORTANCE, result, key)

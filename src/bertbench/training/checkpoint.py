@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
+from bertbench.holds import hold
 from bertbench.io_utils import atomic_directory, atomic_write_json
 from bertbench.models import BertHeadModel, WordPieceTokenizer, save_model
 
@@ -79,6 +80,7 @@ def save_checkpoint(
     with atomic_directory(final) as tmp:
         save_model(model, tokenizer, tmp)
         torch.save(trainer_state, tmp / STATE_FILE)
+        hold("checkpoint-write", step)  # written, not yet renamed: a kill test's chosen point (bertbench.holds)
     for old in list_checkpoints(output_dir)[:-keep] if keep > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
     return final

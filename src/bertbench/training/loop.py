@@ -23,6 +23,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from bertbench.console import info, warn
 from bertbench.errors import BertbenchError
+from bertbench.holds import hold
 from bertbench.io_utils import atomic_write_text
 from bertbench.models import BertHeadModel, WordPieceTokenizer
 from bertbench.progress import progress_bar
@@ -314,6 +315,8 @@ class Trainer:
                 self.wall_s = wall_before + time.perf_counter() - wall_start
                 if epoch_done or stopped or (self.config.save_steps and self.global_step % self.config.save_steps == 0):
                     self.save()
+                    if self.dist.is_main and self.checkpoints:
+                        hold("checkpoint", self.global_step)  # a kill test's chosen point (bertbench.holds)
         model.eval()
         check_finite_weights(self.model, self.global_step)
         return TrainResult(
