@@ -22,7 +22,13 @@ FLOATS = (-1.5, 0.5, 0.25, 2.0)
 INTS = (3, 2, 64)
 
 
+# Values that satisfy the checks across a task's options (a window must hold a question and some context).
+TASK_VALUES = {"max_seq_length": [256], "doc_stride": [64], "max_query_length": [32]}
+
+
 def _candidates(field: dataclasses.Field, annotation: Any) -> list[Any]:
+    if field.name in TASK_VALUES:
+        return TASK_VALUES[field.name]
     spec = field.metadata[CLI]
     default = field.default if field.default is not dataclasses.MISSING else None
     text = str(annotation)

@@ -103,7 +103,7 @@ def test_merge_copies_ended_rows_as_they_are_and_leaves_running_ones_for_later(t
 
     # merging a store into itself, or from a store that does not exist: one line, nothing made
     assert main(["results", "merge", str(tmp_path / "fleet.sqlite"), "--store", str(tmp_path / "fleet.sqlite")]) == 2
-    assert "is the destination store itself" in capsys.readouterr().err
+    assert "--store is an input (PATHS" in capsys.readouterr().err
     missing = tmp_path / "new.sqlite"
     assert main(["results", "merge", str(tmp_path / "typo.sqlite"), "--store", str(missing)]) != 0
     assert "typo.sqlite: no results store here" in capsys.readouterr().err and not missing.exists()

@@ -97,12 +97,16 @@ def test_a_huge_matrix_is_refused_at_once(tmp_path: Path, capsys) -> None:
 
 
 def test_processes_beyond_the_cores_need_oversubscribe(tmp_path: Path, capsys) -> None:
-    text = "name: p\ndescription: d\ncases:\n  - name: c\n    job: pretrain\n    processes: 100000\n"
+    text = "name: p\ndescription: d\ncases:\n  - name: c\n    job: pretrain\n    processes: 1000\n"
     text += "    options: {model: bert-tiny, corpus: ['{data}/sst2/dev.tsv']}\n"
     path = workload(tmp_path, text)
     assert run(tmp_path, path, "--dry-run") == 2
-    assert "100000 processes is more than the" in error_lines(capsys)[0]
+    assert "1000 processes is more than the" in error_lines(capsys)[0]
     assert run(tmp_path, path, "--dry-run", "--oversubscribe") == 0
+    # beyond any machine, --oversubscribe or not
+    path.write_text(text.replace("processes: 1000", "processes: 1000000"))
+    assert run(tmp_path, path, "--dry-run", "--oversubscribe") == 2
+    assert "processes: must be between 1 and 1024" in error_lines(capsys)[0]
 
 
 def test_an_empty_data_dir_or_a_missing_file_is_exit_2_before_any_case(tmp_path: Path, capsys) -> None:

@@ -135,7 +135,8 @@ def test_a_removed_head_with_weights_is_refused(tokenizer, tmp_path: Path) -> No
     [
         ({"pruned_heads": {"0": [0, 1, 2, 3]}}, "removes every head of layer 0"),
         ({"pruned_heads": {"7": [0]}}, "names layer 7"),
-        ({"pruned_heads": {"0": [4]}}, "not distinct head indices"),
+        ({"pruned_heads": {"0": [4]}}, "lists head 4, outside 0..3"),
+        ({"pruned_heads": {"0": [1, 1]}}, "a head twice"),
         ({"pruned_heads": [1]}, "not an object"),
         ({"parent_intermediate_size": 10}, "below intermediate_size"),
     ],

@@ -60,11 +60,23 @@ def parse(argv: list[str] | None) -> tuple[str, str, object]:
         argv = sys.argv[1:]
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version")):
         raise UsageError("choose a command: " + ", ".join(COMMANDS) + " (bertbench --help)")
-    args = build_parser().parse_args(argv)
+    args, extra = build_parser().parse_known_args(argv)
+    _take_trailing_positionals(args, extra)
     command = COMMANDS[args.command]
     task = getattr(args, "task", None)
     job = command.standalone[1] if command.tasks and task is None and command.standalone else command.job
     return args.command, job, config_from_namespace(args.command, args, task)
+
+
+def _take_trailing_positionals(args: argparse.Namespace, extra: list[str]) -> None:
+    """Options in any order: argparse gives a list positional (`results merge STORE…`) only the values before the
+    first option, so values after an option (`results merge --store D SRC`) join the list; anything else is the
+    one-line error argparse would have given."""
+    listed = getattr(args, "paths", None)
+    if extra and isinstance(listed, list) and not any(item.startswith("-") for item in extra):
+        listed.extend(Path(item) for item in extra)
+    elif extra:
+        raise UsageError(f"unrecognized arguments: {' '.join(extra)}")
 
 
 class Terminated(KeyboardInterrupt):

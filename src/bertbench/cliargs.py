@@ -26,6 +26,7 @@ from bertbench.names import name_problem
 CLI = "bertbench.cli"
 NESTED = "bertbench.nested"
 CHOSEN = "bertbench.chosen"
+READS, WRITES = "reads", "writes"  # what a path option is to its command
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +42,7 @@ class CliSpec:
     repeat: bool = False  # may be given several times (collected into a tuple)
     normalise: dict[str, str] | None = None  # alias values, e.g. {"ort": "onnxruntime"}
     one_token: bool = False  # a sequence given as one token ("1,8,32"), split by `parse`
+    role: str | None = None  # READS: a file or folder the command reads; WRITES: one it writes (bertbench.writes)
 
 
 def option(
@@ -55,10 +57,11 @@ def option(
     repeat: bool = False,
     normalise: dict[str, str] | None = None,
     one_token: bool = False,
+    role: str | None = None,
     default_factory: Any = dataclasses.MISSING,
 ) -> Any:
-    """A dataclass field that is also a command-line option."""
-    spec = CliSpec(help, choices, parse, aliases, flag, positional, repeat, normalise, one_token)
+    """A dataclass field that is also a command-line option (`role`: READS or WRITES for a path it names)."""
+    spec = CliSpec(help, choices, parse, aliases, flag, positional, repeat, normalise, one_token, role)
     if default_factory is not dataclasses.MISSING:
         return dataclasses.field(default_factory=default_factory, metadata={CLI: spec})
     return dataclasses.field(default=default, metadata={CLI: spec})
@@ -173,6 +176,8 @@ def batch_size_values(text: str) -> tuple[int, ...]:
     values = positive_int_list(text)
     if max(values) > MAX_BATCH_SIZE:
         raise argparse.ArgumentTypeError(f"{text}: a batch size is above {MAX_BATCH_SIZE}")
+    if len(set(values)) != len(values):  # each batch size is one test with its own folder (bsN)
+        raise argparse.ArgumentTypeError(f"{text}: a batch size is given twice")
     return values
 
 
@@ -235,13 +240,15 @@ def _is_sequence(annotation: Any) -> bool:
     return origin in (list, tuple)
 
 
-def _normaliser(spec: CliSpec, parse: Callable[[str], Any]) -> Callable[[str], Any]:
-    if not spec.normalise:
-        return parse
-    table = spec.normalise
+def _normaliser(spec: CliSpec, parse: Callable[[str], Any], base: Any = str) -> Callable[[str], Any]:
+    table = spec.normalise or {}
+    kind = {int: "an integer", float: "a number"}.get(base, "a valid value")
 
     def normalised(text: str) -> Any:
-        return parse(table.get(text, text))
+        try:
+            return parse(table.get(text, text))
+        except (ValueError, TypeError):  # argparse would name the parser function ("invalid budget_value value")
+            raise argparse.ArgumentTypeError(f"{text!r} is not {kind}") from None
 
     return normalised
 
@@ -294,7 +301,7 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, seen: set[str] | N
                 kwargs["action"] = "store_true"
             parser.add_argument(*flags, dest=field.name, default=default, **kwargs)
             continue
-        kwargs["type"] = _normaliser(spec, spec.parse or (base if base in (int, float, Path) else str))
+        kwargs["type"] = _normaliser(spec, spec.parse or (base if base in (int, float, Path) else str), base)
         if choices:
             kwargs["choices"] = choices
             kwargs["metavar"] = "{" + ",".join(spec.choices or ()) + "}"
@@ -399,7 +406,7 @@ def _parse_one(flag: str, spec: CliSpec, base: Any, value: Any) -> Any:
     if isinstance(value, list | dict):
         raise OptionValueError(f"({flag}) takes one value, not a {type(value).__name__}")
     text = _as_text(value)
-    parse = _normaliser(spec, spec.parse or (base if base in (int, float, Path) else str))
+    parse = _normaliser(spec, spec.parse or (base if base in (int, float, Path) else str), base)
     try:
         parsed = parse(text)
     except (argparse.ArgumentTypeError, ValueError, TypeError) as exc:
@@ -543,3 +550,20 @@ def _is_default_of(config: Any, name: str, value: Any) -> bool:
             default = _default_of(field)
             return default is not dataclasses.MISSING and _same(value, default)
     return True
+
+
+def role_paths(config: Any, role: str) -> list[tuple[str, Path]]:
+    """(flag, path) of every path the options of `config` (and its nested and chosen configs) name in `role`."""
+    found: list[tuple[str, Path]] = []
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if field.metadata.get(NESTED) or CHOSEN in field.metadata:
+            if value is not None:
+                found += role_paths(value, role)
+            continue
+        spec: CliSpec | None = field.metadata.get(CLI)
+        if spec is None or spec.role != role or value is None:
+            continue
+        for item in value if isinstance(value, list | tuple) else [value]:
+            found.append((flag_of(field) if not spec.positional else field.name.upper(), Path(str(item))))
+    return found

@@ -25,6 +25,7 @@ from bertbench.configs import (
 )
 from bertbench.errors import UsageError
 from bertbench.tasks.registry import TASKS
+from bertbench.writes import check_writes
 
 
 @dataclass(frozen=True)
@@ -121,12 +122,19 @@ def config_from_namespace(command: str, args: argparse.Namespace, task: str | No
     """The config of `command` (and `task`) from parsed arguments."""
     entry = COMMANDS[command]
     if not entry.tasks:
-        return from_namespace(entry.config, args)
-    if task is None:
+        config = from_namespace(entry.config, args)
+    elif task is None:
         config_class, _ = entry.standalone  # the parser requires a task when there is no standalone form
-        return from_namespace(config_class, args)
-    options = from_namespace(TASKS[task].options_class, args)
-    return from_namespace(entry.config, args, task=task, task_options=options)
+        config = from_namespace(config_class, args)
+    else:
+        options = from_namespace(TASKS[task].options_class, args)
+        try:  # settings that cannot run (a window longer than BERT's positions, …) are a bad command line
+            options.validate()
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        config = from_namespace(entry.config, args, task=task, task_options=options)
+    check_writes(config)  # no output is, or holds, an input: before anything is read or made
+    return config
 
 
 def config_from_options(

@@ -18,6 +18,8 @@ from bertbench.choices import (
     SCENARIOS,
 )
 from bertbench.cliargs import (
+    READS,
+    WRITES,
     batch_size_value,
     batch_size_values,
     device_value,
@@ -49,7 +51,7 @@ def with_answer_text(task_options: Any, rule: str) -> Any:
 class ModelChoice:
     """Which model, and how far its files are trusted."""
 
-    model: str = option(help="HF directory, hub id, 'minilm-l6' or a size preset (bert-tiny … bert-large)")
+    model: str = option(help="HF directory, hub id, 'minilm-l6' or a size preset (bert-tiny … bert-large)", role=READS)
     allow_pickle: bool = option(False, help="allow loading pytorch_model.bin (pickle; weights_only)")
     seed: int = option(42, help="seed for fresh heads (and sampling)", parse=seed_value)
 
@@ -59,7 +61,7 @@ class StoreChoice:
     """Where the run's row goes."""
 
     store: Path | None = option(
-        None, help="results store (default ${XDG_DATA_HOME:-~/.local/share}/bertbench/results.sqlite)"
+        None, help="results store (default ${XDG_DATA_HOME:-~/.local/share}/bertbench/results.sqlite)", role=READS
     )
 
 
@@ -76,7 +78,7 @@ class TrackingChoice:
 class RunPlace(StoreChoice, TrackingChoice):
     """Where a run writes, caches and computes."""
 
-    output_dir: Path = option(help="results directory (metrics.json, predictions, model)")
+    output_dir: Path = option(help="results directory (metrics.json, predictions, model)", role=WRITES)
     overwrite: bool = option(False, help="replace results in a non-empty output directory")
     threads: int | None = option(
         None, help="compute threads (default: the cores this process may use)", parse=thread_count
@@ -97,7 +99,7 @@ class EvalConfig(ModelChoice, RunPlace):
     """`bertbench eval TASK`: accuracy mode."""
 
     task: str = "squad"  # the sub-command
-    data: Path = option(help="SQuAD JSON, SST-2 TSV, or a text corpus (mlm)")
+    data: Path = option(help="SQuAD JSON, SST-2 TSV, or a text corpus (mlm)", role=READS)
     runtime: RuntimeOptions = nested(RuntimeOptions)
     batch_size: int = option(32, help="samples per inference batch", parse=batch_size_value)
     padding: str = option(
@@ -106,7 +108,9 @@ class EvalConfig(ModelChoice, RunPlace):
         choices=PADDING_MODES,
     )
     max_samples: int | None = option(None, help="SQuAD: first N questions; else first N rows", parse=positive_int)
-    calibration_data: Path | None = option(None, help="training data for static INT8 / fallback (never the eval file)")
+    calibration_data: Path | None = option(
+        None, help="training data for static INT8 / fallback (never the eval file)", role=READS
+    )
     calibration_samples: int = option(1000, help="calibration samples for static INT8", parse=positive_int)
     accuracy_target: float = option(0.99, help="relative to FP32 (MLPerf bert-99)", parse=fraction)
     strict: bool = option(False, help="exit 3 when the accuracy target is missed")
@@ -161,7 +165,7 @@ class BenchConfig(ModelChoice, RunPlace):
     """`bertbench bench TASK`: performance mode through MLPerf LoadGen (or its accuracy pass)."""
 
     task: str = "squad"  # the sub-command
-    data: Path = option(help="SQuAD JSON or SST-2 TSV (the QSL: one sample per window / sentence)")
+    data: Path = option(help="SQuAD JSON or SST-2 TSV (the QSL: one sample per window / sentence)", role=READS)
     runtime: RuntimeOptions = nested(RuntimeOptions)
     scenario: str = option("offline", help="MLPerf LoadGen scenario", choices=SCENARIOS)
     mode: str = option(
@@ -209,7 +213,9 @@ class BenchConfig(ModelChoice, RunPlace):
     oversubscribe: bool = option(False, help="allow more pinned cores than this process may use")
     env: tuple[str, ...] = option((), help="KEY=VALUE set in every instance (repeatable)", parse=env_value, repeat=True)
     require_quiet: bool = option(False, help="refuse to time on a contended machine")
-    calibration_data: Path | None = option(None, help="training data for static INT8 (never the benchmarked file)")
+    calibration_data: Path | None = option(
+        None, help="training data for static INT8 (never the benchmarked file)", role=READS
+    )
     calibration_samples: int = option(1000, help="calibration samples for static INT8", parse=positive_int)
     accuracy_target: float = option(0.99, help="accuracy mode: relative to FP32 (MLPerf bert-99)", parse=fraction)
     strict: bool = option(False, help="accuracy mode: exit 3 when the accuracy target is missed")
@@ -221,8 +227,12 @@ class BenchConfig(ModelChoice, RunPlace):
     output_transposed: bool = option(
         False, help="accuracy log: SQuAD logits as [2, tokens] (accuracy-squad.py --output_transposed)"
     )
-    mlperf_conf: Path | None = option(None, help="an mlperf.conf LoadGen reads (model bert; flags still win)")
-    user_conf: Path | None = option(None, help="a user.conf LoadGen reads after --mlperf-conf (flags still win)")
+    mlperf_conf: Path | None = option(
+        None, help="an mlperf.conf LoadGen reads (model bert; flags still win)", role=READS
+    )
+    user_conf: Path | None = option(
+        None, help="a user.conf LoadGen reads after --mlperf-conf (flags still win)", role=READS
+    )
     compliance: str | None = option(
         None,
         help="MLPerf compliance test: TEST01 (accuracy in performance mode) or TEST05 (other seeds)",
@@ -284,8 +294,8 @@ class FinetuneConfig(TrainingRun):
     """`bertbench finetune TASK`."""
 
     task: str = "squad"  # the sub-command
-    train: Path = option(help="training file")
-    eval: Path | None = option(None, help="evaluate on this file after each epoch")
+    train: Path = option(help="training file", role=READS)
+    eval: Path | None = option(None, help="evaluate on this file after each epoch", role=READS)
     max_train_samples: int | None = option(None, help="SQuAD: first N questions; else rows", parse=positive_int)
     max_eval_samples: int | None = option(None, help="first N evaluation questions or rows", parse=positive_int)
     training: TrainConfig = nested(TrainConfig)
@@ -308,7 +318,7 @@ class PruneConfig(ModelChoice, RunPlace):
     """`bertbench prune TASK`: remove heads and feed-forward neurons of a fine-tuned model to a FLOP budget."""
 
     task: str = "squad"  # the sub-command
-    train: Path = option(help="training file: importance and tuning read it (never the evaluated file)")
+    train: Path = option(help="training file: importance and tuning read it (never the evaluated file)", role=READS)
     flops: float = option(help="keep this fraction of the encoder's FLOPs per window, e.g. 0.6", parse=budget_value)
     importance_samples: int = option(
         2048, help="training samples whose gradients rank heads and neurons", parse=positive_int
@@ -323,7 +333,9 @@ class PruneConfig(ModelChoice, RunPlace):
     distill_temperature: float = option(
         2.0, help="softmax temperature of the distillation targets", parse=positive_float
     )
-    eval: Path | None = option(None, help="then score the pruned model (and its parent, FP32 torch) on this file")
+    eval: Path | None = option(
+        None, help="then score the pruned model (and its parent, FP32 torch) on this file", role=READS
+    )
     max_eval_samples: int | None = option(None, help="first N evaluation questions or rows", parse=positive_int)
     resume: bool = option(False, help="continue an interrupted prune in --output-dir")
     task_options: Any = None
@@ -336,10 +348,10 @@ class PruneConfig(ModelChoice, RunPlace):
 class PretrainConfig(TrainingRun):
     """`bertbench pretrain`: masked-LM pretraining with a target accuracy."""
 
-    corpus: list[Path] = option(help="text files, a blank line between documents")
-    eval_corpus: list[Path] = option(help="held-out documents for mlm_accuracy", default_factory=list)
+    corpus: list[Path] = option(help="text files, a blank line between documents", role=READS)
+    eval_corpus: list[Path] = option(help="held-out documents for mlm_accuracy", default_factory=list, role=READS)
     nsp: bool = option(False, help="also train next-sentence prediction")
-    init_from: str | None = option(None, help="start from this checkpoint's weights (shapes checked)")
+    init_from: str | None = option(None, help="start from this checkpoint's weights (shapes checked)", role=READS)
     eval_every_samples: int | None = option(None, help="evaluate every N training samples", parse=positive_int)
     eval_samples: int = option(10000, help="size of the fixed evaluation set", parse=positive_int)
     target_mlm_accuracy: float | None = option(None, help="stop when reached", parse=fraction)
@@ -351,9 +363,9 @@ class PretrainConfig(TrainingRun):
 class BuildCorpusConfig(StoreChoice):
     """`bertbench build-corpus`."""
 
-    squad: list[Path] = option(help="SQuAD files whose contexts become documents", default_factory=list)
-    sst2: list[Path] = option(help="SST-2 files whose sentences become documents", default_factory=list)
-    output: Path = option(help="the corpus file to write")
+    squad: list[Path] = option(help="SQuAD files whose contexts become documents", default_factory=list, role=READS)
+    sst2: list[Path] = option(help="SST-2 files whose sentences become documents", default_factory=list, role=READS)
+    output: Path = option(help="the corpus file to write", role=WRITES)
     overwrite: bool = option(False, help="replace --output if it exists (never one of the inputs)")
 
 
@@ -396,6 +408,7 @@ class ReportConfig:
         "${XDG_DATA_HOME:-~/.local/share}/bertbench/results.sqlite",
         parse=Path,
         repeat=True,
+        role=READS,
     )
 
     where: tuple[str, ...] = option(
@@ -404,8 +417,8 @@ class ReportConfig:
     last: int | None = option(None, help="only the newest N runs", parse=positive_int)
     workload: str | None = option(None, help="only the cases of this workload")
     format: str = option("table", help="output format", choices=("table", "markdown", "csv", "json"))
-    output: Path | None = option(None, help="write the table to this file instead of stdout")
-    html: Path | None = option(None, help="also write a self-contained HTML report with plots here")
+    output: Path | None = option(None, help="write the table to this file instead of stdout", role=WRITES)
+    html: Path | None = option(None, help="also write a self-contained HTML report with plots here", role=WRITES)
     compare: tuple[str, ...] = option(
         (), help="A B: two run sets (uid, git SHA, hostname, KEY=VALUE or KEY~TEXT), ratios B/A"
     )
@@ -419,11 +432,18 @@ class ResultsConfig(StoreChoice, TrackingChoice):
     results merge STORE…` folds other machines' stores (files or folders of them) into it, each run once;
     `bertbench results push` logs the runs a tracking server did not take to it."""
 
+    store: Path | None = option(
+        None,
+        help="the results store to import or merge into (default ${XDG_DATA_HOME:-~/.local/share}/bertbench/"
+        "results.sqlite)",
+        role=WRITES,
+    )
     action: str = option(help="what to do with the store", choices=("import", "merge", "push"), positional=True)
     paths: list[Path] = option(
         default_factory=list,
         help="import: directories (searched recursively) or metrics.json files; merge: stores or folders of them",
         positional=True,
+        role=READS,
     )
 
 
@@ -432,7 +452,7 @@ class ExportConfig(StoreChoice):
     """`bertbench export mlperf`: MLPerf Inference's submission tree from the runs in the store."""
 
     format: str = option(help="the layout to write", choices=("mlperf",), positional=True)
-    output: Path = option(help="the folder to write (new or empty)")
+    output: Path = option(help="the folder to write (new or empty)", role=WRITES)
     system: str | None = option(
         None, help="system name, when the runs come from one machine (default: HOSTNAME_bertbench)", parse=identifier
     )

@@ -13,9 +13,11 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
+
+from bertbench.errors import BertbenchError
 
 
 def sha256_file(path: str | Path, chunk_size: int = 1 << 20) -> str:
@@ -106,3 +108,17 @@ def atomic_directory(final: str | Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def check_not_evaluated(
+    training: Sequence[str | Path], evaluated: Sequence[str | Path], training_flag: str, evaluated_flag: str
+) -> None:
+    """No evaluated file is a training file (compared by content): a score on the data a model learned from is no
+    evaluation. One line naming both, before any work."""
+    seen = {sha256_file(path): Path(path) for path in training if Path(path).is_file()}
+    for path in evaluated:
+        if Path(path).is_file() and sha256_file(path) in seen:
+            raise BertbenchError(
+                f"{path}: {evaluated_flag} is the {training_flag} file {seen[sha256_file(path)]}; a score on training "
+                "data is no evaluation (hold some data out)"
+            )

@@ -32,7 +32,7 @@ from bertbench.jobs.bench_compliance import compliance_test
 from bertbench.jobs.bench_record import BenchSettings, bench_record
 from bertbench.jobs.bench_run import BenchRun, loadgen_pass
 from bertbench.jobs.bench_scoring import score_accuracy_log
-from bertbench.jobs.common import announce_data_problems, prepare_output_dir
+from bertbench.jobs.common import announce_data_problems, announce_model, prepare_output_dir
 from bertbench.progress import announce, progress_bar
 from bertbench.results.console import print_rows_table
 from bertbench.results.kpi import kpi_table
@@ -96,6 +96,7 @@ def run_bench(config: BenchConfig) -> list[RunRecord]:
         calibration_facts = check_calibration_file(config.calibration_data, config.data)
     announce("loading the model and the data")
     work = load_model_and_data(config, cache)
+    announce_model(work.loaded, config.model, config.seed)
     announce_data_problems(work.dataset, config.strict_data)
     data_key = f"{sha256_file(config.data)}:{config.max_samples}"
     accuracy = config.mode == "accuracy"

@@ -91,6 +91,15 @@ def _make_writable_dir(path: Path) -> None:
         raise BertbenchError(f"{path}: cannot write to the output directory ({exc.strerror or exc})") from None
 
 
+def announce_model(loaded: Any, given: str, seed: int, use: str = "its accuracy means nothing") -> None:
+    """The same two lines wherever a model is loaded: random weights (a size preset, or a model pruned from one),
+    and heads freshly initialised because the checkpoint lacks them."""
+    if loaded.describe()["random_weights"]:
+        warn(f"model {given} has random weights: {use} (speed figures are fine)")
+    if loaded.fresh_head:
+        warn(f"{', '.join(loaded.fresh_parameters)} of {given} freshly initialised (seed {seed}): an untrained head")
+
+
 def check_device(device: str) -> None:
     """A CUDA device this machine has (one line before any work when it has none)."""
     if device_kind(device) != "cuda":

@@ -16,7 +16,7 @@ from bertbench.errors import AccuracyGuardError
 from bertbench.evaluation import evaluate_loaded
 from bertbench.hardware import configure_threads
 from bertbench.io_utils import sha256_file
-from bertbench.jobs.common import announce_data_problems, prepare_output_dir
+from bertbench.jobs.common import announce_data_problems, announce_model, prepare_output_dir
 from bertbench.models import LoadedModel
 from bertbench.progress import announce
 from bertbench.results.console import print_result_table
@@ -111,13 +111,7 @@ def run_eval(config: EvalConfig) -> RunRecord:
 
 
 def _report(record: dict[str, Any], task: Task, loaded: LoadedModel, config: EvalConfig) -> None:
-    if loaded.source.random_weights:
-        warn(f"model {config.model} has random weights: its accuracy is meaningless (speed figures are fine)")
-    if loaded.fresh_head:
-        warn(
-            f"{', '.join(loaded.fresh_parameters)} of {config.model} freshly initialised (seed {config.seed}): "
-            "the accuracy is that of an untrained head"
-        )
+    announce_model(loaded, config.model, config.seed)
     if record.get("emulated"):
         warn(
             f"--precision {config.runtime.precision} is emulated on this CPU (no native support): slow, "

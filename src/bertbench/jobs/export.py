@@ -25,9 +25,18 @@ from bertbench.results.store import ResultsStore
 EXPORT_MARK = ".bertbench-export.json"  # in the output folder: an export of ours, which --overwrite may replace
 
 
-def _loadgen_dir(run: dict[str, Any]) -> Path:
-    """Where a run's LoadGen logs are: DIR/loadgen, or DIR/bsN/loadgen for one batch of a sweep."""
+def _run_folder(run: dict[str, Any], store: Path) -> Path:
+    """A run's output folder: absolute as stores keep it now; an older store's relative path is tried as given and
+    against the store's own folder."""
     base = Path(str(run.get("output_dir") or ""))
+    if base.is_absolute() or base.exists():
+        return base
+    return store.parent / base
+
+
+def _loadgen_dir(run: dict[str, Any], store: Path) -> Path:
+    """Where a run's LoadGen logs are: DIR/loadgen, or DIR/bsN/loadgen for one batch of a sweep."""
+    base = _run_folder(run, store)
     for folder in (base / "loadgen", base / f"bs{run.get('batch_size')}" / "loadgen"):
         if (folder / SUMMARY).is_file():
             return folder
@@ -41,12 +50,12 @@ def _copy(source: Path, target: Path, names: tuple[str, ...]) -> None:
             shutil.copy2(source / name, target / name)  # untouched: MLPerf's checker reads LoadGen's own bytes
 
 
-def _write_entry(root: Path, system: str, entry: Entry) -> None:
+def _write_entry(root: Path, system: str, entry: Entry, store: Path) -> None:
     perf, acc = entry.performance, entry.accuracy
     where = Path(system) / entry.benchmark / entry.scenario
-    _copy(_loadgen_dir(perf), root / "results" / where / "performance" / "run_1", (SUMMARY, DETAIL))
+    _copy(_loadgen_dir(perf, store), root / "results" / where / "performance" / "run_1", (SUMMARY, DETAIL))
     accuracy = root / "results" / where / "accuracy"
-    _copy(_loadgen_dir(acc), accuracy, (SUMMARY, DETAIL, ACCURACY))
+    _copy(_loadgen_dir(acc, store), accuracy, (SUMMARY, DETAIL, ACCURACY))
     # accuracy.txt as the scorer prints it (evaluate_v1.1.py's JSON line): our scorer read the same logged bytes
     scores = {"exact_match": acc.get("exact_match"), "f1": acc.get("f1")}
     atomic_write_text(accuracy / "accuracy.txt", json.dumps(scores) + "\n")
@@ -75,9 +84,10 @@ def _write_entry(root: Path, system: str, entry: Entry) -> None:
     atomic_write_text(measurements / "README.md", readme)
     test = perf.get("compliance_test")
     if test:
-        source = Path(str(perf["output_dir"])) / "compliance" / test
+        folder = _run_folder(perf, store)
+        source = folder / "compliance" / test
         if not source.is_dir():
-            source = Path(str(perf["output_dir"])) / f"bs{perf.get('batch_size')}" / "compliance" / test
+            source = folder / f"bs{perf.get('batch_size')}" / "compliance" / test
         target = root / "compliance" / where / test
         _copy(source, target, ("verify_accuracy.txt", "verify_performance.txt"))
         _copy(source / "performance", target / "performance" / "run_1", (SUMMARY, DETAIL, ACCURACY))
@@ -116,7 +126,7 @@ def _systems(config: ExportConfig, entries: list[Entry]) -> dict[str, list[Entry
 def run_export(config: ExportConfig) -> None:
     """Write the submission tree of the selected runs: one system per machine, each with its own description."""
     _prepare_output(config.output, config.overwrite)
-    store = ResultsStore(config.store, create=False)
+    store = ResultsStore(config.store, read_only=True)
     where = list(config.where) + ([f"workload={config.workload}"] if config.workload else [])
     runs = select(store.runs(), where, None, ("finished",))
     entries, refused = choose(runs)
@@ -134,7 +144,7 @@ def run_export(config: ExportConfig) -> None:
             )
             atomic_write_json(root / "systems" / f"{system}.json", description)
             for entry in found:
-                _write_entry(root, system, entry)
+                _write_entry(root, system, entry, store.path)
         first = entries[0].performance
         code = f"bertbench {first.get('bertbench_version')}, git {first.get('git_sha')}\n"
         atomic_write_text(root / "code" / "README.md", code)

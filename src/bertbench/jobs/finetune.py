@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from bertbench.cache import Cache
@@ -40,6 +41,10 @@ class FinetuneSpec:
 
     def prepare_model(self, loaded: LoadedModel) -> None:
         """Nothing to adjust: the task head comes from the checkpoint or is fresh."""
+
+    def data_files(self) -> tuple[list[Path], list[Path], str, str]:
+        """The training file and the evaluated one."""
+        return [self.config.train], [self.config.eval] if self.config.eval else [], "--train", "--eval"
 
     def load_data(self, loaded: LoadedModel, cache: Cache) -> tuple[TrainData, EvalData | None]:
         """The training file's samples and the evaluation file's."""

@@ -8,6 +8,7 @@ its target records `target_reached: false` and no time to train.
 from __future__ import annotations
 
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 from bertbench.cache import Cache
@@ -57,6 +58,10 @@ class PretrainSpec:
             loaded.fresh_parameters = init_weights_from(
                 loaded.model, self.config.init_from, described_by, self.config.allow_pickle
             )
+
+    def data_files(self) -> tuple[list[Path], list[Path], str, str]:
+        """The corpus files and the held-out ones."""
+        return list(self.config.corpus), list(self.config.eval_corpus), "--corpus", "--eval-corpus"
 
     def load_data(self, loaded: LoadedModel, cache: Cache) -> tuple[TrainData, EvalData | None]:
         """Packed corpus sequences, and the fixed evaluation set of the held-out corpus."""

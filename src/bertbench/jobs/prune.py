@@ -18,12 +18,12 @@ import torch
 from bertbench.accuracy import accuracy_facts
 from bertbench.cache import Cache
 from bertbench.configs import PruneConfig
-from bertbench.console import info, warn
+from bertbench.console import info
 from bertbench.errors import BertbenchError
 from bertbench.evaluation import evaluate_loaded
 from bertbench.hardware import configure_threads
-from bertbench.io_utils import sha256_file
-from bertbench.jobs.common import announce_data_problems, check_device, prepare_output_dir
+from bertbench.io_utils import check_not_evaluated, sha256_file
+from bertbench.jobs.common import announce_data_problems, announce_model, check_device, prepare_output_dir
 from bertbench.jobs.prune_importance import PARTIAL, importance_of
 from bertbench.models import BertHeadModel, LoadedModel, WordPieceTokenizer, load_model, resolve_model, save_model
 from bertbench.models.loading import ModelSource
@@ -68,7 +68,7 @@ def run_prune(config: PruneConfig) -> RunRecord:
     cache = Cache(config.cache_dir)
     announce("loading the model and the data")
     parent = load_model(source, task.head, seed=config.seed)
-    _warn_about_weights(config, parent)
+    announce_model(parent, config.model, config.seed, use="the pruned model is random too")
     train = task.load_train_data(config.train, parent.tokenizer, config.task_options, cache, config.seed)
     announce_data_problems(train, config.strict_data)
     scored = _load_scored(config, task, parent, cache)  # a bad --eval file fails now, not after the work
@@ -126,18 +126,7 @@ def _check_inputs(config: PruneConfig, source: ModelSource) -> None:
     if config.eval is not None:
         if not Path(config.eval).is_file():
             raise BertbenchError(f"{config.eval}: file not found")
-        if sha256_file(config.eval) == sha256_file(config.train):
-            raise BertbenchError(f"{config.train}: the training file is the evaluated file ({config.eval})")
-
-
-def _warn_about_weights(config: PruneConfig, parent: LoadedModel) -> None:
-    if parent.source.random_weights:
-        warn(f"model {config.model} has random weights: the pruned model is random too (speed figures only)")
-    if parent.fresh_head:
-        warn(
-            f"{', '.join(parent.fresh_parameters)} of {config.model} freshly initialised: importance is that of an "
-            "untrained head (pruning for speed only)"
-        )
+        check_not_evaluated([config.train], [config.eval], "--train", "--eval")
 
 
 def _load_scored(config: PruneConfig, task: Task, parent: LoadedModel, cache: Cache) -> EvalData | None:

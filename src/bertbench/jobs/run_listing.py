@@ -69,7 +69,7 @@ def print_plan(workload: Workload, planned: list[PlannedCase], estimates: dict[s
 def print_dry_run(config: RunConfig, workload: Workload, planned: list[PlannedCase], matched: set[str]) -> None:
     """`run --dry-run`: the plan, then the exact command line of every case (of every node of a case)."""
     existing = config.store or default_store_path()
-    store = ResultsStore(existing, create=False) if Path(existing).is_file() else None
+    store = ResultsStore(existing, read_only=True) if Path(existing).is_file() else None
     print_plan(workload, planned, case_estimates(workload, planned, store, config, matched))
     for item in planned:
         lines = node_command_lines(item)

@@ -16,11 +16,16 @@ from safetensors.torch import save
 from bertbench.bench.quiet import WatchedRun
 from bertbench.cache import Cache
 from bertbench.configs import TrainingRun
-from bertbench.console import info, warn
+from bertbench.console import info
 from bertbench.errors import BertbenchError
 from bertbench.hardware import configure_threads
-from bertbench.io_utils import atomic_write_bytes
-from bertbench.jobs.common import announce_data_problems, check_output_dir, check_training_precision
+from bertbench.io_utils import atomic_write_bytes, check_not_evaluated
+from bertbench.jobs.common import (
+    announce_data_problems,
+    announce_model,
+    check_output_dir,
+    check_training_precision,
+)
 from bertbench.jobs.sharded_evaluation import evaluate_sharded
 from bertbench.models import BertHeadModel, LoadedModel, load_model, resolve_model, save_model
 from bertbench.results.console import print_result_table
@@ -47,6 +52,9 @@ class TrainingSpec(Protocol):
 
     def prepare_model(self, loaded: LoadedModel) -> None:
         """Adjust the freshly loaded model (e.g. --init-from) before training."""
+
+    def data_files(self) -> tuple[list[Path], list[Path], str, str]:
+        """(training files, evaluated files, their flags): no evaluated file may be a training file."""
 
     def load_data(self, loaded: LoadedModel, cache: Cache) -> tuple[TrainData, EvalData | None]:
         """Training samples and, when asked for, the evaluation set."""
@@ -121,8 +129,7 @@ def _run(spec: TrainingSpec, dist: DistEnv) -> RunRecord | None:
     config = spec.config
     check_training_precision(spec.training.amp, config.device)
     owner = spec.command if spec.command == "pretrain" else f"{spec.command} {spec.task.name}"
-    if config.overwrite and Path(config.model).resolve() == Path(config.output_dir).resolve():
-        raise BertbenchError(f"{config.output_dir}: is the --model directory; --overwrite would delete the model")
+    check_not_evaluated(*spec.data_files())  # before anything is made or loaded
     output_dir = check_output_dir(config.output_dir, dist, config.overwrite, config.resume, owner)
     threads = configure_threads(config.threads)
     cache = Cache(config.cache_dir)
@@ -131,10 +138,9 @@ def _run(spec: TrainingSpec, dist: DistEnv) -> RunRecord | None:
     spec.prepare_model(loaded)
     if config.dropout is not None:
         loaded.model.set_dropout(config.dropout)
-    if dist.is_main and source.random_weights:
-        warn(f"model {config.model} starts from random weights (a size preset)")
+    if dist.is_main:
+        announce_model(loaded, config.model, spec.training.seed, use="trained from scratch")
     if dist.is_main and loaded.fresh_head:
-        info(f"{', '.join(loaded.fresh_parameters)}: freshly initialised (seed {spec.training.seed})")
         _save_initial_head(loaded, output_dir)
     ctx = TrainingContext(dist, output_dir, loaded, threads, cache)
     ctx.train_data, ctx.eval_data = dist.main_first(lambda: spec.load_data(loaded, cache))

@@ -153,8 +153,12 @@ class BertConfig:
         for layer, heads in self.pruned_heads.items():
             if not 0 <= layer < self.num_hidden_layers:
                 raise ValueError(f"{source}: {PRUNING_KEY} names layer {layer}, which the model does not have")
-            if any(not 0 <= h < self.num_attention_heads for h in heads) or len(set(heads)) != len(heads):
-                raise ValueError(f"{source}: {PRUNING_KEY} layer {layer} lists {heads}: not distinct head indices")
+            outside = [h for h in heads if not 0 <= h < self.num_attention_heads]
+            if outside:
+                last = self.num_attention_heads - 1
+                raise ValueError(f"{source}: {PRUNING_KEY} layer {layer} lists head {outside[0]}, outside 0..{last}")
+            if len(set(heads)) != len(heads):
+                raise ValueError(f"{source}: {PRUNING_KEY} layer {layer} lists {heads}: a head twice")
             if len(heads) >= self.num_attention_heads:
                 raise ValueError(f"{source}: {PRUNING_KEY} removes every head of layer {layer} (keep at least one)")
         parent = self.parent_intermediate_size

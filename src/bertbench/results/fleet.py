@@ -37,8 +37,9 @@ def store_files(given: tuple[Path, ...] | list[Path]) -> list[Path]:
 
 
 def open_stores(given: tuple[Path, ...] | list[Path]) -> list[ResultsStore]:
-    """Every named store, opened for reading (a missing one is one line naming it)."""
-    return [ResultsStore(path, create=False) for path in store_files(given)]
+    """Every named store, opened read-only (never migrated or changed; a missing, empty or foreign one is one line
+    naming it)."""
+    return [ResultsStore(path, read_only=True) for path in store_files(given)]
 
 
 def read_runs(stores: list[ResultsStore]) -> list[StoredRun]:

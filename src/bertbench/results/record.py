@@ -74,7 +74,7 @@ class RunRecord:
         """Write DIR/metrics.json atomically and return its path."""
         path = Path(output_dir) / "metrics.json"
         atomic_write_json(path, self.flat())
-        self.written_to = Path(output_dir)
+        self.written_to = Path(output_dir).resolve()  # the store keeps where it lies, from wherever it is read
         return path
 
     def to_dict(self) -> dict[str, Any]:

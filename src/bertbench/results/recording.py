@@ -14,6 +14,7 @@ import dataclasses
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from bertbench.console import warn
@@ -93,7 +94,8 @@ def recorded_run(command: str, config: Any) -> Iterator[Recorder]:
         return
     store = ResultsStore(config.store)
     output_dir = getattr(config, "output_dir", None)
-    output_dir = str(output_dir) if output_dir is not None else None
+    # absolute: the store is read from other folders (export, results push, report) and other machines' merges
+    output_dir = str(Path(output_dir).resolve()) if output_dir is not None else None
     asked = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else {}
     given = os.environ.get(RUN_UID_ENV)
     if given is not None and store.get(given) is not None:

@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 from bertbench.console import warn
 from bertbench.errors import BertbenchError
@@ -35,6 +36,24 @@ from bertbench.results.record import RunRecord, json_safe
 T = TypeVar("T")
 
 STATUSES = ("running", "finished", "failed", "interrupted")
+ROW_COLUMNS = (
+    "uid",
+    "command",
+    "status",
+    "started_at",
+    "ended_at",
+    "git_sha",
+    "config",
+    "metrics",
+    "environment",
+    "output_dir",
+    "error",
+    "workload",
+    "case_name",
+    "fingerprint",
+    "parent_uid",
+    "experiment",
+)
 # Each entry upgrades the schema by one version; append, never edit (stores in the field were made by them).
 MIGRATIONS: list[str] = [
     # 1: runs with their config, metrics and environment as JSON
@@ -167,15 +186,22 @@ class StoredRun:
 
 
 class ResultsStore:
-    """Open (creating or upgrading) the store at `path`; `create=False` (reading commands) refuses a missing one."""
+    """Open (creating or upgrading) the store at `path`; `create=False` refuses a missing one; `read_only` (a
+    store that is only read: report, export, the sources of a merge) opens it as SQLite's read-only URI and never
+    writes to it: no migration, no WAL switch, no pending imports, nothing marked; an empty file or one that is not
+    a bertbench store is refused untouched."""
 
-    def __init__(self, path: str | Path | None = None, *, create: bool = True) -> None:
+    def __init__(self, path: str | Path | None = None, *, create: bool = True, read_only: bool = False) -> None:
         self.path = Path(path) if path else default_store_path()
-        if not create and not self.path.is_file():
+        self.read_only = read_only
+        if (read_only or not create) and not self.path.is_file():
             raise BertbenchError(
                 f"{self.path}: no results store here (check --store; a store is made by the first eval, bench, "
                 "finetune, pretrain or run)"
             )
+        if read_only:
+            self._check_readable()
+            return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self._connect() as db:
@@ -200,9 +226,31 @@ class ResultsStore:
             "--store with another file"
         )
 
+    def _check_readable(self) -> None:
+        """A store opened read-only: a bertbench store of a schema this bertbench reads, or one line."""
+        try:
+            with self._connect() as db:
+                version = db.execute("PRAGMA user_version").fetchone()[0]
+                tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+                self._columns = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
+        except sqlite3.Error as exc:
+            raise self._damaged(exc) from None
+        if version > SCHEMA_VERSION:
+            raise BertbenchError(
+                f"{self.path}: store schema {version} is newer than this bertbench understands ({SCHEMA_VERSION}); "
+                "upgrade bertbench, or pass --store with another file"
+            )
+        if "runs" not in tables or version == 0:
+            what = f"a SQLite file of another program (tables {', '.join(sorted(tables)[:3])})" if tables else "empty"
+            raise BertbenchError(f"{self.path}: {what}, not a bertbench results store; it was left as it was")
+
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.path, timeout=busy_timeout_s(), isolation_level=None)
+        if self.read_only:  # SQLite's read-only URI: not even a journal is created
+            uri = f"file:{quote(str(self.path.resolve()))}?mode=ro"
+            db = sqlite3.connect(uri, uri=True, timeout=busy_timeout_s(), isolation_level=None)
+        else:
+            db = sqlite3.connect(self.path, timeout=busy_timeout_s(), isolation_level=None)
         try:
             yield db
         finally:
@@ -269,6 +317,8 @@ class ResultsStore:
 
     def _write(self, action: Callable[[sqlite3.Connection], T]) -> T:
         """Run one write transaction, again after a pause when the store stays busy past its timeout."""
+        if self.read_only:
+            raise ValueError(f"{self.path}: opened read-only")
         for attempt in range(WRITE_ATTEMPTS):
             try:
                 with self._connect() as db:
@@ -509,8 +559,9 @@ class ResultsStore:
 
     def runs(self, where: str = "", params: tuple[Any, ...] = ()) -> list[StoredRun]:
         """Rows matching an SQL condition on the table's columns, oldest first."""
-        sql = "SELECT uid, command, status, started_at, ended_at, git_sha, config, metrics, environment, output_dir, "
-        sql += "error, workload, case_name, fingerprint, parent_uid, experiment FROM runs"
+        present = getattr(self, "_columns", None)  # a read-only store of an older schema lacks later columns
+        columns = [c if present is None or c in present else f"NULL AS {c}" for c in ROW_COLUMNS]
+        sql = f"SELECT {', '.join(columns)} FROM runs"
         if where:
             sql += f" WHERE {where}"
         rows = self._read(lambda db: db.execute(sql + " ORDER BY id", params).fetchall())
@@ -523,7 +574,10 @@ class ResultsStore:
             except (TypeError, ValueError) as exc:
                 warn(f"{self.path}: run {r[0]} has unreadable JSON ({exc}); left out")
                 continue
-            runs.append(StoredRun(r[0], r[1], r[2], r[3], r[4], r[5], *sections, *r[9:]))
+            run = StoredRun(r[0], r[1], r[2], r[3], r[4], r[5], *sections, *r[9:])
+            if self.read_only:  # its stored ids may be of another declaration (or none): the current one's
+                run.experiment = _experiment(run.command, run.config, run.metrics, run.environment)
+            runs.append(run)
         return runs
 
     def get(self, uid: str) -> StoredRun | None:

@@ -12,8 +12,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import os
 import re
+import socket
+import sqlite3
+import tempfile
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -48,15 +53,48 @@ def tracking_uri(explicit: str | None) -> str | None:
     return explicit or os.environ.get(URI_ENV) or None
 
 
+PROBE_TIMEOUT_S = 5.0
+
+
+def _probe(uri: str) -> None:
+    """Fail at once, with one reason, where MLflow would retry for minutes: a database it cannot open (its
+    SQLAlchemy store retries for ~2 minutes), a folder it cannot write, a server that does not accept a connection."""
+    parsed = urllib.parse.urlparse(uri)
+    if parsed.scheme.startswith("sqlite"):
+        name = urllib.parse.unquote(parsed.path)[1:]  # sqlite:///rel.db -> rel.db, sqlite:////abs.db -> /abs.db
+        if name and name != ":memory:":
+            try:  # what MLflow is about to do: open (or create) the database file
+                sqlite3.connect(f"file:{urllib.parse.quote(name)}?mode=rwc", uri=True).execute(
+                    "PRAGMA schema_version"
+                ).fetchone()
+            except sqlite3.Error as exc:
+                raise TrackingUnavailable(f"{uri}: cannot open the database {name} ({exc})") from None
+    elif parsed.scheme in ("", "file"):
+        folder = Path(urllib.parse.unquote(parsed.path))
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            tempfile.TemporaryFile(dir=folder).close()
+        except OSError as exc:
+            raise TrackingUnavailable(f"{uri}: cannot write the folder {folder} ({exc.strerror or exc})") from None
+    elif parsed.scheme in ("http", "https"):
+        port = parsed.port or (443 if parsed.scheme == "https" else 80)
+        try:
+            socket.create_connection((parsed.hostname or "localhost", port), timeout=PROBE_TIMEOUT_S).close()
+        except OSError as exc:
+            raise TrackingUnavailable(f"{uri}: no server answers ({exc.strerror or exc})") from None
+
+
 def _client(uri: str) -> Any:
     # A server that does not answer must cost seconds, not MLflow's default minutes of retries.
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # our output stays ours
+    _probe(uri)
     try:
         from mlflow.tracking import MlflowClient
     except ImportError:
         raise TrackingUnavailable("MLflow is not installed (pip install 'bertbench[mlflow]')") from None
+    logging.getLogger("mlflow").setLevel(logging.ERROR)  # its retry warnings are ours to say, in one line
     return MlflowClient(tracking_uri=uri)
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from bertbench.cliargs import option
+from bertbench.cliargs import WRITES, option
 from bertbench.runtimes.accepts import Accepts, device_kind
 
 
@@ -27,7 +27,7 @@ class OpenVinoOptions:
     reduce_range: bool = option(
         False, help="7-bit INT8 weights (ORT's advice without VNNI; cost 8 F1 on MiniLM SQuAD here)"
     )
-    export_dir: Path | None = option(None, help="also write the prepared ONNX/OpenVINO artifact here")
+    export_dir: Path | None = option(None, help="also write the prepared ONNX/OpenVINO artifact here", role=WRITES)
 
     def device_kind(self, device: str) -> str:
         """The kind of device the runtime computes on."""

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from bertbench.choices import CALIBRATION_METHODS, INT8_WEIGHT_TYPES, PROVIDERS
-from bertbench.cliargs import option
+from bertbench.cliargs import WRITES, option
 from bertbench.runtimes.accepts import CPU_OR_GPU, Accepts, device_kind
 
 GPU_PROVIDERS = ("cuda", "tensorrt")
@@ -45,7 +45,7 @@ class OrtOptions:
     quantize_attention: bool | None = option(
         None, help="INT8 attention (onnxruntime; default: on when dynamic (QAttention), off when static)"
     )
-    export_dir: Path | None = option(None, help="also write the prepared ONNX/OpenVINO artifact here")
+    export_dir: Path | None = option(None, help="also write the prepared ONNX/OpenVINO artifact here", role=WRITES)
 
     def device_kind(self, device: str) -> str:
         """The kind of device the session computes on: the first execution provider's when any is given."""

@@ -42,6 +42,8 @@ REFERENCE_KEYS = {"title": str, "source": str, "url": str, "note": str}
 AXIS_TOKENS = {"batch_size": "bs{}", "cores_per_instance": "ci{}", "instances": "in{}", "threads": "t{}"}
 PLACEHOLDER = re.compile(r"\{([a-z_]+)(?::([A-Za-z0-9_.-]+))?\}")
 LOCAL_HOST = "127.0.0.1"  # `nodes: N` means N torchrun nodes on this host, meeting on loopback
+LOOPBACK = frozenset({LOCAL_HOST, "localhost", "::1", "[::1]"})
+MAX_PROCESSES = 1024  # per node: far above any machine's cores, far below what would exhaust the process table
 MAX_NODES = 64
 MAX_CASES = 10_000  # per workload, after expansion: a bigger matrix is a mistake, refused before it is expanded
 
@@ -163,6 +165,13 @@ def _nodes(value: int | list[Any], where: str, source: Path) -> list[str]:
     for host in value:
         if not isinstance(host, str) or not HOST_PATTERN.match(host):
             raise WorkloadError(f"{source}: {where}: {host!r} is not a host name or address")
+    remote = [host for host in value[1:] if host not in LOOPBACK]
+    if value[0] in LOOPBACK and remote:
+        # every node dials the first host: a loopback address reaches the other machine's own loopback
+        raise WorkloadError(
+            f"{source}: {where}: the rendezvous host {value[0]} is loopback, which {remote[0]} cannot reach; name "
+            "the first node by an address the others can reach"
+        )
     return list(value)
 
 
@@ -204,8 +213,8 @@ def load_workload(name_or_path: str) -> Workload:
         if tasks and task not in tasks:
             choices = ", ".join(tasks)
             raise WorkloadError(f"{path}: {where}.task: job '{job}' has no task '{task}' (choose from {choices})")
-        if entry.get("processes", 1) < 1:
-            raise WorkloadError(f"{path}: {where}.processes: must be at least 1")
+        if not 1 <= entry.get("processes", 1) <= MAX_PROCESSES:
+            raise WorkloadError(f"{path}: {where}.processes: must be between 1 and {MAX_PROCESSES}")
         if entry.get("processes", 1) > 1 and not COMMANDS[job].distributed:
             runs = ", ".join(name for name, command in COMMANDS.items() if command.distributed)
             raise WorkloadError(f"{path}: {where}.processes: only {runs} run under torchrun")
