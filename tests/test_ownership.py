@@ -168,8 +168,8 @@ def test_run_redoes_its_own_folder_and_build_corpus_keeps_inputs_and_strangers(t
     assert "pass --overwrite" in error_lines(capsys)[0] and stranger.read_text() == "keep"
     copy = tmp_path / "dev.tsv"
     copy.write_bytes(sst2.read_bytes())
-    assert main(["build-corpus", "--sst2", str(copy), "--output", str(copy), "--overwrite"]) == 1
-    assert "is one of the inputs" in error_lines(capsys)[0] and copy.read_bytes() == sst2.read_bytes()
+    assert main(["build-corpus", "--sst2", str(copy), "--output", str(copy), "--overwrite"]) == 2
+    assert "--output is an input (--sst2" in error_lines(capsys)[0] and copy.read_bytes() == sst2.read_bytes()
 
 
 # ---- one writer at a time ---------------------------------------------------------------------------------------

@@ -327,9 +327,9 @@ def test_finetune_overwrite_refuses_its_own_model_directory(capsys, tmp_path: Pa
     capsys.readouterr()
     args = finetune_sst2(small_sst2, model, tmp_path / "cache", "--max-steps", "1", "--overwrite")
     args[args.index("bert-tiny")] = str(model)
-    assert main(args) == 1
+    assert main(args) == 2  # refused when parsed: the output is an input
     lines = error_lines(capsys)
-    assert len(lines) == 1 and "is the --model directory" in lines[0]
+    assert len(lines) == 1 and "--output-dir is an input (--model" in lines[0]
     assert (model / "model.safetensors").read_bytes() == before
 
 
