@@ -1,6 +1,12 @@
 """MLPerf's config files (`mlperf.conf`, `user.conf`, `audit.config`): lines `model.scenario.key = value`, read by
 LoadGen itself (`TestSettings.FromConfig`). LoadGen ignores a key it does not know and reports a bad line only as
 an error count; here every file is checked first, so that a typo is one line naming the file, the line and the key.
+
+LoadGen 6 carries MLPerf's mlperf.conf built in and reads it whenever it reads a user.conf (and only then are the
+seeds MLPerf's); a second conf file makes it log "Multiple conf files are used. This is not valid for official
+submission". So a test is handed exactly one user.conf (`handed_user_conf`): the lines of the user's files as given,
+then the settings of the command line and bertbench's scaled defaults, which come later and so win (LoadGen keeps
+the last of equal keys, and a `bert.Scenario.key` over any wildcard).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ KNOWN_KEYS = frozenset(
         "mode",
         "min_duration",
         "max_duration",
+        "target_duration",
         "min_query_count",
         "max_query_count",
         "qsl_rng_seed",
@@ -30,6 +37,7 @@ KNOWN_KEYS = frozenset(
         "performance_issue_same",
         "performance_issue_same_index",
         "performance_sample_count_override",
+        "accuracy_sample_count_override",
         "sample_concatenate_permutation",
         "target_latency_percentile",
         "target_latency",
@@ -98,3 +106,21 @@ def read_conf(path: Path, scenario: str) -> dict[str, float]:
                 found[name] = entries[(model, where_scenario, name)]
                 break
     return found
+
+
+def handed_user_conf(
+    scenario: str, settings: dict[str, float | int], user_conf: Path | None = None, mlperf_conf: Path | None = None
+) -> str:
+    """The one user.conf LoadGen is handed for a test of `scenario` (LoadGen's name): the lines of --mlperf-conf
+    (LoadGen reads its built-in mlperf.conf before any user.conf, so a given one can only come after it; seeds in a
+    user.conf are ignored by LoadGen), then the user's file as written, then `settings` (LoadGen's key names:
+    min_duration in ms, target_latency in ms, …) for BERT in this scenario."""
+    lines = ["# The user.conf bertbench handed to LoadGen (LoadGen read its built-in mlperf.conf first)."]
+    for given in (mlperf_conf, user_conf):
+        if given is not None:
+            lines += [f"# from {given}:", *Path(given).read_text(encoding="utf-8").splitlines()]
+    lines.append("# from the command line (and bertbench's defaults, scaled to a small machine):")
+    for key, value in settings.items():
+        text = str(int(value)) if float(value).is_integer() else repr(float(value))
+        lines.append(f"{MLPERF_MODEL}.{scenario}.{key} = {text}")
+    return "\n".join(lines) + "\n"

@@ -11,6 +11,7 @@ from typing import Any
 SUMMARY = "mlperf_log_summary.txt"
 DETAIL = "mlperf_log_detail.txt"
 ACCURACY = "mlperf_log_accuracy.json"
+HANDED_USER_CONF = "user.conf"  # the one user.conf LoadGen was handed for the test, beside its logs
 
 _NUMBER = re.compile(r"^-?\d+(\.\d+)?$")
 

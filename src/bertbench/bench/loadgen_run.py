@@ -7,10 +7,12 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from bertbench.bench.instances import InstancePool
+from bertbench.bench.loadgen_conf import handed_user_conf
 from bertbench.choices import DEFAULT_MIN_QUERIES
 from bertbench.tasks.batching import order_rows
 
@@ -31,8 +33,9 @@ DEFAULT_SAMPLES_PER_QUERY = 8  # MultiStream (MLPerf: 8)
 
 @dataclass
 class TestPlan:
-    """What one LoadGen test is asked to do. A value None is left to LoadGen's config files (--mlperf-defaults,
-    --mlperf-conf, --user-conf) when there are any, else to bertbench's scaled defaults."""
+    """What one LoadGen test is asked to do. A value None is left to LoadGen's config: its built-in mlperf.conf (or
+    --mlperf-conf) under --mlperf-defaults, or the user's --user-conf where it sets the key; else bertbench's scaled
+    defaults fill it."""
 
     scenario: str
     mode: str
@@ -44,14 +47,15 @@ class TestPlan:
     target_qps: float | None  # Offline expected QPS, Server target QPS
     target_latency_ms: float | None  # Server bound; SingleStream/MultiStream expected latency
     samples_per_query: int | None  # MultiStream
-    conf_files: tuple[Path, ...] = ()  # mlperf.conf then user.conf, read by LoadGen in this order
+    mlperf_conf: Path | None = None  # its lines go first into the one user.conf LoadGen is handed
+    user_conf: Path | None = None  # the user's, copied into the one user.conf LoadGen is handed
     audit_config: Path | None = None  # an MLPerf compliance test's audit.config (LoadGen reads it last)
     test05: bool = False  # MLPerf TEST05: LoadGen's alternate seeds
 
     @property
-    def from_conf(self) -> bool:
-        """Whether LoadGen's own config files set what the flags leave open."""
-        return self.mlperf_defaults or bool(self.conf_files)
+    def scaled(self) -> bool:
+        """Whether bertbench's defaults, scaled to a small machine, fill what nothing else sets."""
+        return not (self.mlperf_defaults or self.mlperf_conf)
 
 
 def plan_test(
@@ -67,29 +71,32 @@ def plan_test(
     target_qps: float | None,
     target_latency_ms: float | None,
     samples_per_query: int | None,
-    conf_files: tuple[Path, ...] = (),
+    mlperf_conf: Path | None = None,
+    user_conf: Path | None = None,
     conf_keys: frozenset[str] = frozenset(),
     audit_config: Path | None = None,
     test05: bool = False,
 ) -> TestPlan:
-    """A test's plan: the values asked for; what is left open comes from the config files when there are any (their
-    keys `conf_keys`), else from bertbench's defaults scaled to a small machine, with targets derived from the
-    warm-up's samples/s `estimate`."""
-    from_conf = mlperf_defaults or bool(conf_files)
-    if not from_conf:
-        min_duration_s = DEFAULT_MIN_DURATION_S if min_duration_s is None else min_duration_s
-        min_query_count = min_query_count or DEFAULT_MIN_QUERIES[scenario]
-        samples_per_query = samples_per_query or DEFAULT_SAMPLES_PER_QUERY
-    elif mlperf_defaults:
-        conf_keys = conf_keys | {"target_latency", "min_duration", "min_query_count", "samples_per_query"}
+    """A test's plan: the values asked for; what is left open comes from the user's config file where it sets the
+    key (`conf_keys`), from MLPerf's settings under --mlperf-defaults or --mlperf-conf, else from bertbench's
+    defaults scaled to a small machine; targets are derived from the warm-up's samples/s `estimate` unless given."""
+    scaled = not (mlperf_defaults or mlperf_conf)
+
+    def fill(value: Any, key: str, default: Any) -> Any:
+        return value if value is not None or key in conf_keys or not scaled else default
+
+    min_duration_s = fill(min_duration_s, "min_duration", DEFAULT_MIN_DURATION_S)
+    min_query_count = fill(min_query_count, "min_query_count", DEFAULT_MIN_QUERIES[scenario])
+    samples_per_query = fill(samples_per_query, "samples_per_query", DEFAULT_SAMPLES_PER_QUERY)
     per_query = 1 if scenario == "singlestream" else (samples_per_query or DEFAULT_SAMPLES_PER_QUERY)
+    # mlperf.conf's targets are placeholders "to be overridden by user.conf" (Server's latency bound aside)
     if target_qps is None and "target_qps" not in conf_keys:
         if scenario == "offline":
             target_qps = OFFLINE_SHARE * estimate
         elif scenario == "server":
             target_qps = SERVER_SHARE * estimate
     if target_latency_ms is None and "target_latency" not in conf_keys:
-        if scenario == "server":
+        if scenario == "server" and scaled:
             target_latency_ms = SERVER_BOUND_MS
         elif scenario in ("singlestream", "multistream"):
             target_latency_ms = 1000.0 * per_query / max(estimate, 1e-9)
@@ -104,42 +111,46 @@ def plan_test(
         target_qps=target_qps,
         target_latency_ms=target_latency_ms,
         samples_per_query=samples_per_query,
-        conf_files=tuple(conf_files),
+        mlperf_conf=mlperf_conf,
+        user_conf=user_conf,
         audit_config=audit_config,
         test05=test05,
     )
 
 
-def build_settings(plan: TestPlan) -> object:
-    """LoadGen TestSettings for `plan`: MLPerf's built-in BERT settings (--mlperf-defaults), then the config files
-    in order, then every value the plan sets (the command line wins)."""
+def plan_settings(plan: TestPlan) -> dict[str, float | int]:
+    """What the plan sets, as LoadGen's config keys (times in ms), for the user.conf LoadGen is handed."""
+    values: dict[str, float | int] = {}
+    if plan.min_duration_s is not None:
+        values["min_duration"] = round(plan.min_duration_s * 1000)
+    if plan.min_query_count is not None:
+        values["min_query_count"] = plan.min_query_count
+    if plan.max_duration_s:
+        values["max_duration"] = round(plan.max_duration_s * 1000)
+    if plan.samples_per_query is not None and plan.scenario == "multistream":
+        values["samples_per_query"] = plan.samples_per_query
+    if plan.target_qps is not None and plan.scenario in ("offline", "server"):
+        values["target_qps"] = plan.target_qps
+    if plan.target_latency_ms is not None and plan.scenario != "offline":
+        values["target_latency"] = plan.target_latency_ms
+    return values
+
+
+def build_settings(plan: TestPlan, handed: Path) -> object:
+    """LoadGen TestSettings for `plan`: LoadGen's built-in mlperf.conf, then the one user.conf written to `handed`
+    (the lines of --mlperf-conf and --user-conf, then what the command line and bertbench's defaults set). The seeds
+    stay MLPerf's."""
     import mlperf_loadgen as lg
 
-    settings = lg.TestSettings()
     scenario = SCENARIOS[plan.scenario]
-    if plan.mlperf_defaults:
-        settings.FromConfig("", MLPERF_MODEL, scenario, 0)  # conf_type 0: the mlperf.conf built into LoadGen
-    for path in plan.conf_files:
-        if settings.FromConfig(str(path), MLPERF_MODEL, scenario, 1) != 0:
-            raise ValueError(f"{path}: LoadGen could not read it")
-    if plan.min_duration_s is not None:
-        settings.min_duration_ms = int(plan.min_duration_s * 1000)
-    if plan.min_query_count is not None:
-        settings.min_query_count = plan.min_query_count
-    if plan.max_duration_s:
-        settings.max_duration_ms = int(plan.max_duration_s * 1000)
+    handed.parent.mkdir(parents=True, exist_ok=True)
+    text = handed_user_conf(scenario, plan_settings(plan), plan.user_conf, plan.mlperf_conf)
+    handed.write_text(text, encoding="utf-8")
+    settings = lg.TestSettings()
+    if settings.FromConfig(str(handed), MLPERF_MODEL, scenario, 1) != 0:  # conf type 1: built-in mlperf.conf, then it
+        raise ValueError(f"{handed}: LoadGen could not read it")
     settings.scenario = getattr(lg.TestScenario, scenario)
     settings.mode = getattr(lg.TestMode, MODES[plan.mode])
-    settings.performance_sample_count_override = plan.num_samples  # every feature is in memory
-    if plan.samples_per_query is not None:
-        settings.multi_stream_samples_per_query = plan.samples_per_query
-    if plan.target_qps is not None:
-        settings.offline_expected_qps = plan.target_qps
-        settings.server_target_qps = plan.target_qps
-    if plan.target_latency_ms is not None:
-        settings.server_target_latency_ns = int(plan.target_latency_ms * 1e6)
-        settings.single_stream_expected_latency_ns = int(plan.target_latency_ms * 1e6)
-        settings.multi_stream_expected_latency_ns = int(plan.target_latency_ms * 1e6)
     if plan.test05:  # LoadGen then runs PerformanceOnly with its test05 seeds
         from bertbench.bench.compliance import mlperf_test05_seeds
 

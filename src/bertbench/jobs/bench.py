@@ -39,20 +39,21 @@ from bertbench.results.kpi import kpi_table
 from bertbench.results.record import RunRecord
 
 
-def _conf_files(config: BenchConfig) -> tuple[tuple[Path, ...], frozenset[str], dict[str, Any]]:
-    """--mlperf-conf and --user-conf, checked line by line before anything loads: (files, the keys they set for BERT
+def _conf_files(config: BenchConfig) -> tuple[frozenset[str], dict[str, Any]]:
+    """--mlperf-conf and --user-conf, checked line by line before anything loads: (the keys --user-conf sets for BERT
     in this scenario, record facts)."""
-    files = tuple(path for path in (config.mlperf_conf, config.user_conf) if path is not None)
-    keys: set[str] = set()
+    keys: frozenset[str] = frozenset()
     facts: dict[str, Any] = {}
     for name, path in (("mlperf_conf", config.mlperf_conf), ("user_conf", config.user_conf)):
         if path is None:
             continue
-        keys |= set(read_conf(path, SCENARIOS[config.scenario]))
-        facts[name] = str(path)
+        found = read_conf(path, SCENARIOS[config.scenario])
+        if name == "user_conf":
+            keys = frozenset(found)
+        facts[name] = str(Path(path).resolve())
         facts[f"{name}_sha256"] = sha256_file(path)
     assert set(SCENARIOS.values()) == set(SCENARIO_NAMES)
-    return files, frozenset(keys), facts
+    return keys, facts
 
 
 def _env(config: BenchConfig) -> dict[str, str]:
@@ -88,7 +89,7 @@ def _worker_specs(config: BenchConfig, layout: Layout) -> list[WorkerSpec]:
 def run_bench(config: BenchConfig) -> list[RunRecord]:
     """Run one LoadGen test per batch size; writes metrics.json (and LoadGen's logs) for each; returns records."""
     layout = plan_layout(config.instances, config.cores_per_instance, config.threads, config.oversubscribe)
-    conf_files, conf_keys, conf_facts = _conf_files(config)
+    conf_keys, conf_facts = _conf_files(config)
     output_dir = prepare_output_dir(config.output_dir, overwrite=config.overwrite)
     cache = Cache(config.cache_dir)
     calibration_facts: dict[str, Any] = {}
@@ -125,7 +126,8 @@ def run_bench(config: BenchConfig) -> list[RunRecord]:
         calibration_facts,
         work.loaded if accuracy else None,  # performance mode frees the weights
         data_key,
-        conf_files,
+        config.mlperf_conf,
+        config.user_conf,
         conf_keys,
         conf_facts,
     )

@@ -9,7 +9,7 @@ from typing import Any
 
 from bertbench.bench.instances import InstancePool
 from bertbench.bench.layout import Layout
-from bertbench.bench.loadgen_logs import DETAIL, SUMMARY, parse_detail, parse_summary
+from bertbench.bench.loadgen_logs import DETAIL, HANDED_USER_CONF, SUMMARY, parse_detail, parse_summary
 from bertbench.bench.loadgen_run import BatchingSut, TestPlan, build_settings, plan_test, run_test
 from bertbench.bench.quiet import WatchedRun
 from bertbench.bench.timing import LoadWindow
@@ -36,8 +36,9 @@ class BenchRun:
     calibration_facts: dict[str, Any]
     scorer: LoadedModel | None  # accuracy mode: the model the guard scores against FP32 (else freed)
     data_key: str  # the evaluated data, as the guard's reference cache knows it
-    conf_files: tuple[Path, ...] = ()  # --mlperf-conf, --user-conf
-    conf_keys: frozenset[str] = frozenset()  # the settings they give for BERT in this scenario
+    mlperf_conf: Path | None = None  # --mlperf-conf: its lines go first into the user.conf LoadGen is handed
+    user_conf: Path | None = None  # --user-conf: copied into the one user.conf LoadGen is handed
+    conf_keys: frozenset[str] = frozenset()  # the settings --user-conf gives for BERT in this scenario
     conf_facts: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -85,14 +86,15 @@ def loadgen_pass(
         target_qps=config.target_qps,
         target_latency_ms=config.target_latency_ms,
         samples_per_query=config.samples_per_query,
-        conf_files=run.conf_files,
+        mlperf_conf=run.mlperf_conf,
+        user_conf=run.user_conf,
         conf_keys=run.conf_keys,
         audit_config=audit_config,
         test05=test05,
     )
     log_dir.mkdir(parents=True, exist_ok=True)
     try:
-        settings = build_settings(plan)
+        settings = build_settings(plan, log_dir / HANDED_USER_CONF)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     # Accuracy mode, and TEST01's performance run, return every response's bytes (LoadGen logs those it samples).
