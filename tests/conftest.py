@@ -14,6 +14,7 @@ from bertbench.cli import main
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("BERTBENCH_DATA_DIR", REPO.parent / "shared" / "data"))
 SQUAD_TRAIN = DATA / "squad" / "train.json"
+MLCOMMONS = REPO.parent / "shared" / "mlcommons-inference"  # MLCommons' own tools, unmodified (PROVENANCE.md)
 SQUAD_DEV = DATA / "squad" / "dev.json"
 
 

@@ -4,7 +4,10 @@ own config files, the submission layout, the compliance tests, MLPerf's absolute
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +21,7 @@ from bertbench.errors import UsageError
 from bertbench.results.mlperf_layout import choose, mlperf_target
 
 from . import mlperf_squad
-from .conftest import SQUAD_DEV
+from .conftest import MLCOMMONS, SQUAD_DEV
 
 NAMES, PER_TOKEN = ("start_logits", "end_logits"), ("start_logits", "end_logits")
 
@@ -117,8 +120,35 @@ def test_config_files_give_loadgen_its_settings_and_flags_still_win(tmp_path: Pa
     assert record["loadgen_settings"]["target_qps"] == 2000 and record["user_conf_sha256"]
 
 
+def _mlcommons_test01(tmp_path: Path, accuracy_log: Path, performance_detail: Path, audit_dir: Path) -> Path:
+    """MLCommons' run_verification.py, unmodified, on our logs: a results folder (the accuracy run's accuracy log,
+    the performance run's detail log) and the audited run's folder; returns the TEST01 folder it writes."""
+    results, work = tmp_path / "mlcommons-results", tmp_path / "mlcommons-cwd"
+    for folder in (results / "accuracy", results / "performance" / "run_1", work):
+        folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(accuracy_log, results / "accuracy" / "mlperf_log_accuracy.json")
+    shutil.copy2(performance_detail, results / "performance" / "run_1" / "mlperf_log_detail.txt")
+    script = MLCOMMONS / "compliance" / "TEST01" / "run_verification.py"
+    argv = [sys.executable, str(script), "-r", str(results), "-c", str(audit_dir), "-o", str(tmp_path / "mlcommons")]
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    done = subprocess.run(argv, cwd=work, capture_output=True, text=True, timeout=120, env=env)
+    assert "TEST01 verification complete" in done.stdout, done.stdout + done.stderr
+    return tmp_path / "mlcommons" / "TEST01"
+
+
+def _verdicts(folder: Path) -> tuple[list[str], str]:
+    """The count lines and verdict of verify_accuracy.txt, and the verdict line of verify_performance.txt."""
+    accuracy = [
+        line.strip()
+        for line in (folder / "verify_accuracy.txt").read_text().splitlines()
+        if line.startswith("num_") or line.startswith("TEST ")
+    ]
+    performance = [line for line in (folder / "verify_performance.txt").read_text().splitlines() if "TEST " in line]
+    return accuracy, performance[-1].split(" in /")[0]
+
+
 @pytest.mark.e2e
-def test_test01_passes_on_a_deterministic_path_and_fails_on_corrupted_outputs(
+def test_test01_verdicts_equal_mlcommons_run_verification_on_passing_and_failing_logs(
     tmp_path: Path, cache_dir: Path, tiny_squad_model: Path
 ) -> None:
     # batch 1, fixed padding: every sample computed alone at one shape, so its logits are the same bytes every time
@@ -136,60 +166,102 @@ def test_test01_passes_on_a_deterministic_path_and_fails_on_corrupted_outputs(
     )
     assert code == 0
     record = json.loads((out / "metrics.json").read_text())
-    assert record["compliance_test"] == "TEST01"
-    assert record["compliance_logged_samples"] > 0
+    assert record["compliance_test"] == "TEST01" and record["compliance_logged_samples"] > 0
     assert record["compliance_identical_samples"] == record["compliance_logged_samples"]
-    folder = out / "compliance" / "TEST01"
-    assert "Accuracy check pass: True" in (folder / "verify_accuracy.txt").read_text()
-    # the performance half compares two timed runs (within 10 %): its verdict must follow from their figures, but a
-    # shared machine may fail it, so the test checks the arithmetic rather than the machine
-    ratio = record["compliance_performance_ratio"]  # None when the audited run itself was INVALID (too short)
-    passed = ratio is not None and ratio > 0.9
-    assert record["compliance_passed"] is passed
-    verdict = (folder / "verify_performance.txt").read_text()
-    said = "INVALID" if ratio is None else f"{ratio:.3f} of the reference"
-    assert ("TEST PASS" in verdict) is passed and (passed or said in verdict)
-    assert "*.*.accuracy_log_sampling_target" in (folder / "audit.config").read_text()
-    # the same check on a log whose answers were changed: it must fail
-    corrupted = tmp_path / "corrupted.json"
-    entries = json.loads((folder / "performance" / "mlperf_log_accuracy.json").read_text())
-    logits = np.frombuffer(bytes.fromhex(entries[0]["data"]), "<f4").copy()
-    logits[::2] = logits[::2][::-1]  # start logits reversed: another answer
-    entries[0]["data"] = logits.tobytes().hex()
-    corrupted.write_text(json.dumps(entries))
+    ours = out / "compliance" / "TEST01"  # MLPerf's own TEST01 tree
+    assert (ours / "accuracy" / "mlperf_log_accuracy.json").is_file()
+    assert sorted(p.name for p in (ours / "performance" / "run_1").iterdir()) == [
+        "mlperf_log_detail.txt",
+        "mlperf_log_summary.txt",
+    ]
+    audit = out / "compliance" / "TEST01-audit"
+    assert "*.*.accuracy_log_sampling_target = 4096" in (audit / "audit.config").read_text()
+    detail = (audit / "mlperf_log_detail.txt").read_text()
+    assert '"key": "effective_qsl_rng_seed", "value": 2085463073848966840' in detail  # MLPerf's seeds, never 0
+    accuracy_log = Path(record["compliance_reference_dirs"]["accuracy"]) / "mlperf_log_accuracy.json"
+    performance_detail = out / "loadgen" / "mlperf_log_detail.txt"
+    theirs = _mlcommons_test01(tmp_path / "pass", accuracy_log, performance_detail, audit)
+    assert _verdicts(theirs) == _verdicts(ours)
+    assert _verdicts(ours)[0][-1] == "TEST PASS"
+    assert record["compliance_passed"] is (_verdicts(ours)[1] == "TEST PASS")
 
-    def decode(data: bytes) -> dict:
-        return decode_sample(data, NAMES, PER_TOKEN, LogFormat())
+    # deliberately failing: one logged response changed at its first byte, and the audited run 2x faster
+    broken = tmp_path / "broken-audit"
+    shutil.copytree(audit, broken)
+    entries = json.loads((broken / "mlperf_log_accuracy.json").read_text())
+    data = bytearray(bytes.fromhex(entries[0]["data"]))
+    data[0] ^= 0x55
+    entries[0]["data"] = bytes(data).hex().upper()
+    (broken / "mlperf_log_accuracy.json").write_text(json.dumps(entries))
+    lines = (broken / "mlperf_log_detail.txt").read_text().splitlines()
+    for i, line in enumerate(lines):
+        for key in ("result_samples_per_second", "result_validity"):
+            if f'"key": "{key}"' in line:
+                entry = json.loads(line[len(":::MLLOG ") :])
+                entry["value"] = entry["value"] * 2 if key.endswith("second") else "VALID"
+                lines[i] = ":::MLLOG " + json.dumps(entry)
+    (broken / "mlperf_log_detail.txt").write_text("\n".join(lines) + "\n")
+    theirs = _mlcommons_test01(tmp_path / "fail", accuracy_log, performance_detail, broken)
+    decode = lambda data: decode_sample(data, NAMES, PER_TOKEN, LogFormat())  # noqa: E731
+    accuracy = verify_accuracy(accuracy_log, broken / "mlperf_log_accuracy.json", decode)
+    performance = verify_performance(performance_detail, broken / "mlperf_log_detail.txt", "TEST01")
+    ours_lines = ([*accuracy.lines], performance.lines[-1].split(" in /")[0])
+    assert ours_lines == _verdicts(theirs)
+    assert accuracy.passed is False and accuracy.facts["compliance_mismatched_samples"] >= 1
 
-    verdict = verify_accuracy(folder / "accuracy" / "mlperf_log_accuracy.json", corrupted, decode)
-    assert verdict.passed is False and verdict.facts["compliance_different_samples"] == 1
+
+def _detail_log(path: Path, scenario: str, score: float, valid: bool = True) -> Path:
+    """A LoadGen detail log with the keys verify_performance.py reads."""
+    key = {"Offline": "result_samples_per_second", "SingleStream": "early_stopping_latency_ss"}[scenario]
+    entries = [
+        ("effective_scenario", scenario),
+        ("result_validity", "VALID" if valid else "INVALID"),
+        (key, score),
+    ]
+    meta = {"is_error": False, "is_warning": False}
+    lines = [":::MLLOG " + json.dumps({"key": k, "value": v, "metadata": meta}) for k, v in entries]
+    path.write_text("\n".join(lines) + "\n")
+    return path
 
 
 @pytest.mark.parametrize(
-    ("scenario", "which", "reference", "test", "passed"),
+    ("scenario", "reference", "test", "valid"),
     [
-        ("offline", "TEST01", 100.0, 91.0, True),
-        ("offline", "TEST01", 100.0, 89.0, False),  # more than 10 % slower
-        ("offline", "TEST05", 100.0, 94.0, False),  # TEST05 allows 5 %
-        ("singlestream", "TEST05", 150_000.0, 175_000.0, True),  # a short latency: 20 %
-        ("singlestream", "TEST05", 900_000.0, 990_000.0, False),  # a longer one: 5 %
+        ("Offline", 100.0, 91.0, True),
+        ("Offline", 100.0, 89.0, True),  # more than 10 % slower
+        ("Offline", 100.0, 111.0, True),  # more than 10 % faster: the band is two-sided
+        ("Offline", 100.0, 110.0, True),  # the band's edge is inside it
+        ("SingleStream", 150_000.0, 175_000.0, True),  # a short latency: 20 %
+        ("SingleStream", 900_000.0, 990_000.0, True),
+        ("SingleStream", 900_000.0, 1_000_000.0, True),
+        ("Offline", 100.0, 100.0, False),  # an INVALID run fails whatever its score
     ],
 )
-def test_performance_verdicts_follow_mlperfs_thresholds(
-    scenario: str, which: str, reference: float, test: float, passed: bool
+def test_performance_verdicts_equal_mlcommons_verify_performance(
+    tmp_path: Path, scenario: str, reference: float, test: float, valid: bool
 ) -> None:
-    def summary(score: float) -> dict:
-        if scenario == "offline":
-            return {"loadgen_result": "VALID", "loadgen_samples_per_second": score}
-        return {"loadgen_result": "VALID", "loadgen_90.00_percentile_latency_ns": score}
-
-    verdict = verify_performance(summary(reference), summary(test), scenario, which)
-    assert verdict.passed is passed and verdict.facts["compliance_performance_ratio"] == pytest.approx(test / reference)
-    assert verdict.lines[-1].startswith("TEST PASS" if passed else "TEST FAIL: Test score invalid")
-    if not passed:
-        assert f"{test / reference:.3f} of the reference" in verdict.lines[-1]
-    invalid = verify_performance(summary(reference), {**summary(test), "loadgen_result": "INVALID"}, scenario, which)
-    assert invalid.passed is False and "INVALID" in invalid.lines[-1]
+    ref = _detail_log(tmp_path / "ref.txt", scenario, reference)
+    got = _detail_log(tmp_path / "test.txt", scenario, test, valid)
+    script = MLCOMMONS / "compliance" / "TEST01" / "verify_performance.py"
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+    done = subprocess.run(
+        [sys.executable, str(script), "-r", str(ref), "-t", str(got)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    theirs = [
+        line for line in (done.stdout + done.stderr).splitlines() if line.startswith(("TEST", "Reference", "Test"))
+    ]
+    verdict = verify_performance(ref, got, "TEST01")
+    ours = [line for line in verdict.lines if line.startswith(("TEST", "Reference", "Test"))]
+    assert ours == theirs
+    assert verdict.passed is (theirs[-1] == "TEST PASS")
+    # TEST05 (ours, retired by MLPerf): the same rules at 5 %
+    five = _detail_log(tmp_path / "ref5.txt", "Offline", 100.0)
+    assert verify_performance(five, _detail_log(tmp_path / "a.txt", "Offline", 96.0), "TEST05").passed is True
+    assert verify_performance(five, _detail_log(tmp_path / "b.txt", "Offline", 94.0), "TEST05").passed is False
 
 
 @pytest.mark.e2e
@@ -202,8 +274,9 @@ def test_test05_runs_other_seeds_and_says_its_verdict(tmp_path: Path, cache_dir:
     assert record["compliance_test"] == "TEST05" and isinstance(record["compliance_passed"], bool)
     assert record["compliance_performance_ratio"] > 0
     seed = mlperf_test05_seeds("Offline")["qsl_rng_seed"]
-    assert seed != 0 and f"*.*.test05_qsl_rng_seed = {seed}" in (folder / "audit.config").read_text()
-    detail = (folder / "performance" / "mlperf_log_detail.txt").read_text()
+    audit = tmp_path / "t05" / "compliance" / "TEST05-audit"
+    assert seed != 0 and f"*.*.test05_qsl_rng_seed = {seed}" in (audit / "audit.config").read_text()
+    detail = (folder / "performance" / "run_1" / "mlperf_log_detail.txt").read_text()
     assert f'"effective_qsl_rng_seed", "value": {seed}' in detail  # LoadGen ran with MLPerf's TEST05 seeds
     verdict = (folder / "verify_performance.txt").read_text()
     assert ("TEST PASS" in verdict) == record["compliance_passed"]

@@ -4,7 +4,7 @@ an error count; here every file is checked first, so that a typo is one line nam
 
 LoadGen 6 carries MLPerf's mlperf.conf built in and reads it whenever it reads a user.conf (and only then are the
 seeds MLPerf's); a second conf file makes it log "Multiple conf files are used. This is not valid for official
-submission". So a test is handed exactly one user.conf (`handed_user_conf`): the lines of the user's files as given,
+submission". So a test is handed exactly one user.conf (`user_conf_text`): the lines of the user's files as given,
 then the settings of the command line and bertbench's scaled defaults, which come later and so win (LoadGen keeps
 the last of equal keys, and a `bert.Scenario.key` over any wildcard).
 """
@@ -108,14 +108,14 @@ def read_conf(path: Path, scenario: str) -> dict[str, float]:
     return found
 
 
-def handed_user_conf(
+def user_conf_text(
     scenario: str, settings: dict[str, float | int], user_conf: Path | None = None, mlperf_conf: Path | None = None
 ) -> str:
-    """The one user.conf LoadGen is handed for a test of `scenario` (LoadGen's name): the lines of --mlperf-conf
+    """A user.conf for a test of `scenario` (LoadGen's name): the lines of --mlperf-conf
     (LoadGen reads its built-in mlperf.conf before any user.conf, so a given one can only come after it; seeds in a
     user.conf are ignored by LoadGen), then the user's file as written, then `settings` (LoadGen's key names:
     min_duration in ms, target_latency in ms, …) for BERT in this scenario."""
-    lines = ["# The user.conf bertbench handed to LoadGen (LoadGen read its built-in mlperf.conf first)."]
+    lines = ["# A test's settings as LoadGen reads them: its built-in mlperf.conf, then these lines."]
     for given in (mlperf_conf, user_conf):
         if given is not None:
             lines += [f"# from {given}:", *Path(given).read_text(encoding="utf-8").splitlines()]

@@ -11,7 +11,7 @@ from typing import Any
 SUMMARY = "mlperf_log_summary.txt"
 DETAIL = "mlperf_log_detail.txt"
 ACCURACY = "mlperf_log_accuracy.json"
-HANDED_USER_CONF = "user.conf"  # the one user.conf LoadGen was handed for the test, beside its logs
+TEST_USER_CONF = "user.conf"  # the test's settings as one user.conf LoadGen reads, beside its logs
 
 _NUMBER = re.compile(r"^-?\d+(\.\d+)?$")
 
@@ -82,6 +82,22 @@ def parse_detail(path: Path) -> dict[str, Any]:
         elif meta.get("is_warning"):
             warnings.append(f"{key}: {value}")
     return {"results": results, "settings": settings, "errors": errors, "warnings": warnings}
+
+
+def detail_values(path: Path) -> tuple[dict[str, Any], int]:
+    """The first value of every key of a detail log (as MLCommons' log parser reads it), and its error count."""
+    values: dict[str, Any] = {}
+    errors = 0
+    for line in path.read_text().splitlines():
+        if not line.startswith(":::MLLOG "):
+            continue
+        try:
+            entry = json.loads(line[len(":::MLLOG ") :])
+        except json.JSONDecodeError:
+            continue
+        values.setdefault(entry.get("key", ""), entry.get("value"))
+        errors += bool(entry.get("metadata", {}).get("is_error"))
+    return values, errors
 
 
 def read_accuracy_entries(path: Path) -> list[tuple[int, bytes]]:

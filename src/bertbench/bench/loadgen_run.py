@@ -3,6 +3,7 @@ features, and a SUT that batches queries up to the batch size and hands them to 
 
 from __future__ import annotations
 
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -12,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from bertbench.bench.instances import InstancePool
-from bertbench.bench.loadgen_conf import handed_user_conf
+from bertbench.bench.loadgen_conf import user_conf_text
 from bertbench.choices import DEFAULT_MIN_QUERIES
 from bertbench.tasks.batching import order_rows
 
@@ -136,19 +137,47 @@ def plan_settings(plan: TestPlan) -> dict[str, float | int]:
     return values
 
 
-def build_settings(plan: TestPlan, handed: Path) -> object:
-    """LoadGen TestSettings for `plan`: LoadGen's built-in mlperf.conf, then the one user.conf written to `handed`
-    (the lines of --mlperf-conf and --user-conf, then what the command line and bertbench's defaults set). The seeds
-    stay MLPerf's."""
+# LoadGen counts the user.conf files a process reads: from the second on, every test's detail log says "Multiple
+# conf files are used. This is not valid for official submission" (an error to MLPerf's checker). So a process reads
+# its config files once, keeps the settings LoadGen made of them, and gives each later test those settings with the
+# test's own values set on top: what LoadGen would make of the test's user.conf, which is written beside its logs.
+_READ_ONCE: dict[tuple[str, str, str], dict[str, Any]] = {}
+_LOADGEN_OWN = ("scenario", "mode")  # set per test, never taken from a file
+
+
+def _base_settings(plan: TestPlan, scenario: str) -> dict[str, Any]:
+    """The TestSettings LoadGen makes of its built-in mlperf.conf and the user's files, read once per process."""
+    import mlperf_loadgen as lg
+
+    key = (str(plan.mlperf_conf), str(plan.user_conf), scenario)
+    if key not in _READ_ONCE:  # (a process that benches several configurations, a test suite's, reads again)
+        with tempfile.TemporaryDirectory(prefix="bertbench-conf-") as folder:
+            path = Path(folder) / "user.conf"
+            path.write_text(user_conf_text(scenario, {}, plan.user_conf, plan.mlperf_conf), encoding="utf-8")
+            settings = lg.TestSettings()
+            if settings.FromConfig(str(path), MLPERF_MODEL, scenario, 1) != 0:  # built-in mlperf.conf, then it
+                given = ", ".join(str(p) for p in (plan.mlperf_conf, plan.user_conf) if p) or "its built-in mlperf.conf"
+                raise ValueError(f"LoadGen could not read {given}")
+        names = [n for n in dir(settings) if not n.startswith("_") and not callable(getattr(settings, n))]
+        _READ_ONCE[key] = {n: getattr(settings, n) for n in names if n not in _LOADGEN_OWN}
+    return _READ_ONCE[key]
+
+
+def build_settings(plan: TestPlan, written: Path) -> object:
+    """LoadGen TestSettings for `plan`: LoadGen's built-in mlperf.conf, then the lines of --mlperf-conf and
+    --user-conf (read once per process), then what the command line and bertbench's defaults set. The seeds stay
+    MLPerf's. The same settings as one user.conf LoadGen would read are written to `written` (beside the logs; the
+    MLPerf export's user.conf)."""
     import mlperf_loadgen as lg
 
     scenario = SCENARIOS[plan.scenario]
-    handed.parent.mkdir(parents=True, exist_ok=True)
-    text = handed_user_conf(scenario, plan_settings(plan), plan.user_conf, plan.mlperf_conf)
-    handed.write_text(text, encoding="utf-8")
+    values = plan_settings(plan)
+    written.parent.mkdir(parents=True, exist_ok=True)
+    written.write_text(user_conf_text(scenario, values, plan.user_conf, plan.mlperf_conf), encoding="utf-8")
     settings = lg.TestSettings()
-    if settings.FromConfig(str(handed), MLPERF_MODEL, scenario, 1) != 0:  # conf type 1: built-in mlperf.conf, then it
-        raise ValueError(f"{handed}: LoadGen could not read it")
+    for name, value in _base_settings(plan, scenario).items():
+        setattr(settings, name, value)
+    _apply(settings, scenario, values)
     settings.scenario = getattr(lg.TestScenario, scenario)
     settings.mode = getattr(lg.TestMode, MODES[plan.mode])
     if plan.test05:  # LoadGen then runs PerformanceOnly with its test05 seeds
@@ -158,6 +187,31 @@ def build_settings(plan: TestPlan, handed: Path) -> object:
         for key, seed in mlperf_test05_seeds(scenario).items():
             setattr(settings, f"test05_{key}", seed)
     return settings
+
+
+def _apply(settings: Any, scenario: str, values: dict[str, float | int]) -> None:
+    """Set config keys (LoadGen's names, ms) on TestSettings as LoadGen's FromConfig sets them for `scenario`."""
+    if "min_duration" in values:
+        settings.min_duration_ms = int(values["min_duration"])
+    if "max_duration" in values:
+        settings.max_duration_ms = int(values["max_duration"])
+    if "min_query_count" in values:
+        settings.min_query_count = int(values["min_query_count"])
+    if "samples_per_query" in values:
+        settings.multi_stream_samples_per_query = int(values["samples_per_query"])
+    if "target_qps" in values:
+        if scenario == "Offline":
+            settings.offline_expected_qps = float(values["target_qps"])
+        else:
+            settings.server_target_qps = float(values["target_qps"])
+    if "target_latency" in values:
+        nanoseconds = int(float(values["target_latency"]) * 1_000_000)
+        if scenario == "Server":
+            settings.server_target_latency_ns = nanoseconds
+        elif scenario == "SingleStream":
+            settings.single_stream_expected_latency_ns = nanoseconds
+        elif scenario == "MultiStream":
+            settings.multi_stream_expected_latency_ns = nanoseconds
 
 
 class BatchingSut:

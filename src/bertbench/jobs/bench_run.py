@@ -9,7 +9,7 @@ from typing import Any
 
 from bertbench.bench.instances import InstancePool
 from bertbench.bench.layout import Layout
-from bertbench.bench.loadgen_logs import DETAIL, HANDED_USER_CONF, SUMMARY, parse_detail, parse_summary
+from bertbench.bench.loadgen_logs import DETAIL, SUMMARY, TEST_USER_CONF, parse_detail, parse_summary
 from bertbench.bench.loadgen_run import BatchingSut, TestPlan, build_settings, plan_test, run_test
 from bertbench.bench.quiet import WatchedRun
 from bertbench.bench.timing import LoadWindow
@@ -94,7 +94,7 @@ def loadgen_pass(
     )
     log_dir.mkdir(parents=True, exist_ok=True)
     try:
-        settings = build_settings(plan, log_dir / HANDED_USER_CONF)
+        settings = build_settings(plan, log_dir / TEST_USER_CONF)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     # Accuracy mode, and TEST01's performance run, return every response's bytes (LoadGen logs those it samples).
