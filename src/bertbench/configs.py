@@ -462,4 +462,9 @@ class ExportConfig(StoreChoice):
     where: tuple[str, ...] = option(
         (), help="KEY=VALUE a run must match (repeatable), e.g. model=runs/squad", parse=key_value, repeat=True
     )
+    system_facts: Path | None = option(
+        None,
+        help="a JSON object of system-description fields no machine can tell (cooling, memory configuration, …)",
+        role=READS,
+    )
     overwrite: bool = option(False, help="replace an earlier export in --output")
