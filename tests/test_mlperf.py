@@ -1,5 +1,6 @@
-"""Speak MLPerf: accuracy logs MLPerf's scorer reads (its decoding re-implemented in tests/mlperf_squad.py), LoadGen's
-own config files, the submission layout, the compliance tests, MLPerf's absolute accuracy target."""
+"""Speak MLPerf: accuracy logs MLPerf's scorer reads (its accuracy-squad.py, run unmodified by
+tests/mlcommons_scorer.py), LoadGen's own config files, the submission layout, the compliance tests, MLPerf's absolute
+accuracy target."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from bertbench.cli import main
 from bertbench.errors import UsageError
 from bertbench.results.mlperf_layout import choose, mlperf_target
 
-from . import mlperf_squad
+from . import mlcommons_scorer
 from .conftest import MLCOMMONS, SQUAD_DEV
 
 NAMES, PER_TOKEN = ("start_logits", "end_logits"), ("start_logits", "end_logits")
@@ -63,11 +64,32 @@ def test_mlperfs_scorer_reads_our_accuracy_log_and_finds_our_f1(
     ours = json.loads((out / "metrics.json").read_text())
     assert ours["f1"] > 1  # a (lightly) trained model: answers to score
     assert ours["answer_text"] == "mlperf"  # bench scores as MLPerf does unless told otherwise
-    theirs, answers = mlperf_squad.score(
-        SQUAD_DEV, tiny_squad_model / "vocab.txt", out / "loadgen" / "mlperf_log_accuracy.json", dtype, transposed, 40
-    )
-    assert answers == json.loads((out / "predictions.json").read_text())  # every question, not only the mean
-    assert abs(theirs["f1"] - ours["f1"]) <= 1e-6 and abs(theirs["exact_match"] - ours["exact_match"]) <= 1e-6
+    log = out / "loadgen" / "mlperf_log_accuracy.json"
+    _, answers = mlcommons_scorer.score(SQUAD_DEV, tiny_squad_model / "vocab.txt", log, tmp_path, dtype, transposed)
+    predictions = json.loads((out / "predictions.json").read_text())
+    # it answers the questions of the whole file ("empty" where the log has no window): ours are the first 40
+    assert len(predictions) == 40 and {q: answers[q] for q in predictions} == predictions
+
+
+@pytest.mark.e2e
+def test_mlperf_answer_text_equals_accuracy_squad_on_every_dev_question(
+    tmp_path: Path, cache_dir: Path, tiny_squad_model: Path
+) -> None:
+    """The whole shared development file through bench's accuracy mode: every answer and the F1 that MLPerf's
+    accuracy-squad.py prints on our own accuracy log are ours."""
+    out = tmp_path / "dev"
+    argv = ["bench", "squad", "--model", str(tiny_squad_model), "--data", str(SQUAD_DEV), "--output-dir", str(out)]
+    argv += ["--cache-dir", str(cache_dir), "--mode", "accuracy", "--batch-size", "32", "--no-progress"]
+    assert main(argv) == 0
+    ours = json.loads((out / "metrics.json").read_text())
+    log = out / "loadgen" / "mlperf_log_accuracy.json"
+    theirs, answers = mlcommons_scorer.score(SQUAD_DEV, tiny_squad_model / "vocab.txt", log, tmp_path)
+    predictions = json.loads((out / "predictions.json").read_text())
+    assert len(predictions) == ours["num_examples"] == len(answers) > 700
+    different = {q: (predictions[q], answers[q]) for q in answers if predictions.get(q) != answers[q]}
+    assert different == {}
+    assert theirs is not None and theirs["f1"] == pytest.approx(ours["f1"], abs=1e-9)
+    assert theirs["exact_match"] == pytest.approx(ours["exact_match"], abs=1e-9)
 
 
 def test_config_files_are_checked_line_by_line(tmp_path: Path) -> None:

@@ -2,12 +2,13 @@
 
 - `characters`: the context's characters from the first token's start to the last token's end (Hugging Face's
   run_qa, with a fast tokenizer's offsets). A span starting inside a word starts there ("tre" of "Spectre").
-- `mlperf`: MLPerf Inference's `accuracy-squad.py`. The span's WordPiece tokens are joined and de-"##"-ed; the
-  whole whitespace-separated words that hold its first and last tokens are joined by single spaces; the token text
-  is then located in the WordPiece tokenisation of those words and projected back onto their characters when the
-  two agree in length once spaces are dropped, else the whole words are the answer ("Spectre"). MLPerf passes its
-  full WordPiece tokenizer here, where the original BERT code passed a basic (word-level) one: the difference is
-  what makes the two rules disagree on spans that start or end inside a word.
+- `mlperf`: MLPerf Inference's `accuracy-squad.py` (google-research/bert's `get_final_text`). The span's WordPiece
+  tokens are joined and de-"##"-ed; the whole whitespace-separated words that hold its first and last tokens are
+  joined by single spaces; the token text is then located in the *basic* (word-level: lower-cased, accents
+  stripped, split on punctuation, no WordPiece) tokenisation of those words, and projected back onto their
+  characters when the two agree in length once spaces are dropped, else the whole words are the answer. So a span
+  that ends before a word's trailing comma leaves it out ("Kony Ealy" of "Kony Ealy,"), and one starting inside a
+  word starts there ("tre" of "Spectre").
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
+from tokenizers import normalizers, pre_tokenizers
 
 from bertbench.models import WordPieceTokenizer
 
@@ -70,12 +72,26 @@ def span_text(
     pieces = " ".join(tokenizer.convert_ids_to_tokens([int(i) for i in token_ids[start : end + 1]]))
     predicted = " ".join(pieces.replace(" ##", "").replace("##", "").strip().split())
     words = context.words_between(int(offsets[start, 0]), int(offsets[end, 0]))
-    return project_onto_words(predicted, words, tokenizer)
+    return project_onto_words(predicted, words)
 
 
-def project_onto_words(predicted: str, words: str, tokenizer: WordPieceTokenizer) -> str:
+# google-research/bert's BasicTokenizer, which accuracy-squad.py hands get_final_text (always lower-casing): the
+# `tokenizers` library's BERT normalizer and pre-tokenizer do the same steps (clean, space out CJK, lower-case, strip
+# accents, split on whitespace and punctuation).
+_BASIC_NORMALIZER = normalizers.BertNormalizer(
+    clean_text=True, handle_chinese_chars=True, strip_accents=True, lowercase=True
+)
+_BASIC_SPLITTER = pre_tokenizers.BertPreTokenizer()
+
+
+def basic_tokens(text: str) -> list[str]:
+    """BERT's basic (word-level) tokens of `text`, lower-cased, as MLPerf's scorer makes them."""
+    return [token for token, _ in _BASIC_SPLITTER.pre_tokenize_str(_BASIC_NORMALIZER.normalize_str(text))]
+
+
+def project_onto_words(predicted: str, words: str) -> str:
     """The characters of `words` that `predicted` (de-tokenised WordPiece text) stands for, or all of `words`."""
-    tokenized = " ".join(tokenizer.tokenize(words))
+    tokenized = " ".join(basic_tokens(words))
     begin = tokenized.find(predicted)
     if begin < 0:
         return words
@@ -83,7 +99,7 @@ def project_onto_words(predicted: str, words: str, tokenizer: WordPieceTokenizer
     words_chars, words_index = _without_spaces(words)
     tokenized_chars, tokenized_index = _without_spaces(tokenized)
     if len(words_chars) != len(tokenized_chars):
-        return words  # the tokenizer changed the characters (case, accents, "##"): no 1:1 alignment
+        return words  # the tokenizer changed the characters (accents): no 1:1 alignment
     to_stripped = {position: i for i, position in enumerate(tokenized_index)}
     if begin not in to_stripped or finish not in to_stripped:
         return words
