@@ -201,3 +201,41 @@ def test_init_from_a_checkpoint_with_more_layers_is_refused_in_one_line(
     # the same checkpoint into a model that has its two layers is taken
     argv[argv.index(str(tmp_path / "one"))] = "bert-tiny"
     assert main([*argv, "--overwrite"]) == 0
+
+
+def _mlperf_checker(log: Path, ruleset: str) -> subprocess.CompletedProcess:
+    """MLCommons' MLPerf Training compliance checker (it writes compliance_checker.log where it runs)."""
+    argv = [sys.executable, "-m", "mlperf_logging.compliance_checker", "--usage", "training", "--ruleset", ruleset]
+    return subprocess.run([*argv, str(log)], capture_output=True, text=True, timeout=300, cwd=log.parent)
+
+
+def test_pretraining_writes_a_log_mlperfs_training_checker_accepts(
+    tmp_path: Path, cache_dir: Path, small_corpora
+) -> None:
+    out = tmp_path / "mlperf"
+    extra = ("--max-steps", "40", "--eval-every-samples", "64", "--target-mlm-accuracy", "0.001", "--optimizer", "lamb")
+    assert main(pretrain_args(out, cache_dir, small_corpora, *extra)) == 0
+    record = json.loads((out / "metrics.json").read_text())
+    log = out / "mlperf_training_log.txt"
+    assert record["mlperf_training_log"] == str(log) and record["target_reached"] is True
+    lines = [json.loads(line.split(":::MLLOG ", 1)[1]) for line in log.read_text().splitlines() if ":::MLLOG" in line]
+    keys = [entry["key"] for entry in lines]
+    assert keys.count("run_start") == keys.count("run_stop") == 1 and keys.index("init_stop") < keys.index("run_start")
+    stop = next(entry for entry in lines if entry["key"] == "run_stop")
+    start = next(entry for entry in lines if entry["key"] == "run_start")
+    assert stop["metadata"]["status"] == "success"
+    assert record["mlperf_run_s"] == pytest.approx((stop["time_ms"] - start["time_ms"]) / 1000, abs=1e-3)
+    division = next(entry["value"] for entry in lines if entry["key"] == "submission_division")
+    assert division == "open"  # our own target, not MLPerf's 0.720
+    done = _mlperf_checker(log, "5.0.0")  # the newest ruleset that still lists bert
+    assert done.returncode == 0 and "SUCCESS" in done.stdout + done.stderr, done.stdout[-3000:] + done.stderr[-3000:]
+    # 5.1.0 ships open_bert.yaml but no longer lists bert as a benchmark: that one check, and only it, fails
+    said = _mlperf_checker(log, "5.1.0")
+    failed = [line for line in (said.stdout + said.stderr).splitlines() if "failed in line" in line]
+    assert said.returncode != 0 and len(failed) == 1 and "CHECK for 'submission_benchmark' failed" in failed[0]
+    # a run that ends below its target is logged as aborted, and the checker says the run did not succeed
+    low = tmp_path / "below"
+    extra = ("--max-steps", "4", "--eval-every-samples", "32", "--target-mlm-accuracy", "0.99")
+    assert main(pretrain_args(low, cache_dir, small_corpora, *extra)) == 0
+    text = (low / "mlperf_training_log.txt").read_text()
+    assert '"status": "aborted"' in text

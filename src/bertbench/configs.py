@@ -355,6 +355,11 @@ class PretrainConfig(TrainingRun):
     eval_every_samples: int | None = option(None, help="evaluate every N training samples", parse=positive_int)
     eval_samples: int = option(10000, help="size of the fixed evaluation set", parse=positive_int)
     target_mlm_accuracy: float | None = option(None, help="stop when reached", parse=fraction)
+    mlperf_submitter: str = option(
+        "bertbench",
+        help="the submission_org of the MLPerf Training log (DIR/mlperf_training_log.txt)",
+        parse=identifier,
+    )
     training: PretrainTrainConfig = nested(PretrainTrainConfig)
     task_options: MlmOptions = nested(MlmOptions)
 

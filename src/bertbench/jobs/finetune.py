@@ -13,7 +13,7 @@ from bertbench.models import LoadedModel
 from bertbench.results.record import RunRecord
 from bertbench.tasks.base import EvalData, TrainData
 from bertbench.tasks.registry import get_task
-from bertbench.training.loop import TrainResult
+from bertbench.training.loop import Trainer, TrainResult
 
 HEADLINE_METRICS = ("exact_match", "f1", "accuracy", "mlm_accuracy")
 
@@ -61,6 +61,15 @@ class FinetuneSpec:
     def evaluates_at_start(self) -> bool:
         """Fine-tuning scores at epoch ends only."""
         return False
+
+    def on_run_start(self, ctx: TrainingContext, trainer: Trainer) -> None:
+        """Nothing to log: fine-tuning speaks no MLPerf Training."""
+
+    def on_evaluation_start(self, progress: dict[str, Any], ctx: TrainingContext) -> None:
+        """Nothing to log."""
+
+    def on_run_end(self, result: TrainResult, ctx: TrainingContext) -> None:
+        """Nothing to log."""
 
     def on_evaluation(
         self, progress: dict[str, Any], predictions: Any, metrics: dict[str, Any], ctx: TrainingContext

@@ -2,7 +2,8 @@
 
 Time to train is measured as MLPerf measures it: from the start of training to the evaluation that first reaches
 the target, evaluations included (model building and data preparation excluded). A run that ends without reaching
-its target records `target_reached: false` and no time to train.
+its target records `target_reached: false` and no time to train. Rank 0 also writes MLPerf Training's own log
+(results.mlperf_training), which MLCommons' compliance checker reads.
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ from bertbench.errors import BertbenchError
 from bertbench.jobs.training_job import TrainingContext, run_training
 from bertbench.models import LoadedModel
 from bertbench.models.loading import init_weights_from
+from bertbench.results.mlperf_training import CLOSED_TARGET, LOG_NAME, MlperfUnavailable, TrainingLog, now_ms
 from bertbench.results.record import RunRecord
 from bertbench.tasks.base import EvalData, TrainData
 from bertbench.tasks.mlm.task import MlmTask
-from bertbench.training.loop import TrainResult
+from bertbench.training.loop import Trainer, TrainResult
 
 
 class PretrainSpec:
@@ -50,6 +52,9 @@ class PretrainSpec:
         self.config, self.training = config, config.training
         self.task = MlmTask(nsp=config.nsp)
         self.eval_every_samples = config.eval_every_samples
+        self.init_start_ms = now_ms()  # MLPerf's initialisation begins with the job
+        self.mllog: TrainingLog | None = None
+        self.mlperf_facts: dict[str, Any] = {}
 
     def prepare_model(self, loaded: LoadedModel) -> None:
         """--init-from replaces the weights (shapes checked); what the checkpoint lacks stays fresh."""
@@ -90,7 +95,73 @@ class PretrainSpec:
         target = self.config.target_mlm_accuracy
         if target is not None and accuracy >= target:
             out["stop"] = True
+        if self.mllog is not None and progress["step"] > 0:
+            self.mllog.evaluated(progress["samples_seen"], accuracy)
+            if not out.get("stop"):
+                self.mllog.block_started(progress["samples_seen"], self._block_samples(ctx))
         return out
+
+    # ---- MLPerf Training's log (rank 0) ----------------------------------------------------------------------
+
+    def _block_samples(self, ctx: TrainingContext) -> int:
+        return self.config.eval_every_samples or ctx.train_data.num_samples
+
+    def on_run_start(self, ctx: TrainingContext, trainer: Trainer) -> None:
+        """Initialisation ends (model, data, the first evaluation); MLPerf's timed run begins."""
+        if not ctx.dist.is_main:
+            return
+        try:
+            self.mllog = TrainingLog(ctx.output_dir / LOG_NAME, self.init_start_ms)
+        except MlperfUnavailable as exc:
+            info(f"no MLPerf Training log ({exc})")
+            return
+        config, training = self.config, self.training
+        target = config.target_mlm_accuracy
+        closed = target == CLOSED_TARGET and training.optimizer == "lamb"
+        env = ctx.environment
+        self.mllog.submission(
+            config.mlperf_submitter, f"{env.get('hostname')} ({env.get('cpu_model')})", "closed" if closed else "open"
+        )
+        values: dict[str, Any] = {
+            "seed": training.seed,
+            "global_batch_size": training.batch_size * training.grad_accum * ctx.dist.world_size,
+            "gradient_accumulation_steps": training.grad_accum,
+            "max_sequence_length": config.task_options.max_seq_length,
+            "opt_name": training.optimizer,
+            "opt_base_learning_rate": training.learning_rate,
+            "opt_learning_rate_training_steps": trainer.total_steps,
+            "opt_learning_rate_warmup_steps": trainer.warmup_steps,
+            "num_warmup_steps": trainer.warmup_steps,
+            "start_warmup_step": 0,
+        }
+        if training.optimizer == "lamb":  # training.lamb's defaults: betas (0.9, 0.999), eps 1e-6
+            values.update(
+                {
+                    "opt_lamb_beta_1": 0.9,
+                    "opt_lamb_beta_2": 0.999,
+                    "opt_lamb_epsilon": 1e-6,
+                    "opt_lamb_weight_decay_rate": training.weight_decay,
+                    "opt_lamb_learning_rate_decay_poly_power": training.decay_power,
+                }
+            )
+        self.mllog.hyperparameters(values)
+        self.mllog.run_started()
+        self.mllog.block_started(0, self._block_samples(ctx))
+
+    def on_evaluation_start(self, progress: dict[str, Any], ctx: TrainingContext) -> None:
+        """An evaluation during the run: the block of training samples ends."""
+        if self.mllog is not None and progress["step"] > 0:
+            self.mllog.evaluation_started(progress["samples_seen"])
+
+    def on_run_end(self, result: TrainResult, ctx: TrainingContext) -> None:
+        """MLPerf's run ends: success when the target was reached; its time to train."""
+        if self.mllog is None:
+            return
+        target = self.config.target_mlm_accuracy
+        reached = target is not None and any(e.get("mlm_accuracy", -1) >= target for e in result.eval_history)
+        eval_samples = ctx.eval_data.num_samples if ctx.eval_data is not None else 0
+        seconds = self.mllog.run_stopped(result.samples_seen, eval_samples, reached)
+        self.mlperf_facts = {"mlperf_training_log": str(ctx.output_dir / LOG_NAME), "mlperf_run_s": seconds}
 
     def record_config(self, ctx: TrainingContext) -> dict[str, Any]:
         """Corpora, sequence and masking settings."""
@@ -120,6 +191,7 @@ class PretrainSpec:
             "initial_mlm_accuracy": ctx.initial_metrics.get("mlm_accuracy"),
             "mlm_accuracy": curve[-1]["mlm_accuracy"] if curve else None,
             "best_mlm_accuracy": max((e["mlm_accuracy"] for e in curve), default=None),
+            **self.mlperf_facts,
         }
 
     def report(self, record: dict[str, Any]) -> None:

@@ -29,6 +29,7 @@ from bertbench.jobs.common import (
 from bertbench.jobs.sharded_evaluation import evaluate_sharded
 from bertbench.models import BertHeadModel, LoadedModel, load_model, resolve_model, save_model
 from bertbench.results.console import print_result_table
+from bertbench.results.environment import environment
 from bertbench.results.record import RunRecord
 from bertbench.runtimes.options import Placement
 from bertbench.tasks.base import EvalData, Task, TrainData
@@ -67,6 +68,15 @@ class TrainingSpec(Protocol):
     def evaluates_at_start(self) -> bool:
         """Whether to score the model once before the first step."""
 
+    def on_run_start(self, ctx: TrainingContext, trainer: Trainer) -> None:
+        """The timed run begins (everything before it was initialisation); every rank calls it."""
+
+    def on_evaluation_start(self, progress: dict[str, Any], ctx: TrainingContext) -> None:
+        """An evaluation during the run is about to begin; every rank calls it."""
+
+    def on_run_end(self, result: TrainResult, ctx: TrainingContext) -> None:
+        """The run ended (before the model is saved); every rank calls it."""
+
     def record_config(self, ctx: TrainingContext) -> dict[str, Any]:
         """Command-specific config keys of the final record."""
 
@@ -85,6 +95,7 @@ class TrainingContext:
         self.train_data: TrainData | None = None
         self.eval_data: EvalData | None = None
         self.initial_metrics: dict[str, Any] = {}
+        self.environment = environment()  # the machine, as every record says it
 
 
 def run_training(spec: TrainingSpec) -> RunRecord | None:
@@ -153,6 +164,7 @@ def _run(spec: TrainingSpec, dist: DistEnv) -> RunRecord | None:
     def evaluate(progress: dict[str, Any], model: BertHeadModel) -> dict[str, Any]:
         if ctx.eval_data is None:
             return {}
+        spec.on_evaluation_start(progress, ctx)
         predictions, metrics = evaluate_sharded(
             model,
             loaded.tokenizer,
@@ -181,6 +193,7 @@ def _run(spec: TrainingSpec, dist: DistEnv) -> RunRecord | None:
         show_progress=config.show_progress,
         owner=owner,
     )
+    spec.on_run_start(ctx, trainer)
     try:
         with _watched(dist, threads, cache) as watch:
             result = trainer.train(resume=config.resume)
@@ -188,6 +201,7 @@ def _run(spec: TrainingSpec, dist: DistEnv) -> RunRecord | None:
         kept = list_checkpoints(output_dir)
         last_good = f"the last good checkpoint is {kept[-1]}" if kept else "no checkpoint was written before it"
         raise BertbenchError(f"{exc}; no final model saved, {last_good} (try a lower --learning-rate)") from None
+    spec.on_run_end(result, ctx)
     record: RunRecord | None = None
     if dist.is_main:
         save_model(loaded.model, loaded.tokenizer, output_dir)

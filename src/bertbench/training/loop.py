@@ -133,6 +133,7 @@ class Trainer:
         warmup = (
             config.warmup_steps if config.warmup_steps is not None else round(config.warmup_ratio * self.total_steps)
         )
+        self.warmup_steps = warmup
         self.optimizer = build_optimizer(
             config.optimizer, parameter_groups(model, config.weight_decay), config.learning_rate
         )
