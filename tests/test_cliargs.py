@@ -22,8 +22,9 @@ FLOATS = (-1.5, 0.5, 0.25, 2.0)
 INTS = (3, 2, 64)
 
 
-# Values that satisfy the checks across a task's options (a window must hold a question and some context).
-TASK_VALUES = {"max_seq_length": [256], "doc_stride": [64], "max_query_length": [32]}
+# Values that satisfy the checks across options (a window must hold a question and some context; the store is never
+# the output folder).
+TASK_VALUES = {"max_seq_length": [256], "doc_stride": [64], "max_query_length": [32], "store": ["s.sqlite"]}
 
 
 def _candidates(field: dataclasses.Field, annotation: Any) -> list[Any]:

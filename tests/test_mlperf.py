@@ -391,6 +391,20 @@ def test_only_runs_mlperf_would_accept_are_paired_for_export() -> None:
     for reason, runs in cases.items():
         entries, refused = choose(runs)
         assert not entries and len(refused) == 1 and reason in refused[0], (reason, refused)
+    # compliance: a failed test leaves its run out; of a configuration's runs, one whose TEST01 passed by MLCommons'
+    # rules goes in even when a newer one ran none; the closed division asks TEST01 of BERT
+    test01 = {"compliance_test": "TEST01", "compliance_passed": True, "compliance_mismatched_samples": 0}
+    passed = {**perf, **test01, "uid": "t" * 32}
+    failed05 = {**perf, "compliance_test": "TEST05", "compliance_passed": False, "uid": "f" * 32}
+    entries, refused = choose([passed, failed05, acc, {**perf, "uid": "n" * 32}])
+    assert [e.performance["uid"] for e in entries] == [passed["uid"]]
+    assert any("TEST05 compliance test failed" in r for r in refused)
+    assert any("whose TEST01 passed goes in instead" in r for r in refused)
+    old = {**passed, "compliance_mismatched_samples": None}
+    del old["compliance_mismatched_samples"]  # a TEST01 of a bertbench from before MLCommons' rules
+    entries, refused = choose([old, acc], "closed")
+    assert not entries and "closed division needs a TEST01" in refused[0]
+    assert [e.performance["uid"] for e in choose([passed, acc], "closed")[0]] == [passed["uid"]]
 
 
 def test_bench_scores_squad_as_mlperf_and_the_other_commands_as_hugging_face() -> None:

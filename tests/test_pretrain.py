@@ -239,3 +239,9 @@ def test_pretraining_writes_a_log_mlperfs_training_checker_accepts(
     assert main(pretrain_args(low, cache_dir, small_corpora, *extra)) == 0
     text = (low / "mlperf_training_log.txt").read_text()
     assert '"status": "aborted"' in text
+    # a resumed run: MLPerf times a run from its start, so it has no log of its own (nor keeps the interrupted one)
+    more = ("--max-steps", "8", "--eval-every-samples", "32", "--target-mlm-accuracy", "0.99", "--resume")
+    assert main(pretrain_args(low, cache_dir, small_corpora, *more)) == 1  # a changed horizon is refused on resume
+    assert main(pretrain_args(low, cache_dir, small_corpora, *extra, "--resume")) == 0  # (already at step 4)
+    assert not (low / "mlperf_training_log.txt").exists()
+    assert "mlperf_training_log" not in json.loads((low / "metrics.json").read_text())

@@ -74,7 +74,7 @@ def test_the_import_graph_has_no_circle() -> None:
 # The packages and modules of bertbench from the bottom up. A module may import its own unit (package or module) and
 # units of lower layers only: never a unit above it, nor another unit of its own layer.
 LAYERS: list[tuple[str, ...]] = [
-    ("errors", "choices", "names"),  # words every layer speaks; names that are identifiers, never paths
+    ("errors", "choices", "names", "locations"),  # words every layer speaks; identifiers; default places
     ("bertbench", "hardware", "io_utils", "cliargs", "console", "progress", "lifetime", "holds"),  # machine, files
     ("cache", "locking", "launcher", "writes"),  # artifacts; one writer at a time; processes; no output over an input
     ("models",),  # BERT and its heads: no data, no devices

@@ -1,6 +1,7 @@
 """One guard for every writer: for every command that writes, each of its inputs given as its output (three
 spellings: as given, with a trailing slash and `..`, through a symlink), or an output folder that holds the input,
-is one line and exit 2 before anything is read or made, whatever --overwrite says; the input is untouched."""
+is one line and exit 2 before anything is read or made, whatever --overwrite says; the input is untouched. The
+results store counts as an input whether it exists yet or not, and so does the default store."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from bertbench.cli import main
-from bertbench.cliargs import CLI, READS, WRITES, flag_of, option_fields
+from bertbench.cliargs import CLI, READS, STORE, WRITES, flag_of, option_fields
 from bertbench.commands import COMMANDS
 from bertbench.results.store import ResultsStore
 
@@ -26,7 +27,7 @@ def _declared(command: str) -> tuple[list[str], list[str]]:
     for field, _ in option_fields(COMMANDS[command].config):
         spec = field.metadata[CLI]
         name = field.name.upper() if spec.positional else flag_of(field)
-        if spec.role == READS:
+        if spec.role in (READS, STORE):
             reads.append(name)
         elif spec.role == WRITES:
             writes.append(name)
@@ -111,3 +112,23 @@ def test_no_command_writes_over_or_around_its_inputs(command: str, tmp_path: Pat
     assert tried >= 4
     assert {name: _digest(inputs[name]) for name in inputs} == before
     assert not (tmp_path / "elsewhere").exists()
+
+
+def test_the_default_store_and_the_files_of_input_folders_are_inputs_too(tmp_path: Path, capsys) -> None:
+    from bertbench.locations import default_store_path
+
+    default = default_store_path()  # the session's (conftest points XDG_DATA_HOME at a temporary folder)
+    assert main(["report", "--output", str(default), "--format", "csv", "--overwrite"]) == 2
+    assert "--output is an input (--store" in capsys.readouterr().err
+    fleet = tmp_path / "fleet"
+    fleet.mkdir()
+    store = fleet / "a.sqlite"
+    ResultsStore(store).start("eval", {})
+    before = store.read_bytes()
+    assert main(["report", "--store", str(fleet), "--output", str(store), "--format", "csv", "--overwrite"]) == 2
+    assert "is a file of an input" in capsys.readouterr().err and store.read_bytes() == before
+    # a store that does not exist yet is the store all the same: the same command is refused the first time too
+    fresh = tmp_path / "out" / "results.sqlite"
+    argv = ["eval", "sst2", "--model", "m", "--data", "d", "--output-dir", str(tmp_path / "out")]
+    assert main([*argv, "--store", str(fresh)]) == 2
+    assert "holds an input (--store" in capsys.readouterr().err and not (tmp_path / "out").exists()

@@ -21,12 +21,15 @@ from pathlib import Path
 from typing import Any
 
 from bertbench.errors import UsageError
+from bertbench.locations import default_store_path
 from bertbench.names import name_problem
 
 CLI = "bertbench.cli"
 NESTED = "bertbench.nested"
 CHOSEN = "bertbench.chosen"
-READS, WRITES = "reads", "writes"  # what a path option is to its command
+# What a path option is to its command: READS a file or folder it reads, WRITES one it writes, STORE the results
+# store it records into (never an output, never inside one, whether it exists yet or not; the default when not given).
+READS, WRITES, STORE = "reads", "writes", "store"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -562,7 +565,11 @@ def role_paths(config: Any, role: str) -> list[tuple[str, Path]]:
                 found += role_paths(value, role)
             continue
         spec: CliSpec | None = field.metadata.get(CLI)
-        if spec is None or spec.role != role or value is None:
+        if spec is None or spec.role != role:
+            continue
+        if role == STORE and not value:
+            value = default_store_path()
+        if value is None:
             continue
         for item in value if isinstance(value, list | tuple) else [value]:
             found.append((flag_of(field) if not spec.positional else field.name.upper(), Path(str(item))))

@@ -19,6 +19,7 @@ from bertbench.choices import (
 )
 from bertbench.cliargs import (
     READS,
+    STORE,
     WRITES,
     batch_size_value,
     batch_size_values,
@@ -61,7 +62,7 @@ class StoreChoice:
     """Where the run's row goes."""
 
     store: Path | None = option(
-        None, help="results store (default ${XDG_DATA_HOME:-~/.local/share}/bertbench/results.sqlite)", role=READS
+        None, help="results store (default ${XDG_DATA_HOME:-~/.local/share}/bertbench/results.sqlite)", role=STORE
     )
 
 
@@ -413,7 +414,7 @@ class ReportConfig:
         "${XDG_DATA_HOME:-~/.local/share}/bertbench/results.sqlite",
         parse=Path,
         repeat=True,
-        role=READS,
+        role=STORE,
     )
 
     where: tuple[str, ...] = option(

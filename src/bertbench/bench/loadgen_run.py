@@ -121,7 +121,9 @@ def plan_test(
 
 def plan_settings(plan: TestPlan) -> dict[str, float | int]:
     """What the plan sets, as LoadGen's config keys (times in ms), for the user.conf LoadGen is handed."""
-    values: dict[str, float | int] = {}
+    # the samples the QSL holds in memory, as many as there are: mlperf.conf's 10,833 (SQuAD v1.1 dev's windows)
+    # would be logged as if loaded where LoadGen can load no more than the QSL has
+    values: dict[str, float | int] = {"performance_sample_count_override": plan.num_samples}
     if plan.min_duration_s is not None:
         values["min_duration"] = round(plan.min_duration_s * 1000)
     if plan.min_query_count is not None:
@@ -191,6 +193,8 @@ def build_settings(plan: TestPlan, written: Path) -> object:
 
 def _apply(settings: Any, scenario: str, values: dict[str, float | int]) -> None:
     """Set config keys (LoadGen's names, ms) on TestSettings as LoadGen's FromConfig sets them for `scenario`."""
+    if "performance_sample_count_override" in values:
+        settings.performance_sample_count_override = int(values["performance_sample_count_override"])
     if "min_duration" in values:
         settings.min_duration_ms = int(values["min_duration"])
     if "max_duration" in values:

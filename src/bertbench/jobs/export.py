@@ -22,6 +22,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from bertbench.bench.compliance import verify_accuracy
 from bertbench.bench.loadgen_logs import ACCURACY, DETAIL, SUMMARY, TEST_USER_CONF
 from bertbench.configs import ExportConfig
 from bertbench.console import info, warn
@@ -37,6 +38,7 @@ from bertbench.results.mlperf_layout import (
     accuracy_text,
     choose,
     measurements,
+    passed_test01,
     system_description,
     user_conf,
 )
@@ -90,8 +92,16 @@ def _write_entry(scenario_dir: Path, system: str, entry: Entry, store: Path) -> 
         atomic_write_text(scenario_dir / "user.conf", user_conf(perf))
     atomic_write_json(scenario_dir / "measurements.json", measurements(perf))
     atomic_write_text(scenario_dir / "README.md", _readme(entry, system))
-    if perf.get("compliance_test") == "TEST01" and perf.get("compliance_passed") is True:
+    if passed_test01(perf):
         tree = _test_folder(perf, store) / "compliance" / "TEST01"
+        # TEST01 was verified against the bench run's own accuracy pass; a reviewer verifies it against the accuracy
+        # run exported here: it goes in when that verdict is a pass too
+        verdict = verify_accuracy(
+            scenario_dir / "accuracy" / ACCURACY, tree / "accuracy" / ACCURACY, lambda data: {}, with_responses=False
+        )
+        if not verdict.passed:
+            warn(f"{tree}: TEST01 left out: against the exported accuracy run it gives {verdict.lines[-2:]}")
+            return
         target = scenario_dir / "TEST01"
         shutil.copytree(tree, target)
         atomic_write_text(target / "accuracy" / "accuracy.txt", "")  # run_verification.py writes none; hashed below
@@ -185,7 +195,7 @@ def run_export(config: ExportConfig) -> None:
     store = ResultsStore(config.store, read_only=True)
     where = list(config.where) + ([f"workload={config.workload}"] if config.workload else [])
     runs = select(store.runs(), where, None, ("finished",))
-    entries, refused = choose(runs)
+    entries, refused = choose(runs, config.division)
     for reason in refused:
         warn(f"left out: {reason}")
     if not entries:

@@ -68,7 +68,7 @@ class FinetuneSpec:
     def on_evaluation_start(self, progress: dict[str, Any], ctx: TrainingContext) -> None:
         """Nothing to log."""
 
-    def on_run_end(self, result: TrainResult, ctx: TrainingContext) -> None:
+    def on_run_end(self, result: TrainResult | None, ctx: TrainingContext) -> None:
         """Nothing to log."""
 
     def on_evaluation(

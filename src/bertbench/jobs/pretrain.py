@@ -110,6 +110,10 @@ class PretrainSpec:
         """Initialisation ends (model, data, the first evaluation); MLPerf's timed run begins."""
         if not ctx.dist.is_main:
             return
+        if self.config.resume:  # MLPerf times a run from its start: a resumed one has no MLPerf log of its own
+            info("a resumed run writes no MLPerf Training log (MLPerf times a run from its start)")
+            (ctx.output_dir / LOG_NAME).unlink(missing_ok=True)  # the interrupted start's log ends nowhere
+            return
         try:
             self.mllog = TrainingLog(ctx.output_dir / LOG_NAME, self.init_start_ms)
         except MlperfUnavailable as exc:
@@ -153,14 +157,18 @@ class PretrainSpec:
         if self.mllog is not None and progress["step"] > 0:
             self.mllog.evaluation_started(progress["samples_seen"])
 
-    def on_run_end(self, result: TrainResult, ctx: TrainingContext) -> None:
-        """MLPerf's run ends: success when the target was reached; its time to train."""
+    def on_run_end(self, result: TrainResult | None, ctx: TrainingContext) -> None:
+        """MLPerf's run ends: success when the target was reached, aborted otherwise (or without a result); its
+        time to train."""
         if self.mllog is None:
             return
         target = self.config.target_mlm_accuracy
-        reached = target is not None and any(e.get("mlm_accuracy", -1) >= target for e in result.eval_history)
+        history = result.eval_history if result is not None else []
+        reached = target is not None and any(e.get("mlm_accuracy", -1) >= target for e in history)
         eval_samples = ctx.eval_data.num_samples if ctx.eval_data is not None else 0
-        seconds = self.mllog.run_stopped(result.samples_seen, eval_samples, reached)
+        samples = result.samples_seen if result is not None else self.mllog.block_from
+        seconds = self.mllog.run_stopped(samples, eval_samples, reached)
+        self.mllog = None
         self.mlperf_facts = {"mlperf_training_log": str(ctx.output_dir / LOG_NAME), "mlperf_run_s": seconds}
 
     def record_config(self, ctx: TrainingContext) -> dict[str, Any]:

@@ -191,6 +191,7 @@ def distill(
     steps are logged to OUTPUT_DIR/train_log.jsonl. Returns every step's loss."""
     for parameter in student.parameters():
         parameter.requires_grad_(True)
+    (output_dir / TRAIN_LOG).unlink(missing_ok=True)  # an interrupted prune's steps are done again, not appended
     training = TrainConfig(
         learning_rate=config.distill_learning_rate,
         max_steps=config.distill_steps,

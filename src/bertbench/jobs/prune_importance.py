@@ -114,7 +114,7 @@ def read_partial(path: Path, key: str, shape: tuple[tuple[int, int], tuple[int, 
         warn(f"{path}: from another model, data or sample; starting the importance pass over")
         return None
     samples = meta.get("samples", "")
-    if not samples.isdigit() or not 0 <= int(samples) <= total:
+    if not (samples.isascii() and samples.isdecimal()) or not 0 <= int(samples) <= total:
         warn(f"{path}: its sample count {samples!r} is not between 0 and {total}; starting the importance pass over")
         return None
     heads, neurons = tensors["heads"], tensors["neurons"]

@@ -74,8 +74,8 @@ class TrainingSpec(Protocol):
     def on_evaluation_start(self, progress: dict[str, Any], ctx: TrainingContext) -> None:
         """An evaluation during the run is about to begin; every rank calls it."""
 
-    def on_run_end(self, result: TrainResult, ctx: TrainingContext) -> None:
-        """The run ended (before the model is saved); every rank calls it."""
+    def on_run_end(self, result: TrainResult | None, ctx: TrainingContext) -> None:
+        """The run ended (before the model is saved; `result` None: without one); every rank calls it."""
 
     def record_config(self, ctx: TrainingContext) -> dict[str, Any]:
         """Command-specific config keys of the final record."""
@@ -197,7 +197,10 @@ def _run(spec: TrainingSpec, dist: DistEnv) -> RunRecord | None:
     try:
         with _watched(dist, threads, cache) as watch:
             result = trainer.train(resume=config.resume)
-    except TrainingDiverged as exc:
+    except BaseException as exc:
+        spec.on_run_end(None, ctx)  # the run ended without a result (diverged, interrupted, failed)
+        if not isinstance(exc, TrainingDiverged):
+            raise
         kept = list_checkpoints(output_dir)
         last_good = f"the last good checkpoint is {kept[-1]}" if kept else "no checkpoint was written before it"
         raise BertbenchError(f"{exc}; no final model saved, {last_good} (try a lower --learning-rate)") from None

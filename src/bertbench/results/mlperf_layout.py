@@ -85,14 +85,19 @@ def pair_key(run: dict[str, Any]) -> str:
     return identity_key(run, free={"mode"})
 
 
-def _compliance_rank(run: dict[str, Any]) -> int:
-    """A configuration's performance runs, best first: one whose TEST01 passed, then one without a compliance test."""
-    return 1 if run.get("compliance_test") == "TEST01" and run.get("compliance_passed") is True else 0
+def passed_test01(run: dict[str, Any]) -> bool:
+    """A performance run whose TEST01 passed by MLCommons' rules (a bertbench from before them recorded no
+    `compliance_mismatched_samples` and wrote another tree: its TEST01 is not MLCommons' and does not count)."""
+    return (
+        run.get("compliance_test") == "TEST01"
+        and run.get("compliance_passed") is True
+        and "compliance_mismatched_samples" in run
+    )
 
 
-def choose(runs: list[dict[str, Any]]) -> tuple[list[Entry], list[str]]:
-    """For every configuration the performance run to submit (TEST01 passed before none run, then the newest) with
-    its newest accuracy run, and one reason for every performance run left out."""
+def choose(runs: list[dict[str, Any]], division: str = "open") -> tuple[list[Entry], list[str]]:
+    """For every configuration the performance run to submit (a TEST01 passed before none, then the newest) with its
+    newest accuracy run, and one reason for every performance run left out."""
     accuracy: dict[str, dict[str, Any]] = {}
     for run in runs:
         scored_as_mlperf = run.get("answer_text") == "mlperf"  # accuracy.txt must be what MLPerf's scorer prints
@@ -106,9 +111,9 @@ def choose(runs: list[dict[str, Any]]) -> tuple[list[Entry], list[str]]:
             continue
         name = " ".join(str(run.get(k)) for k in ("model", "backend", "precision", "scenario"))
         name += f" bs{run.get('batch_size')}"
-        reason = _refusal(run, accuracy)
+        reason = _refusal(run, accuracy, division)
         key = pair_key(run)
-        if reason is None and key in entries and _compliance_rank(entries[key].performance) > _compliance_rank(run):
+        if reason is None and key in entries and passed_test01(entries[key].performance) > passed_test01(run):
             reason = "a run of the same configuration whose TEST01 passed goes in instead"
         if reason:
             refused.append(f"{name} ({run.get('uid', '?')[:8]}): {reason}")
@@ -120,7 +125,7 @@ def choose(runs: list[dict[str, Any]]) -> tuple[list[Entry], list[str]]:
     return list(entries.values()), refused
 
 
-def _refusal(run: dict[str, Any], accuracy: dict[str, dict[str, Any]]) -> str | None:
+def _refusal(run: dict[str, Any], accuracy: dict[str, dict[str, Any]], division: str) -> str | None:
     """Why a performance run cannot go in, or None."""
     if run.get("task") != "squad":
         return f"task {run.get('task')} is no MLPerf Inference benchmark (BERT is SQuAD)"
@@ -134,6 +139,8 @@ def _refusal(run: dict[str, Any], accuracy: dict[str, dict[str, Any]]) -> str | 
         return "it was timed on a contended machine (or without the quiet check)"
     if run.get("compliance_test") and run.get("compliance_passed") is not True:
         return f"its {run['compliance_test']} compliance test failed"
+    if division == "closed" and not passed_test01(run):  # MLPerf's closed division asks TEST01 of BERT
+        return "the closed division needs a TEST01 that passed by MLCommons' rules (bench --compliance TEST01)"
     if pair_key(run) not in accuracy:
         return "no accuracy-mode run of the same configuration (bench --mode accuracy, MLPerf's answer text)"
     return None

@@ -30,6 +30,7 @@ from bertbench.console import warn
 from bertbench.errors import BertbenchError
 from bertbench.io_utils import atomic_write_json
 from bertbench.lifetime import hostname, start_time, still_running
+from bertbench.locations import default_store_path
 from bertbench.results.identity import declaration_signature, experiment_id
 from bertbench.results.record import RunRecord, json_safe
 
@@ -120,12 +121,6 @@ def busy_timeout_s() -> float:
 
 def _locked(exc: sqlite3.Error) -> bool:
     return isinstance(exc, sqlite3.OperationalError) and ("locked" in str(exc) or "busy" in str(exc))
-
-
-def default_store_path() -> Path:
-    """`${XDG_DATA_HOME:-~/.local/share}/bertbench/results.sqlite`."""
-    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
-    return Path(base) / "bertbench" / "results.sqlite"
 
 
 def _now() -> str:
@@ -246,8 +241,13 @@ class ResultsStore:
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        if self.read_only:  # SQLite's read-only URI: not even a journal is created
-            uri = f"file:{quote(str(self.path.resolve()))}?mode=ro"
+        if self.read_only:
+            # With no write-ahead log beside it (no writer at work: the last connection folds it back and removes
+            # it), the file is read as immutable: nothing created, a read-only folder fine. Else SQLite's read-only
+            # mode, which reads the log's transactions too.
+            wal = self.path.with_name(self.path.name + "-wal")
+            how = "mode=ro" if wal.exists() and wal.stat().st_size else "immutable=1"
+            uri = f"file:{quote(str(self.path.resolve()))}?{how}"
             db = sqlite3.connect(uri, uri=True, timeout=busy_timeout_s(), isolation_level=None)
         else:
             db = sqlite3.connect(self.path, timeout=busy_timeout_s(), isolation_level=None)
