@@ -205,6 +205,12 @@ def test_test01_verdicts_equal_mlcommons_run_verification_on_passing_and_failing
     performance_detail = out / "loadgen" / "mlperf_log_detail.txt"
     theirs = _mlcommons_test01(tmp_path / "pass", accuracy_log, performance_detail, audit)
     assert _verdicts(theirs) == _verdicts(ours)
+    # the same TEST01 tree run_verification.py writes into a submission, file for file
+    assert sorted(str(p.relative_to(ours)) for p in ours.rglob("*")) == sorted(
+        str(p.relative_to(theirs)) for p in theirs.rglob("*")
+    )
+    for name in ("accuracy/mlperf_log_accuracy.json", "performance/run_1/mlperf_log_detail.txt"):
+        assert (ours / name).read_bytes() == (theirs / name).read_bytes()
     assert _verdicts(ours)[0][-1] == "TEST PASS"
     assert record["compliance_passed"] is (_verdicts(ours)[1] == "TEST PASS")
 
