@@ -285,3 +285,45 @@ def test_compiled_accuracy_mode_computes_its_fp32_reference_before_the_instances
     record = json.loads((out / "metrics.json").read_text())
     assert record["compiled"] is True and record["reference_cache_hit"] is True
     assert record["relative_accuracy"] == pytest.approx(1.0, abs=0.02)
+
+
+SUMMARY_ENDED_EARLY = """================================================
+MLPerf Results Summary
+================================================
+SUT name : PySUT
+Scenario : Offline
+Mode     : PerformanceOnly
+Samples per second: 1.04637e+06
+Result is : INVALID
+  Min duration satisfied : NO
+  Min queries satisfied : Yes
+  Early stopping satisfied: Yes
+Recommendations:
+ * Increase expected QPS so the loadgen pre-generates a larger (coalesced) query.
+"""
+
+
+def test_an_offline_test_that_ended_early_on_our_own_target_is_planned_again(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from bertbench.bench.loadgen_logs import parse_summary
+    from bertbench.jobs.bench import _ended_early
+
+    summary_file = tmp_path / "mlperf_log_summary.txt"
+    summary_file.write_text(SUMMARY_ENDED_EARLY)
+    summary = parse_summary(summary_file)
+    assert summary["loadgen_samples_per_second"] == pytest.approx(1.04637e6)  # LoadGen's exponent form is read
+
+    def run(target_qps: float | None = None, conf_keys: frozenset[str] = frozenset()) -> SimpleNamespace:
+        return SimpleNamespace(config=SimpleNamespace(target_qps=target_qps), conf_keys=conf_keys)
+
+    def test(scenario: str = "offline", mode: str = "performance", **changes) -> SimpleNamespace:
+        return SimpleNamespace(plan=SimpleNamespace(scenario=scenario, mode=mode), summary={**summary, **changes})
+
+    assert _ended_early(run(), test())
+    assert not _ended_early(run(target_qps=500.0), test())  # the user's target is the user's to change
+    assert not _ended_early(run(conf_keys=frozenset({"target_qps"})), test())  # so is their user.conf's
+    assert not _ended_early(run(), test(scenario="server"))
+    assert not _ended_early(run(), test(loadgen_result="VALID", loadgen_failed_checks=[]))
+    failed_twice = ["Min duration satisfied", "Min queries satisfied"]
+    assert not _ended_early(run(), test(loadgen_failed_checks=failed_twice))

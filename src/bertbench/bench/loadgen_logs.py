@@ -13,7 +13,7 @@ DETAIL = "mlperf_log_detail.txt"
 ACCURACY = "mlperf_log_accuracy.json"
 TEST_USER_CONF = "user.conf"  # the test's settings as one user.conf LoadGen reads, beside its logs
 
-_NUMBER = re.compile(r"^-?\d+(\.\d+)?$")
+_NUMBER = re.compile(r"^-?\d+(\.\d+)?([eE][-+]?\d+)?$")  # LoadGen prints 1.04637e+06 past a million
 
 
 def _slug(label: str) -> str:
@@ -24,7 +24,7 @@ def _slug(label: str) -> str:
 
 
 def _number(text: str) -> int | float:
-    return float(text) if "." in text else int(text)
+    return int(text) if text.lstrip("-").isdigit() else float(text)
 
 
 def parse_summary(path: Path) -> dict[str, Any]:
