@@ -38,7 +38,7 @@ def wait_for_hold(marker: Path, *processes: subprocess.Popen, timeout: float = 3
         time.sleep(0.02)
 
 
-OPT_IN_MARKERS = ("slow", "gpu")  # run only when `-m` names them
+OPT_IN_MARKERS = ("slow", "gpu", "frameworks")  # run only when `-m` names them
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -131,7 +131,7 @@ def test_unreachable_target_ends_at_max_steps_and_says_so(
 
 
 def test_killed_pretraining_resumes_to_identical_weights(tmp_path: Path, cache_dir: Path, small_corpora) -> None:
-    extra = ("--max-steps", "40", "--save-steps", "4", "--threads", "1", "--grad-accum", "2", "--whole-word-masking")
+    extra = ("--max-steps", "20", "--save-steps", "4", "--threads", "1", "--grad-accum", "2", "--whole-word-masking")
     reference = tmp_path / "uninterrupted"
     assert main(pretrain_args(reference, cache_dir, small_corpora, *extra)) == 0
     interrupted = tmp_path / "interrupted"

@@ -384,10 +384,10 @@ def test_html_report_renders_in_a_real_browser(tiny_run, tmp_path: Path) -> None
 
 @pytest.mark.e2e
 def test_resume_after_the_run_is_killed(tmp_path: Path, cache_dir: Path) -> None:
-    text = TINY.split("  - name: sst2-tiny-accuracy")[0].replace("max_steps: 15", "max_steps: 60\n      save_steps: 5")
+    text = TINY.split("  - name: sst2-tiny-accuracy")[0].replace("max_steps: 15", "max_steps: 24\n      save_steps: 4")
     path = write(tmp_path, text)
     argv = [sys.executable, "-m", "bertbench", *run_args(tmp_path, path, cache_dir)]
-    env, marker = hold_at(tmp_path, "checkpoint", 10)
+    env, marker = hold_at(tmp_path, "checkpoint", 8)
     orchestrator = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     checkpoints = tmp_path / "runs" / "tiny" / "sst2-tiny-training-finetune" / "checkpoints"
     wait_for_hold(marker, orchestrator)
@@ -397,7 +397,7 @@ def test_resume_after_the_run_is_killed(tmp_path: Path, cache_dir: Path) -> None
     assert [r.status for r in store.runs("case_name = 'sst2-tiny-training-finetune'")] == ["interrupted"]
     assert main(run_args(tmp_path, path, cache_dir)) == 0
     record = json.loads((checkpoints.parent / "metrics.json").read_text())
-    assert record["steps"] == 60 and record["resumed_from_step"] == 10
+    assert record["steps"] == 24 and record["resumed_from_step"] == 8
     statuses = [r.status for r in store.runs("case_name = 'sst2-tiny-training-finetune'")]
     assert statuses == ["interrupted", "finished"]
 

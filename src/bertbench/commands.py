@@ -14,6 +14,7 @@ from bertbench.configs import (
     BenchConfig,
     BenchRoofConfig,
     BuildCorpusConfig,
+    ConvertConfig,
     EvalConfig,
     ExportConfig,
     FinetuneConfig,
@@ -94,6 +95,12 @@ COMMANDS: dict[str, Command] = {
         BuildCorpusConfig,
         "bertbench.jobs.corpus:run_build_corpus",
         in_workloads=True,
+    ),
+    "convert": Command(
+        "a TensorFlow 1 (Google), MindSpore or NVIDIA PyTorch BERT checkpoint as a Hugging Face model directory",
+        ConvertConfig,
+        "bertbench.jobs.convert:run_convert",
+        recorded=False,
     ),
     "export": Command(
         "write runs from the store in another tool's layout: `export mlperf` (MLPerf Inference's submission tree)",

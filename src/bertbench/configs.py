@@ -366,6 +366,25 @@ class PretrainConfig(TrainingRun):
 
 
 @dataclass(kw_only=True)
+class ConvertConfig:
+    """`bertbench convert SRC --output-dir DIR`: a TensorFlow 1, MindSpore or NVIDIA PyTorch BERT checkpoint as a
+    Hugging Face model directory."""
+
+    src: Path = option(
+        help="the checkpoint: a TF1 folder, release zip or prefix; a MindSpore .ckpt; an NVIDIA .pt",
+        positional=True,
+        role=READS,
+    )
+    output_dir: Path = option(help="the Hugging Face directory to write (new or empty)", role=WRITES)
+    config: Path | None = option(
+        None, help="bert_config.json (Google's keys) where none lies beside the checkpoint", role=READS
+    )
+    vocab: Path | None = option(None, help="vocab.txt where none lies beside the checkpoint", role=READS)
+    cased: bool = option(False, help="keep the text's case (default: lower-case, unless the source's name says cased)")
+    overwrite: bool = option(False, help="replace an earlier conversion in --output-dir")
+
+
+@dataclass(kw_only=True)
 class BuildCorpusConfig(StoreChoice):
     """`bertbench build-corpus`."""
 

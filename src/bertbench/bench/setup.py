@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from bertbench.cache import Cache
-from bertbench.models import LoadedModel, load_model, resolve_model
+from bertbench.models import LoadedModel, check_window_fits, load_model, resolve_model
 from bertbench.runtimes.base import Runtime
 from bertbench.runtimes.options import Placement, RuntimeOptions
 from bertbench.runtimes.registry import create_runtime
@@ -43,7 +43,9 @@ def load_model_and_data(request: ModelDataRequest, cache: Cache) -> ModelAndData
     """Resolve and load the model with the task's head (fresh head parameters from the request's seed), then the
     data file's features (from the cache, built on a miss)."""
     task = get_task(request.task)
-    loaded = load_model(resolve_model(request.model, allow_pickle=request.allow_pickle), task.head, seed=request.seed)
+    source = resolve_model(request.model, allow_pickle=request.allow_pickle, cache_dir=cache.root)
+    check_window_fits(source, request.task_options)
+    loaded = load_model(source, task.head, seed=request.seed)
     dataset = task.load_eval_data(
         request.data, loaded.tokenizer, request.task_options, cache, max_examples=request.max_samples
     )

@@ -61,7 +61,7 @@ class PretrainSpec:
         if self.config.init_from:
             described_by = f"the config of --model {self.config.model}"
             loaded.fresh_parameters = init_weights_from(
-                loaded.model, self.config.init_from, described_by, self.config.allow_pickle
+                loaded.model, self.config.init_from, described_by, self.config.allow_pickle, self.config.cache_dir
             )
 
     def data_files(self) -> tuple[list[Path], list[Path], str, str]:

@@ -25,7 +25,15 @@ from bertbench.hardware import configure_threads
 from bertbench.io_utils import check_not_evaluated, sha256_file
 from bertbench.jobs.common import announce_data_problems, announce_model, check_device, prepare_output_dir
 from bertbench.jobs.prune_importance import PARTIAL, importance_of
-from bertbench.models import BertHeadModel, LoadedModel, WordPieceTokenizer, load_model, resolve_model, save_model
+from bertbench.models import (
+    BertHeadModel,
+    LoadedModel,
+    WordPieceTokenizer,
+    check_window_fits,
+    load_model,
+    resolve_model,
+    save_model,
+)
 from bertbench.models.loading import ModelSource
 from bertbench.models.pruning import prune_model
 from bertbench.progress import announce, progress_bar
@@ -60,8 +68,9 @@ def run_prune(config: PruneConfig) -> RunRecord:
     """Prune `config.model` to `config.flops` of its FLOPs and save it in Hugging Face format; returns the record."""
     wall_start = time.perf_counter()
     task = get_task(config.task)
-    source = resolve_model(config.model, allow_pickle=config.allow_pickle)
+    source = resolve_model(config.model, allow_pickle=config.allow_pickle, cache_dir=config.cache_dir)
     _check_inputs(config, source)
+    check_window_fits(source, config.task_options)
     check_device(config.device)
     output_dir = _prepare_output(config)
     threads = configure_threads(config.threads)

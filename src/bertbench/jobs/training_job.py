@@ -27,7 +27,7 @@ from bertbench.jobs.common import (
     check_training_precision,
 )
 from bertbench.jobs.sharded_evaluation import evaluate_sharded
-from bertbench.models import BertHeadModel, LoadedModel, load_model, resolve_model, save_model
+from bertbench.models import BertHeadModel, LoadedModel, check_window_fits, load_model, resolve_model, save_model
 from bertbench.results.console import print_result_table
 from bertbench.results.environment import environment
 from bertbench.results.record import RunRecord
@@ -144,7 +144,8 @@ def _run(spec: TrainingSpec, dist: DistEnv) -> RunRecord | None:
     output_dir = check_output_dir(config.output_dir, dist, config.overwrite, config.resume, owner)
     threads = configure_threads(config.threads)
     cache = Cache(config.cache_dir)
-    source = resolve_model(config.model, allow_pickle=config.allow_pickle)
+    source = resolve_model(config.model, allow_pickle=config.allow_pickle, cache_dir=config.cache_dir)
+    check_window_fits(source, getattr(config, "task_options", None))
     loaded = load_model(source, spec.task.head, seed=spec.training.seed)
     spec.prepare_model(loaded)
     if config.dropout is not None:

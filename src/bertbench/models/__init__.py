@@ -9,7 +9,14 @@ from bertbench.models.bert import (
     BertHeadModel,
 )
 from bertbench.models.config import PRESETS, BertConfig
-from bertbench.models.loading import LoadedModel, ModelSource, load_model, resolve_model, save_model
+from bertbench.models.loading import (
+    LoadedModel,
+    ModelSource,
+    check_window_fits,
+    load_model,
+    resolve_model,
+    save_model,
+)
 from bertbench.models.tokenizer import WordPieceTokenizer
 
 __all__ = [
@@ -24,6 +31,7 @@ __all__ = [
     "LoadedModel",
     "ModelSource",
     "WordPieceTokenizer",
+    "check_window_fits",
     "load_model",
     "resolve_model",
     "save_model",

