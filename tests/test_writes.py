@@ -39,7 +39,8 @@ WRITING = [name for name in COMMANDS if _declared(name)[1]]
 
 def test_the_guard_covers_every_command_that_writes() -> None:
     assert set(WRITING) == {"eval", "bench", "finetune", "pretrain", "prune", "build-corpus", "report", "export"} | {
-        "results"
+        "results",
+        "convert",
     }
 
 
@@ -62,7 +63,7 @@ def _inputs(tmp_path: Path) -> dict[str, Path]:
 
 
 def _value(flag: str, inputs: dict[str, Path]) -> Path:
-    if flag in ("--model", "--init-from"):
+    if flag in ("--model", "--init-from", "SRC"):
         return inputs["model"]
     if flag in ("--store", "PATHS"):
         return inputs["store"]
@@ -78,12 +79,13 @@ def _spellings(path: Path, tmp_path: Path) -> list[str]:
 
 def _argv(command: str, reads: list[str], values: dict[str, str], output: tuple[str, str]) -> list[str]:
     argv = [command, *([TASK[command]] if command in TASK else []), *EXTRA.get(command, [])]
+    positional_at = len(argv)  # positional inputs (results merge's PATHS, convert's SRC) follow the sub-command
     flag, where = output
     if flag == "--export-dir":
         argv += ["--backend", "onnxruntime"]
     for name in reads:
-        if name == "PATHS":
-            argv.insert(2, values[name])
+        if name.isupper():
+            argv.insert(positional_at, values[name])
         elif name != flag:
             argv += [name, values[name]]
     for other in _declared(command)[1]:  # every other output somewhere harmless
