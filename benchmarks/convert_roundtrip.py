@@ -43,7 +43,8 @@ def main() -> None:
     source = args.work / "uncased_L-12_H-768_A-12"
     source.mkdir(parents=True)
     started = time.perf_counter()
-    save_tf1_checkpoint(google_names(random_weights(BERT_BASE, 0), squad=False), source / "bert_model.ckpt")
+    weights = random_weights(BERT_BASE, 0, std=0.02)  # BERT's initializer range
+    save_tf1_checkpoint(google_names(weights, squad=False), source / "bert_model.ckpt")
     _google_config(source / "bert_config.json", BERT_BASE)
     _vocab(source / "vocab.txt", BERT_BASE.vocab)
     size = sum(p.stat().st_size for p in source.glob("bert_model.ckpt.*")) / 1e9
@@ -62,6 +63,7 @@ def main() -> None:
 
     ours = _ours(args.work / "hf-0", BertForPreTraining, ids, types, mask)
     theirs = _transformers(args.work / "hf-0", False, ids, types, mask)
+    print("max |TensorFlow output|:", {k: float(abs(v).max()) for k, v in reference.items()})
     print("max |TensorFlow - bertbench|:", _max_differences(reference, ours, mask=mask))
     print("max |TensorFlow - transformers|:", _max_differences(reference, theirs, mask=mask))
 

@@ -46,12 +46,13 @@ class Shape:
     types: int = 2
 
 
-def random_weights(shape: Shape, seed: int) -> dict[str, np.ndarray]:
-    """Random BERT weights under logical names; dense weights [in, out] (Google's kernel layout)."""
+def random_weights(shape: Shape, seed: int, std: float = 0.2) -> dict[str, np.ndarray]:
+    """Random BERT weights under logical names; dense weights [in, out] (Google's kernel layout). The tests' 0.2 is
+    ten times BERT's initializer range, so that a wrong transpose or name shows in small models."""
     rng = np.random.default_rng(seed)
 
     def normal(*dims: int) -> np.ndarray:
-        return (rng.standard_normal(dims) * 0.2).astype(np.float32)
+        return (rng.standard_normal(dims) * std).astype(np.float32)
 
     h, i = shape.hidden, shape.intermediate
     w: dict[str, np.ndarray] = {

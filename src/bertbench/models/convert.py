@@ -395,7 +395,7 @@ def read_source(source: Source) -> Checkpoint:
     if source.vocab is None:
         raise CheckpointFormatError(f"{source.weights}: no vocab.txt beside it (give --vocab)")
     if source.source_format == "tf1":
-        raw = read_checkpoint(source.weights)
+        raw = read_checkpoint(source.weights, lambda name: not _TF_TRAINING_STATE.search(name))
     elif source.source_format == "mindspore":
         raw = read_mindspore_checkpoint(source.weights)
     else:

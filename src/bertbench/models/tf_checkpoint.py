@@ -7,7 +7,10 @@ little-endian tensor bytes. Only what BERT checkpoints hold is read: whole (unsl
 
 from __future__ import annotations
 
+import contextlib
+import mmap
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -134,28 +137,35 @@ def data_file(prefix: Path, shard: int, shards: int) -> Path:
     return prefix.parent / f"{prefix.name}.data-{shard:05d}-of-{shards:05d}"
 
 
-def read_checkpoint(prefix: Path) -> dict[str, np.ndarray]:
-    """Every variable of TensorFlow checkpoint `prefix` (`…/bert_model.ckpt`) as a numpy array."""
+def read_checkpoint(prefix: Path, wanted: Callable[[str], bool] | None = None) -> dict[str, np.ndarray]:
+    """The variables of TensorFlow checkpoint `prefix` (`…/bert_model.ckpt`) as numpy arrays: all of them, or those
+    `wanted` names (the shards are mapped, not read whole: optimizer slots triple a trained checkpoint's size)."""
     index_path = prefix.parent / f"{prefix.name}.index"
     shards, entries = read_index(index_path)
     tensors: dict[str, np.ndarray] = {}
-    handles: dict[int, bytes] = {}
-    for entry in entries:
-        if entry.shard >= shards:
-            raise CheckpointFormatError(f"{index_path}: {entry.name} is in shard {entry.shard} of {shards}")
-        path = data_file(prefix, entry.shard, shards)
-        if entry.shard not in handles:
-            if not path.exists():
-                raise CheckpointFormatError(f"{path}: missing (named by {index_path})")
-            handles[entry.shard] = path.read_bytes()
-        data = handles[entry.shard]
-        if entry.offset + entry.size > len(data):
-            raise CheckpointFormatError(
-                f"{path}: truncated ({entry.name} needs bytes {entry.offset}-{entry.offset + entry.size}, "
-                f"the file has {len(data)})"
-            )
-        raw = data[entry.offset : entry.offset + entry.size]
-        tensors[entry.name] = _array(raw, entry, path)
+    with contextlib.ExitStack() as stack:
+        mapped: dict[int, mmap.mmap | bytes] = {}
+        for entry in entries:
+            if wanted is not None and not wanted(entry.name):
+                continue
+            if entry.shard >= shards:
+                raise CheckpointFormatError(f"{index_path}: {entry.name} is in shard {entry.shard} of {shards}")
+            path = data_file(prefix, entry.shard, shards)
+            if entry.shard not in mapped:
+                if not path.exists():
+                    raise CheckpointFormatError(f"{path}: missing (named by {index_path})")
+                handle = stack.enter_context(open(path, "rb"))
+                size = path.stat().st_size
+                mapped[entry.shard] = (
+                    b"" if size == 0 else stack.enter_context(mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ))
+                )
+            data = mapped[entry.shard]
+            if entry.offset + entry.size > len(data):
+                raise CheckpointFormatError(
+                    f"{path}: truncated ({entry.name} needs bytes {entry.offset}-{entry.offset + entry.size}, "
+                    f"the file has {len(data)})"
+                )
+            tensors[entry.name] = _array(data[entry.offset : entry.offset + entry.size], entry, path)
     return tensors
 
 
