@@ -370,3 +370,34 @@ def test_a_mindspore_checkpoint_mindspore_wrote_gives_mindspores_outputs(tmp_pat
     reference = forward(tensorflow_ops(), through_tensorflow, SMALL, ids, types, mask, 1e-7)
     differences = _max_differences(reference, _ours(tmp_path / "c", BertForPreTraining, ids, types, mask), mask=mask)
     assert max(differences.values()) < TOLERANCE
+
+
+def test_each_formats_names_map_onto_ours() -> None:
+    from bertbench.models.convert import mindspore_name, nvidia_name, tf_name
+
+    # MindSpore: the fine-tuning wrappers' heads and the older zoo's embedding names
+    assert mindspore_name("bert.dense1.weight") == "qa_outputs.weight"  # BertSquadModel
+    assert mindspore_name("bert.dense_1.bias") == "classifier.bias"  # BertCLSModel
+    assert mindspore_name("bert.bert.bert_embedding_postprocessor.embedding_table") == (
+        "bert.embeddings.token_type_embeddings.weight"
+    )
+    assert mindspore_name("bert.bert.bert_embedding_postprocessor.full_position_embeddings") == (
+        "bert.embeddings.position_embeddings.weight"
+    )
+    assert mindspore_name("bert.bert.bert_encoder.layers.11.intermediate.weight") == (
+        "bert.encoder.layer.11.intermediate.dense.weight"
+    )
+    assert mindspore_name("bert.bert.dense.bias") == "bert.pooler.dense.bias"
+    assert mindspore_name("bert.bert.bert_encoder.layers.0.attention.attention.query_layer.scale") is None
+    # NVIDIA: DataParallel's prefix, fused dense_act layers
+    assert nvidia_name("module.bert.encoder.layer.3.intermediate.dense_act.weight") == (
+        "bert.encoder.layer.3.intermediate.dense.weight"
+    )
+    assert nvidia_name("cls.predictions.transform.dense_act.bias") == "cls.predictions.transform.dense.bias"
+    # Google: kernels transposed, [labels, hidden] heads not
+    assert tf_name("bert/encoder/layer_0/attention/self/query/kernel") == (
+        "bert.encoder.layer.0.attention.self.query.weight",
+        True,
+    )
+    assert tf_name("output_weights") == ("classifier.weight", False)
+    assert tf_name("bert/encoder/layer_0/attention/self/rotary/kernel") is None
