@@ -54,6 +54,8 @@ PATHS: dict[str, list[str]] = {
     "torch fp32 compiled": ["--backend", "torch", "--compile"],
     "ort fp32": ORT,
     "openvino fp32": OV,
+    "torch bf16": ["--backend", "torch", "--precision", "bf16"],
+    "openvino bf16": [*OV, "--precision", "bf16"],  # only where the CPU has native BF16 (else refused)
     "torch int8 dynamic": ["--backend", "torch", *INT8],
     "torch int8 dynamic per-tensor": ["--backend", "torch", *INT8, "--no-per-channel"],
     "ort int8 dynamic": [*ORT, *INT8],

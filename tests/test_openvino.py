@@ -92,7 +92,6 @@ def test_openvino_artifacts_are_cached_and_rebuilt(tiny_squad_model: Path, tmp_p
     ("extra", "message"),
     [
         (["--precision", "fp16"], "--backend openvino --precision fp16: not offered by openvino"),
-        (["--precision", "bf16"], "--backend openvino --precision bf16: not offered by openvino"),
         (["--device", "cuda"], "openvino runs fp32 on cpu only"),
         (["--precision", "int8"], "openvino offers static INT8 only; NNCF post-training quantization"),
     ],
@@ -106,6 +105,41 @@ def test_openvino_refusals_are_one_line(
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("bertbench: error")]
     assert code == 2 and len(err) == 1 and message in err[0]  # refused when parsed: nothing was loaded
     assert not (tmp_path / "o").exists()
+
+
+def test_openvino_bf16_is_refused_where_the_cpu_would_compute_fp32(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bertbench.errors import UsageError
+    from bertbench.runtimes import options
+
+    bf16 = options.RuntimeOptions(backend="openvino", precision="bf16")
+    monkeypatch.setattr(options, "cpu_flags", lambda: frozenset({"avx2", "avx512f", "avx512_vnni"}))
+    with pytest.raises(UsageError, match=r"this CPU has no native BF16 \(avx512_bf16 or amx_bf16"):
+        bf16.check("cpu", "squad")
+    for flags in ({"avx512_bf16"}, {"amx_bf16", "amx_int8"}):
+        monkeypatch.setattr(options, "cpu_flags", lambda flags=flags: frozenset(flags))
+        bf16.check("cpu", "squad")  # offered
+    with pytest.raises(UsageError, match="openvino runs bf16 on cpu only"):
+        bf16.check("cuda", "squad")
+
+
+def test_openvino_bf16_computes_in_bf16_and_is_guarded_against_fp32(
+    tiny_squad_model: Path, tmp_path: Path, cache_dir: Path, capsys
+) -> None:
+    from bertbench.hardware import has_native_bf16
+
+    base = ["squad", "--model", str(tiny_squad_model), "--data", str(SQUAD_DEV), "--max-samples", "60"]
+    if not has_native_bf16():  # this CPU: refused, saying why (the other branch runs where the CPU has BF16)
+        code = main(
+            ["eval", *base, "--output-dir", str(tmp_path / "o"), "--backend", "openvino", "--precision", "bf16"]
+        )
+        assert code == 2 and "this CPU has no native BF16" in capsys.readouterr().err
+        return
+    fp32 = run_eval(tmp_path / "fp32", cache_dir, *base)
+    record = run_eval(tmp_path / "bf16", cache_dir, *base, "--backend", "openvino", "--precision", "bf16")
+    assert record["openvino_inference_precision"] == "bf16" and record["emulated"] is False
+    assert record["reference_f1"] == fp32["f1"]  # the guard: FP32 torch on the same data
+    assert record["relative_accuracy"] == pytest.approx(record["f1"] / fp32["f1"])
+    assert abs(record["f1"] - fp32["f1"]) < 10  # BF16's 8-bit mantissa moves answers, not the whole model
 
 
 def test_openvino_runs_under_loadgen_in_two_pinned_instances(tmp_path: Path, cache_dir: Path) -> None:

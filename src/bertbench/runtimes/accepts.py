@@ -21,6 +21,8 @@ class Accepts:
     quantizations: tuple[str, ...] = ("dynamic", "static")
     tasks: tuple[str, ...] | None = None
     hints: dict[str, str] = field(default_factory=dict)
+    # precision -> CPU flags of which one must be present for it to run natively on a CPU (else it is refused)
+    native_on_cpu: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def hint(self, precision: str) -> str:
         """`; what to do instead` for a refusal at this precision, or nothing."""

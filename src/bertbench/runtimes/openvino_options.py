@@ -15,13 +15,15 @@ class OpenVinoOptions:
     """NNCF's overflow fix (ORT's `reduce_range` under the same flag) and where to export the IR."""
 
     ACCEPTS: ClassVar[Accepts] = Accepts(
-        {"fp32": ("cpu",), "int8": ("cpu",)},
+        {"fp32": ("cpu",), "bf16": ("cpu",), "int8": ("cpu",)},
         quantizations=("static",),
         tasks=("squad", "sst2"),
         hints={
             "int8": "NNCF post-training quantization: add --quantization static --calibration-data TRAINING_FILE",
             "*": "use torch or onnxruntime for other precisions and on a GPU",
         },
+        # OpenVINO's CPU plugin computes in BF16 on AVX512-BF16 and AMX, its default precision there
+        native_on_cpu={"bf16": ("avx512_bf16", "amx_bf16")},
     )
 
     reduce_range: bool = option(

@@ -71,7 +71,7 @@ class OpenVinoRuntime:
         cache = Cache(placement.cache_dir)
         entry, hit = cache.get_or_build("openvino", parts, lambda d: self._build(loaded, options, items, d))
         try:
-            compiled = self._compile(entry, placement.threads)
+            compiled = self._compile(entry, placement.threads, options.precision)
         except RuntimeError as error:
             # The manifest matched but OpenVINO cannot read the files (edited together with their hashes, or a
             # version mismatch): one line, then the entry is rebuilt once.
@@ -79,7 +79,7 @@ class OpenVinoRuntime:
             shutil.rmtree(entry, ignore_errors=True)
             cache.rebuilt_corrupt += 1
             entry, hit = cache.get_or_build("openvino", parts, lambda d: self._build(loaded, options, items, d))
-            compiled = self._compile(entry, placement.threads)
+            compiled = self._compile(entry, placement.threads, options.precision)
         export_artifact(entry, own.export_dir)
         self.request = compiled.create_infer_request()
         self.output_names = list(loaded.model.output_names)
@@ -89,10 +89,12 @@ class OpenVinoRuntime:
             "artifact_dir": str(entry),
             "rebuilt_corrupt_artifacts": cache.rebuilt_corrupt,
             "openvino_threads": compiled.get_property("INFERENCE_NUM_THREADS"),
+            # what the plugin computes in, as it reports it (bf16 only where the CPU has it)
+            "openvino_inference_precision": _type_name(compiled.get_property("INFERENCE_PRECISION_HINT")),
         }
 
     @staticmethod
-    def _compile(entry: Path, threads: int) -> Any:
+    def _compile(entry: Path, threads: int, precision: str) -> Any:
         import openvino as ov
 
         core = ov.Core()
@@ -101,7 +103,8 @@ class OpenVinoRuntime:
             "INFERENCE_NUM_THREADS": threads,
             "NUM_STREAMS": 1,  # one request at a time: instances, not streams, are the parallelism lever
             "PERFORMANCE_HINT": "LATENCY",
-            "INFERENCE_PRECISION_HINT": "f32",  # never a silent BF16/FP16 downcast on CPUs that have them
+            # FP32 and INT8 never silently downcast to BF16 on CPUs that have it; bf16 is asked for by name
+            "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
         }
         return core.compile_model(model, "CPU", config)
 
@@ -180,6 +183,12 @@ class OpenVinoRuntime:
             "emulated": False,
             **self.facts,
         }
+
+
+def _type_name(value: Any) -> str:
+    """OpenVINO's element type as it names it ("bf16", "f32")."""
+    name = getattr(value, "get_type_name", None)
+    return name() if callable(name) else str(value)
 
 
 def _int8_census(model: Any) -> tuple[int, int]:

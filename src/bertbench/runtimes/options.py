@@ -19,6 +19,7 @@ from typing import Any
 from bertbench.choices import BACKEND_ALIASES, BACKENDS, PRECISIONS, QUANTIZATION_MODES
 from bertbench.cliargs import chosen, option
 from bertbench.errors import UsageError
+from bertbench.hardware import cpu_flags
 from bertbench.runtimes.accepts import Accepts
 from bertbench.runtimes.null_options import NullOptions
 from bertbench.runtimes.openvino_options import OpenVinoOptions
@@ -88,6 +89,13 @@ class RuntimeOptions:
             raise UsageError(
                 f"--backend {backend} --precision {precision} --device {device}: {backend} runs {precision} on "
                 f"{' or '.join(where)} only{accepts.hint(precision)}"
+            )
+        needed = accepts.native_on_cpu.get(precision)
+        if kind == "cpu" and needed and not cpu_flags() & set(needed):
+            raise UsageError(
+                f"--backend {backend} --precision {precision}: this CPU has no native {precision.upper()} "
+                f"({' or '.join(needed)} in /proc/cpuinfo), where {backend} would compute in FP32 and call it "
+                f"{precision}; use torch, which says when it emulates {precision}"
             )
         if precision == "int8" and self.quantization not in accepts.quantizations:
             raise UsageError(
