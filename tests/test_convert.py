@@ -210,10 +210,37 @@ def test_finetune_eval_and_bench_take_a_checkpoint_as_model(tmp_path: Path, caps
     capsys.readouterr()
 
 
-def _copy_shared(tmp_path: Path) -> Path:
-    folder = tmp_path / "tf1"
-    shutil.copytree(SHARED_TF1, folder)
+def _copy_shared(tmp_path: Path, name: str = "tf1") -> Path:
+    folder = tmp_path / name
+    shutil.copytree(SHARED_TF1, folder, copy_function=shutil.copyfile)  # writable copies of a read-only fixture
+    folder.chmod(0o755)
     return folder
+
+
+def _flipped(path: Path, at: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[at] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def _damaged_data(tmp_path: Path) -> tuple[list[str], str]:
+    folder = _copy_shared(tmp_path)
+    data = folder / "bert_model.ckpt.data-00000-of-00001"
+    _flipped(data, 100)  # one bit of some weight
+    return [str(folder)], "checksum does not match (a damaged data file)"
+
+
+def _damaged_index(tmp_path: Path) -> tuple[list[str], str]:
+    folder = _copy_shared(tmp_path)
+    index = folder / "bert_model.ckpt.index"
+    _flipped(index, 60)  # one bit inside the first table block
+    return [str(folder)], f"{index}: a table block's checksum does not match"
+
+
+def _vocab_without_specials(tmp_path: Path) -> tuple[list[str], str]:
+    folder = _copy_shared(tmp_path)
+    (folder / "vocab.txt").write_text("".join(f"w{i}\n" for i in range(15)))
+    return [str(folder)], f"{folder / 'vocab.txt'}: not a BERT vocabulary"
 
 
 def _truncated_data(tmp_path: Path) -> tuple[list[str], str]:
@@ -265,6 +292,9 @@ def _unknown_variable(tmp_path: Path) -> tuple[list[str], str]:
     "make",
     [
         _truncated_data,
+        _damaged_data,
+        _damaged_index,
+        _vocab_without_specials,
         _missing_shard,
         _zip_without_config,
         _not_a_mindspore_checkpoint,
@@ -401,3 +431,30 @@ def test_each_formats_names_map_onto_ours() -> None:
     )
     assert tf_name("output_weights") == ("classifier.weight", False)
     assert tf_name("bert/encoder/layer_0/attention/self/rotary/kernel") is None
+
+
+def test_the_release_name_says_the_case_and_an_overwrite_leaves_no_old_tokenizer(
+    tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bertbench.models.loading import minilm_directory
+
+    cased = _copy_shared(tmp_path, "cased_L-2_H-4_A-4")
+    monkeypatch.chdir(cased)  # `convert .` inside the release folder: the folder's own name counts
+    out = tmp_path / "hf"
+    shutil.copytree(minilm_directory(), out)  # an earlier model's tokenizer files (30,522 tokens) in the way
+    code, err = _convert(capsys, ".", "--output-dir", str(out), "--overwrite")
+    assert code == 0, err
+    assert json.loads((out / "tokenizer_config.json").read_text())["do_lower_case"] is False
+    assert len((out / "vocab.txt").read_text().splitlines()) == 15
+    assert len(json.loads((out / "tokenizer.json").read_text())["model"]["vocab"]) == 15
+
+
+def test_a_release_zip_with_macos_extras_converts(tmp_path: Path, capsys) -> None:
+    archive = tmp_path / "uncased_L-2_H-4_A-4.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        for path in SHARED_TF1.iterdir():
+            zipped.write(path, f"uncased_L-2_H-4_A-4/{path.name}")
+            zipped.writestr(f"__MACOSX/uncased_L-2_H-4_A-4/._{path.name}", b"\x00\x05\x16\x07")
+    code, err = _convert(capsys, str(archive), "--output-dir", str(tmp_path / "hf"))
+    assert code == 0, err
+    assert json.loads((tmp_path / "hf" / "conversion.json").read_text())["source_format"] == "tf1"

@@ -17,11 +17,11 @@ def run_convert(config: ConvertConfig) -> None:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bertbench-convert-") as unpacked:
         source = locate(config.src, config.config, config.vocab, Path(unpacked))
-        checkpoint = read_source(source)
+        lower_case = not (config.cased or says_cased(config.src))
+        checkpoint = read_source(source, lower_case)
         check_shapes(checkpoint, source.weights)
         output = prepare_output_dir(config.output_dir, overwrite=config.overwrite)
-        lower_case = not (config.cased or says_cased(config.src))
-        write_directory(checkpoint, output, lower_case, config.src)
+        write_directory(checkpoint, output, config.src)
     for note in checkpoint.notes:
         warn(note)
     shape = checkpoint.config

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,8 @@ from bertbench.models.tf_checkpoint import CheckpointFormatError, read_checkpoin
 
 FORMATS = ("tf1", "mindspore", "nvidia")
 TORCH_SUFFIXES = (".pt", ".pth", ".bin")
+# Part of a converted model's cache key: a change of the mapping or of the math kept must rebuild old conversions
+CONVERSION_VERSION = 1
 # Each framework's GELU and LayerNorm epsilon: outputs equal the source's only when these are the source's own.
 # Google's modeling.py and MindSpore's model zoo compute GELU with the tanh approximation (transformers'
 # "gelu_new"); NVIDIA's with erf ("gelu"). MindSpore's LayerNorm uses epsilon 1e-7.
@@ -56,6 +59,7 @@ class Checkpoint:
     config: BertConfig
     architecture: str
     vocab: Path
+    tokenizer: Any  # the WordPieceTokenizer built from the source's vocabulary (checked before anything is written)
     notes: list[str] = field(default_factory=list)
 
 
@@ -92,7 +96,10 @@ _TF_MODULES = {
 }
 _TF_LEAVES = {"kernel": "weight", "bias": "bias", "gamma": "weight", "beta": "bias"}
 # Training state, not weights: Adam/LAMB slots, the step counter, NVIDIA's AMP loss scaling
-_TF_TRAINING_STATE = re.compile(r"(^|/)(adam_m|adam_v|Momentum|global_step|loss_scale|good_steps|current_loss_scale)$")
+_TF_TRAINING_STATE = re.compile(
+    r"(^|/)(adam_m|adam_v|Adam|Adam_1|Momentum|LAMB|LAMB_1|beta1_power|beta2_power|global_step|loss_scale|good_steps|"
+    r"current_loss_scale)$"
+)
 
 
 def tf_name(name: str) -> tuple[str, bool] | None:
@@ -206,6 +213,11 @@ class Source:
     files: list[Path]
 
 
+def holds_checkpoint(directory: Path) -> bool:
+    """Whether a folder holds a checkpoint `locate` would look for (a TF1 index, a MindSpore .ckpt, a torch file)."""
+    return any(p.is_file() and p.suffix in (".index", ".ckpt", *TORCH_SUFFIXES) for p in directory.iterdir())
+
+
 def _beside(folder: Path, names: tuple[str, ...]) -> Path | None:
     for name in names:
         if (folder / name).is_file():
@@ -220,7 +232,7 @@ def locate(src: Path, config: Path | None, vocab: Path | None, unpack_into: Path
     if src.is_file() and src.suffix == ".zip":
         if unpack_into is None:
             raise CheckpointFormatError(f"{src}: a zip needs a place to unpack to")
-        src = _unzip(src, unpack_into)
+        src = _unzip(src, unpack_into, config is not None)
     if src.is_dir():
         if (src / "config.json").exists() and not list(src.glob("*.ckpt*")):
             raise CheckpointFormatError(f"{src}: already a Hugging Face model directory (give it to --model)")
@@ -250,24 +262,31 @@ def locate(src: Path, config: Path | None, vocab: Path | None, unpack_into: Path
     raise CheckpointFormatError(f"{src}: not a checkpoint bertbench converts (TensorFlow 1, MindSpore, PyTorch)")
 
 
-def _unzip(archive: Path, into: Path) -> Path:
+def _unzip(archive: Path, into: Path, config_given: bool) -> Path:
     """Unpack a release zip (Google's `uncased_L-12_H-768_A-12.zip`) safely; the folder holding its checkpoint."""
     try:
         with zipfile.ZipFile(archive) as zipped:
-            for member in zipped.namelist():
+            members = [m for m in zipped.namelist() if not _resource_fork(m)]
+            for member in members:
                 target = (into / member).resolve()
                 if not target.is_relative_to(into.resolve()):
                     raise CheckpointFormatError(f"{archive}: {member} would unpack outside its folder")
-            zipped.extractall(into)
-    except zipfile.BadZipFile as exc:
-        raise CheckpointFormatError(f"{archive}: not a zip file ({exc})") from None
-    indexes = sorted(into.rglob("*.ckpt.index")) or sorted(into.rglob("*.index"))
+            zipped.extractall(into, members)
+    except (zipfile.BadZipFile, OSError, EOFError, RuntimeError, NotImplementedError, zlib.error) as exc:
+        raise CheckpointFormatError(f"{archive}: not a readable zip file ({type(exc).__name__}: {exc})") from None
+    indexes = [p for p in sorted(into.rglob("*.index")) if not _resource_fork(str(p))]
     if len(indexes) != 1:
-        raise CheckpointFormatError(f"{archive}: expected one TensorFlow checkpoint inside, found {len(indexes)}")
+        found = ", ".join(str(p.relative_to(into)) for p in indexes) or "none"
+        raise CheckpointFormatError(f"{archive}: expected one TensorFlow checkpoint inside, found {found}")
     folder = indexes[0].parent
-    if _beside(folder, ("bert_config.json", "config.json")) is None:
-        raise CheckpointFormatError(f"{archive}: no bert_config.json beside {indexes[0].name}")
+    if not config_given and _beside(folder, ("bert_config.json", "config.json")) is None:
+        raise CheckpointFormatError(f"{archive}: no bert_config.json beside {indexes[0].name} (or give --config)")
     return folder
+
+
+def _resource_fork(member: str) -> bool:
+    """macOS's zip extras (`__MACOSX/…`, `._name`): not files of the release."""
+    return "__MACOSX" in member or Path(member).name.startswith("._")
 
 
 # ---------------------------------------------------------------------------------------------- conversion
@@ -279,7 +298,11 @@ def _read_torch(path: Path) -> dict[str, np.ndarray]:
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise CheckpointFormatError(f"{path}: not a PyTorch checkpoint of tensors ({type(exc).__name__})") from None
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise CheckpointFormatError(
+            f"{path}: not loadable as tensors only ({type(exc).__name__}: {first[:160]}); a training checkpoint that "
+            "pickles Python objects (NVIDIA's data loader state) is not read: save its 'model' state dict alone"
+        ) from None
     state = loaded.get("model", loaded) if isinstance(loaded, dict) else None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointFormatError(f"{path}: no state dict (neither the checkpoint nor its 'model' entry)")
@@ -329,16 +352,25 @@ def _config(source: Source, tensors: dict[str, np.ndarray]) -> tuple[BertConfig,
     words = tensors.get("bert.embeddings.word_embeddings.weight")
     if words is None:
         raise CheckpointFormatError(f"{source.weights}: no word embeddings (not a BERT checkpoint)")
+
+    def rows(name: str) -> int:
+        tensor = tensors.get(name)
+        if tensor is None or tensor.ndim != 2:
+            raise CheckpointFormatError(f"{source.weights}: no {name} (as BERT has)")
+        return int(tensor.shape[0])
+
+    if words.ndim != 2:
+        raise CheckpointFormatError(f"{source.weights}: the word embeddings are not a matrix ({words.shape})")
     layers = sorted({int(k.split(".")[3]) for k in tensors if k.startswith("bert.encoder.layer.")})
+    if not layers:
+        raise CheckpointFormatError(f"{source.weights}: no encoder layers")
     inferred = {
         "vocab_size": int(words.shape[0]),
         "hidden_size": int(words.shape[1]),
         "num_hidden_layers": len(layers),
-        "intermediate_size": int(tensors["bert.encoder.layer.0.intermediate.dense.weight"].shape[0])
-        if layers
-        else 4 * int(words.shape[1]),
-        "max_position_embeddings": int(tensors["bert.embeddings.position_embeddings.weight"].shape[0]),
-        "type_vocab_size": int(tensors["bert.embeddings.token_type_embeddings.weight"].shape[0]),
+        "intermediate_size": rows("bert.encoder.layer.0.intermediate.dense.weight"),
+        "max_position_embeddings": rows("bert.embeddings.position_embeddings.weight"),
+        "type_vocab_size": rows("bert.embeddings.token_type_embeddings.weight"),
     }
     data: dict[str, Any] = {}
     if source.config is not None:
@@ -364,19 +396,23 @@ def _config(source: Source, tensors: dict[str, np.ndarray]) -> tuple[BertConfig,
                 )
     else:
         data = dict(inferred)
+        notes.append("no config file: sizes read from the tensors")
+    if "num_attention_heads" not in data:
         data["num_attention_heads"] = max(1, inferred["hidden_size"] // HEAD_SIZE)
         notes.append(
-            f"no config file: sizes read from the tensors, {data['num_attention_heads']} attention heads "
-            f"(hidden {inferred['hidden_size']} / {HEAD_SIZE}, as every published BERT)"
+            f"{data['num_attention_heads']} attention heads: hidden {inferred['hidden_size']} / {HEAD_SIZE}, as every "
+            "published BERT (no config says)"
         )
     data.update(FRAMEWORK_MATH[source.source_format])
     if "classifier.weight" in tensors:
         data["num_labels"] = int(tensors["classifier.weight"].shape[0])
+    where = str(source.config or source.weights)
     try:
         config = BertConfig.from_hf_dict(data)
-        config.validate(str(source.config or source.weights))
+        config.validate(where)
     except (TypeError, ValueError) as exc:
-        raise CheckpointFormatError(f"{source.config or source.weights}: {exc}") from None
+        message = str(exc)
+        raise CheckpointFormatError(message if message.startswith(where) else f"{where}: {message}") from None
     return config, notes
 
 
@@ -390,24 +426,52 @@ def _architecture(tensors: dict[str, np.ndarray]) -> str:
     return "BertForMaskedLM" if "cls.predictions.bias" in tensors else "BertModel"
 
 
-def read_source(source: Source) -> Checkpoint:
+def _tokenizer(vocab: Path, lower_case: bool) -> Any:
+    """The tokenizer of a source's vocab.txt, built (and so checked) in a scratch folder."""
+    import shutil
+    import tempfile
+
+    from bertbench.models.tokenizer import WordPieceTokenizer
+
+    with tempfile.TemporaryDirectory(prefix="bertbench-vocab-") as scratch:
+        shutil.copyfile(vocab, Path(scratch) / "vocab.txt")
+        (Path(scratch) / "tokenizer_config.json").write_text(json.dumps({"do_lower_case": lower_case}))
+        try:
+            return WordPieceTokenizer.from_directory(scratch)
+        except Exception as exc:
+            raise CheckpointFormatError(
+                f"{vocab}: not a BERT vocabulary ({type(exc).__name__}: {exc}; it needs [PAD], [UNK], [CLS], [SEP], "
+                "[MASK])"
+            ) from None
+
+
+def read_source(source: Source, lower_case: bool = True) -> Checkpoint:
     """Read and map `source`: weights under our names, its config and vocabulary (a missing one is named)."""
     if source.vocab is None:
         raise CheckpointFormatError(f"{source.weights}: no vocab.txt beside it (give --vocab)")
     if source.source_format == "tf1":
         raw = read_checkpoint(source.weights, lambda name: not _TF_TRAINING_STATE.search(name))
     elif source.source_format == "mindspore":
-        raw = read_mindspore_checkpoint(source.weights)
+        raw = read_mindspore_checkpoint(source.weights, lambda name: not _MS_TRAINING_STATE.match(name))
     else:
         raw = _read_torch(source.weights)
     tensors = _mapped(source, raw)
     config, notes = _config(source, tensors)
+    if "classifier.weight" in tensors:
+        notes.append(
+            f"a {config.num_labels}-label head converted as a sentence classifier (MindSpore's and NVIDIA's NER heads "
+            "carry the same names: a token classifier would be converted the same way)"
+        )
     vocab_lines = sum(1 for _ in source.vocab.open(encoding="utf-8"))
     if vocab_lines > config.vocab_size:
         raise CheckpointFormatError(
             f"{source.vocab}: {vocab_lines} tokens, more than the checkpoint's {config.vocab_size} embeddings"
         )
-    return Checkpoint(source.source_format, source.files, tensors, config, _architecture(tensors), source.vocab, notes)
+    tokenizer = _tokenizer(source.vocab, lower_case)
+    architecture = _architecture(tensors)
+    return Checkpoint(
+        source.source_format, list(source.files), tensors, config, architecture, source.vocab, tokenizer, notes
+    )
 
 
 # ---------------------------------------------------------------------------------------------- writing
@@ -446,17 +510,19 @@ def state_dict(checkpoint: Checkpoint) -> dict[str, Any]:
 
 
 def says_cased(src: Path) -> bool:
-    """Google's release names say the vocabulary's case: `cased_L-12_H-768_A-12` keeps it, `uncased_…` does not."""
-    return any(re.search(r"(^|[^n])cased", part.lower()) for part in src.parts[-2:])
+    """Google's release names say the vocabulary's case: `cased_L-12_H-768_A-12` keeps it, `uncased_…` does not.
+    The name read is the release's: the zip's or folder's own, or the folder holding a checkpoint file."""
+    src = src.expanduser().resolve()
+    named = src if src.is_dir() or src.suffix == ".zip" else src.parent
+    return re.search(r"(^|[^n])cased", named.name.lower()) is not None
 
 
-def write_directory(checkpoint: Checkpoint, directory: Path, lower_case: bool, source: Path) -> dict[str, Any]:
+def write_directory(checkpoint: Checkpoint, directory: Path, source: Path) -> dict[str, Any]:
     """Write the Hugging Face directory (model.safetensors, config.json, tokenizer files, conversion.json, the last
     written: a folder without it is not a finished conversion). Returns the conversion record."""
     from safetensors.torch import save
 
     from bertbench.io_utils import atomic_write_bytes, atomic_write_json, sha256_file
-    from bertbench.models.tokenizer import WordPieceTokenizer
 
     directory.mkdir(parents=True, exist_ok=True)
     (directory / CONVERSION_RECORD).unlink(missing_ok=True)
@@ -464,17 +530,13 @@ def write_directory(checkpoint: Checkpoint, directory: Path, lower_case: bool, s
     atomic_write_bytes(directory / "model.safetensors", save(state_dict(checkpoint), metadata=metadata))
     config = checkpoint.config.to_hf_dict(checkpoint.architecture)
     atomic_write_json(directory / "config.json", config)
-    vocab = checkpoint.vocab.read_text(encoding="utf-8")
-    staging = directory / "vocab.txt"
-    staging.write_text(vocab if vocab.endswith("\n") else vocab + "\n", encoding="utf-8")
-    atomic_write_json(directory / "tokenizer_config.json", {"do_lower_case": lower_case})
-    WordPieceTokenizer.from_directory(directory).save(directory)
+    checkpoint.tokenizer.save(directory)  # tokenizer.json, vocab.txt, …: an earlier conversion's are replaced
     record = {
         "source": str(source),
         "source_format": checkpoint.source_format,
         "files": {str(path): sha256_file(path) for path in checkpoint.files},
         "architecture": checkpoint.architecture,
-        "do_lower_case": lower_case,
+        "do_lower_case": checkpoint.tokenizer.do_lower_case,
         "notes": checkpoint.notes,
     }
     atomic_write_json(directory / CONVERSION_RECORD, record)

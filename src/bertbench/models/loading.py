@@ -23,6 +23,7 @@ from bertbench.errors import BertbenchError
 from bertbench.io_utils import atomic_write_bytes, atomic_write_json, sha256_file, sha256_text
 from bertbench.models.bert import BertHeadModel
 from bertbench.models.config import PRESETS, BertConfig
+from bertbench.models.convert import holds_checkpoint
 from bertbench.models.pruning import compact_state, padded_state
 from bertbench.models.tokenizer import WordPieceTokenizer
 
@@ -131,7 +132,7 @@ def resolve_model(name: str, allow_pickle: bool = False, cache_dir: str | Path |
     format (TensorFlow 1, MindSpore, NVIDIA PyTorch) is converted once into the cache under `cache_dir`."""
     path = Path(name).expanduser()
     if path.exists() or Path(f"{path}.index").exists():
-        if path.is_dir() and ((path / "config.json").exists() or not _holds_checkpoint(path)):
+        if path.is_dir() and ((path / "config.json").exists() or not holds_checkpoint(path)):
             return _directory_source(name, path, "directory", allow_pickle)
         return _directory_source(name, converted_directory(path, cache_dir), "converted", allow_pickle=False)
     if name == MINILM_NAME:
@@ -157,34 +158,37 @@ def check_window_fits(source: ModelSource, task_options: Any) -> None:
         )
 
 
-def _holds_checkpoint(directory: Path) -> bool:
-    """Whether a folder without config.json holds a checkpoint `convert` reads (else it is a broken HF folder)."""
-    return any(p.suffix in (".index", ".ckpt", ".pt", ".pth", ".zip") for p in directory.iterdir())
-
-
 def converted_directory(src: Path, cache_dir: str | Path | None) -> Path:
     """The Hugging Face directory converted from checkpoint `src`, built on first use and kept in the cache (keyed
-    by the source files' contents)."""
+    by the source files' contents, the case rule and the converter's version)."""
     import tempfile
 
     from bertbench.cache import Cache
-    from bertbench.models.convert import check_shapes, locate, read_source, says_cased, write_directory
+    from bertbench.models.convert import (
+        CONVERSION_VERSION,
+        check_shapes,
+        locate,
+        read_source,
+        says_cased,
+        write_directory,
+    )
 
-    with tempfile.TemporaryDirectory(prefix="bertbench-convert-") as unpacked:
-        source = locate(src, None, None, Path(unpacked))
-        inputs = [src] if src.is_file() and src.suffix == ".zip" else source.files
-        if source.config is not None:
-            inputs.append(source.config)
-        if source.vocab is not None:
-            inputs.append(source.vocab)
-        parts = {"files": sorted(sha256_file(p) for p in inputs), "cased": says_cased(src)}
+    lower_case = not says_cased(src)
+    if src.is_file() and src.suffix == ".zip":
+        inputs = [src]  # hashed as it is; unpacked only when the entry is built
+    else:
+        source = locate(src, None, None)
+        inputs = [*source.files, *(p for p in (source.config, source.vocab) if p is not None)]
+    parts = {"files": sorted(sha256_file(p) for p in inputs), "lower_case": lower_case, "version": CONVERSION_VERSION}
 
-        def build(directory: Path) -> None:
-            checkpoint = read_source(source)
-            check_shapes(checkpoint, source.weights)
-            write_directory(checkpoint, directory, not says_cased(src), src)
+    def build(directory: Path) -> None:
+        with tempfile.TemporaryDirectory(prefix="bertbench-convert-") as unpacked:
+            found = locate(src, None, None, Path(unpacked))
+            checkpoint = read_source(found, lower_case)
+            check_shapes(checkpoint, found.weights)
+            write_directory(checkpoint, directory, src)
 
-        entry, _ = Cache(cache_dir).get_or_build("converted", parts, build)
+    entry, _ = Cache(cache_dir).get_or_build("converted", parts, build)
     return entry
 
 

@@ -8,7 +8,9 @@ tensor too large for one entry continues in the next entries of the same tag. Mi
 
 from __future__ import annotations
 
+import math
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +29,9 @@ TENSOR_TYPES = {
     "Int16": np.dtype("<i2"),
     "Int32": np.dtype("<i4"),
     "Int64": np.dtype("<i8"),
+    "UInt16": np.dtype("<u2"),
+    "UInt32": np.dtype("<u4"),
+    "UInt64": np.dtype("<u8"),
     "Bool": np.dtype("?"),
 }
 
@@ -43,11 +48,13 @@ def _body(data: bytes, path: Path) -> bytes:
     return data
 
 
-def read_mindspore_checkpoint(path: Path) -> dict[str, np.ndarray]:
-    """Every numeric parameter of MindSpore checkpoint `path` as a numpy array (string entries are skipped)."""
+def read_mindspore_checkpoint(path: Path, wanted: Callable[[str], bool] | None = None) -> dict[str, np.ndarray]:
+    """The numeric parameters of MindSpore checkpoint `path` as numpy arrays: all, or those `wanted` names (optimizer
+    state is never decoded then); string entries are skipped."""
     data = _body(path.read_bytes(), path)
     pieces: dict[str, list[bytes]] = {}
     kinds: dict[str, tuple[str, tuple[int, ...]]] = {}
+    last = None
     try:
         for number, _, value, _ in iter_fields(data):
             if number != 1 or not isinstance(value, bytes):
@@ -60,15 +67,19 @@ def read_mindspore_checkpoint(path: Path) -> dict[str, np.ndarray]:
             name = tag.decode("utf-8")
             kind = (tensor.bytes(2) or b"").decode("utf-8")
             dims = tuple(tensor.ints(1))
+            if name in kinds and (name != last or kinds[name] != (kind, dims)):
+                # a large tensor continues in the entries right after its first, with the same type and shape
+                raise CheckpointFormatError(f"{path}: {name} appears twice")
             kinds.setdefault(name, (kind, dims))
             pieces.setdefault(name, []).append(tensor.bytes(3) or b"")
+            last = name
     except (IndexError, ValueError, UnicodeDecodeError) as exc:
         raise CheckpointFormatError(f"{path}: not a MindSpore checkpoint ({exc})") from None
     if not pieces:
         raise CheckpointFormatError(f"{path}: not a MindSpore checkpoint (no parameters)")
     tensors = {}
     for name, (kind, dims) in kinds.items():
-        if kind == "str":
+        if kind == "str" or (wanted is not None and not wanted(name)):
             continue
         raw = b"".join(pieces[name])
         tensors[name] = _array(raw, kind, dims, name, path)
@@ -77,7 +88,7 @@ def read_mindspore_checkpoint(path: Path) -> dict[str, np.ndarray]:
 
 def _array(raw: bytes, kind: str, dims: tuple[int, ...], name: str, path: Path) -> np.ndarray:
     shape = () if dims in ((), (0,)) else dims
-    count = int(np.prod(shape, dtype=np.int64))
+    count = math.prod(shape)  # Python ints: a hostile shape cannot wrap around
     if kind == "BFloat16":
         if len(raw) != 2 * count:
             raise CheckpointFormatError(f"{path}: {name} holds {len(raw)} bytes for shape {shape}")

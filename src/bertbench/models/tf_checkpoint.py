@@ -8,12 +8,14 @@ little-endian tensor bytes. Only what BERT checkpoints hold is read: whole (unsl
 from __future__ import annotations
 
 import contextlib
+import math
 import mmap
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import google_crc32c
 import numpy as np
 
 from bertbench.errors import UsageError
@@ -34,6 +36,9 @@ DTYPES = {
     19: np.dtype("<f2"),
 }
 DT_BFLOAT16 = 14
+DT_STRING = 7
+CRC_MASK_DELTA = 0xA282EAD8
+OBJECT_GRAPH = "_CHECKPOINTABLE_OBJECT_GRAPH"  # the mark of a TF2 object-based checkpoint
 
 
 class CheckpointFormatError(UsageError):
@@ -50,6 +55,13 @@ class BundleEntry:
     shard: int
     offset: int
     size: int
+    crc32c: int | None  # masked, as TensorFlow stores it
+
+
+def masked_crc32c(data: bytes | memoryview) -> int:
+    """LevelDB's and TensorFlow's masked CRC32C (a CRC of data that holds CRCs must not look like one)."""
+    crc = google_crc32c.value(bytes(data))
+    return (((crc >> 15) | (crc << 17)) + CRC_MASK_DELTA) & 0xFFFFFFFF
 
 
 def _block(index: bytes, offset: int, size: int, where: Path) -> bytes:
@@ -58,6 +70,9 @@ def _block(index: bytes, offset: int, size: int, where: Path) -> bytes:
         raise CheckpointFormatError(f"{where}: truncated (a block runs past the end of the file)")
     if index[end] != 0:
         raise CheckpointFormatError(f"{where}: compressed table blocks are not supported (type {index[end]})")
+    stored = struct.unpack_from("<I", index, end + 1)[0]
+    if masked_crc32c(index[offset : end + 1]) != stored:
+        raise CheckpointFormatError(f"{where}: a table block's checksum does not match (a damaged index)")
     return index[offset:end]
 
 
@@ -110,13 +125,22 @@ def read_index(index_path: Path) -> tuple[int, list[BundleEntry]]:
             size, _ = read_varint(handle, pos)
             for key, value in _block_entries(_block(data, offset, size, index_path), index_path):
                 fields = parse_fields(value)
-                if key == b"":  # the header
+                if key == b"":  # the header: shards, then endianness (0 little, 1 big)
                     shards = fields.int(1, 1)
+                    if fields.int(2, 0) != 0:
+                        raise CheckpointFormatError(f"{index_path}: a big-endian checkpoint (not supported)")
                     continue
+                if key.startswith(b"\x00"):  # the keys of a partitioned variable's slices
+                    raise CheckpointFormatError(f"{index_path}: holds partitioned (sliced) variables (not supported)")
                 name = key.decode("utf-8")
+                if name == OBJECT_GRAPH:
+                    raise CheckpointFormatError(
+                        f"{index_path}: a TensorFlow 2 object-based checkpoint, not a TF1 BERT checkpoint"
+                    )
                 if fields.messages(7):
                     raise CheckpointFormatError(f"{index_path}: {name} is stored in slices (not supported)")
                 shape = fields.message(2)
+                crc = fields.values.get(6)
                 entries.append(
                     BundleEntry(
                         name,
@@ -125,9 +149,10 @@ def read_index(index_path: Path) -> tuple[int, list[BundleEntry]]:
                         fields.int(3, 0),
                         fields.int(4, 0),
                         fields.int(5, 0),
+                        fields.int(6, 0) if crc else None,
                     )
                 )
-    except (IndexError, UnicodeDecodeError, ValueError) as exc:
+    except (IndexError, UnicodeDecodeError, ValueError, struct.error) as exc:
         raise CheckpointFormatError(f"{index_path}: corrupt checkpoint index ({exc})") from None
     return shards, entries
 
@@ -165,12 +190,15 @@ def read_checkpoint(prefix: Path, wanted: Callable[[str], bool] | None = None) -
                     f"{path}: truncated ({entry.name} needs bytes {entry.offset}-{entry.offset + entry.size}, "
                     f"the file has {len(data)})"
                 )
-            tensors[entry.name] = _array(data[entry.offset : entry.offset + entry.size], entry, path)
+            raw = data[entry.offset : entry.offset + entry.size]
+            if entry.crc32c is not None and masked_crc32c(raw) != entry.crc32c:
+                raise CheckpointFormatError(f"{path}: {entry.name}'s checksum does not match (a damaged data file)")
+            tensors[entry.name] = _array(raw, entry, path)
     return tensors
 
 
 def _array(raw: bytes, entry: BundleEntry, path: Path) -> np.ndarray:
-    count = int(np.prod(entry.shape, dtype=np.int64))
+    count = math.prod(entry.shape)  # Python ints: a hostile shape cannot wrap around
     if entry.dtype == DT_BFLOAT16:
         if len(raw) != 2 * count:
             raise CheckpointFormatError(f"{path}: {entry.name} holds {len(raw)} bytes for shape {entry.shape}")
