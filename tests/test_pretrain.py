@@ -130,6 +130,7 @@ def test_unreachable_target_ends_at_max_steps_and_says_so(
     assert evaluated["num_masked_tokens"] > 100
 
 
+@pytest.mark.slow  # with accumulation and whole-word masking; test_kill.py kills a plain pretrain in the default suite
 def test_killed_pretraining_resumes_to_identical_weights(tmp_path: Path, cache_dir: Path, small_corpora) -> None:
     extra = ("--max-steps", "20", "--save-steps", "4", "--threads", "1", "--grad-accum", "2", "--whole-word-masking")
     reference = tmp_path / "uninterrupted"

@@ -56,6 +56,7 @@ def finetune_args(out: Path, cache_dir: Path, *extra: str) -> list[str]:
     ]
 
 
+@pytest.mark.slow  # the default suite's kill test (test_kill.py) kills a finetune twice and resumes it exactly
 def test_killed_run_resumes_to_identical_weights(tmp_path: Path, cache_dir: Path) -> None:
     # Dropout stays on: its RNG state is part of what a checkpoint must restore.
     reference = tmp_path / "uninterrupted"
