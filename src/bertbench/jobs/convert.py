@@ -9,17 +9,15 @@ from pathlib import Path
 from bertbench.configs import ConvertConfig
 from bertbench.console import info, warn
 from bertbench.jobs.common import prepare_output_dir
-from bertbench.models.convert import check_shapes, locate, read_source, says_cased, write_directory
+from bertbench.models.convert import read_checked, says_cased, write_directory
 
 
 def run_convert(config: ConvertConfig) -> None:
     """Read and check everything first; only then write the directory (conversion.json last)."""
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bertbench-convert-") as unpacked:
-        source = locate(config.src, config.config, config.vocab, Path(unpacked))
         lower_case = not (config.cased or says_cased(config.src))
-        checkpoint = read_source(source, lower_case)
-        check_shapes(checkpoint, source.weights)
+        checkpoint = read_checked(config.src, config.config, config.vocab, lower_case, Path(unpacked))
         output = prepare_output_dir(config.output_dir, overwrite=config.overwrite)
         write_directory(checkpoint, output, config.src)
     for note in checkpoint.notes:

@@ -102,6 +102,21 @@ _TF_TRAINING_STATE = re.compile(
 )
 
 
+def _module(module: str, modules: dict[str, str], layer: re.Pattern[str], parts: dict[str, str]) -> str | None:
+    """Our module for a framework's module name: a fixed one, or an encoder layer's part (`layer` captures the
+    layer number and the part's name)."""
+    if module in modules:
+        return modules[module]
+    match = layer.fullmatch(module)
+    if match and match.group(2) in parts:
+        return f"bert.encoder.layer.{match.group(1)}.{parts[match.group(2)]}"
+    return None
+
+
+_TF_LAYER = re.compile(r"bert/encoder/layer_(\d+)/(.+)")
+_MS_LAYER = re.compile(r"bert_encoder\.layers\.(\d+)\.(.+)")
+
+
 def tf_name(name: str) -> tuple[str, bool] | None:
     """Google's variable name -> (our name, transpose?), or None for a name that is not a weight of BERT."""
     if name in _TF_FIXED:
@@ -109,10 +124,7 @@ def tf_name(name: str) -> tuple[str, bool] | None:
     module, _, leaf = name.rpartition("/")
     if leaf not in _TF_LEAVES:
         return None
-    ours = _TF_MODULES.get(module)
-    match = re.fullmatch(r"bert/encoder/layer_(\d+)/(.+)", module)
-    if ours is None and match and match.group(2) in _TF_LAYER_PARTS:
-        ours = f"bert.encoder.layer.{match.group(1)}.{_TF_LAYER_PARTS[match.group(2)]}"
+    ours = _module(module, _TF_MODULES, _TF_LAYER, _TF_LAYER_PARTS)
     if ours is None:
         return None
     return f"{ours}.{_TF_LEAVES[leaf]}", leaf == "kernel"
@@ -173,10 +185,7 @@ def mindspore_name(name: str) -> str | None:
     module, _, leaf = rest.rpartition(".")
     if leaf not in _MS_LEAVES:
         return None
-    ours = _MS_MODULES.get(module)
-    match = re.fullmatch(r"bert_encoder\.layers\.(\d+)\.(.+)", module)
-    if ours is None and match and match.group(2) in _MS_LAYER_PARTS:
-        ours = f"bert.encoder.layer.{match.group(1)}.{_MS_LAYER_PARTS[match.group(2)]}"
+    ours = _module(module, _MS_MODULES, _MS_LAYER, _MS_LAYER_PARTS)
     return None if ours is None else f"{ours}.{_MS_LEAVES[leaf]}"
 
 
@@ -310,18 +319,14 @@ def _read_torch(path: Path) -> dict[str, np.ndarray]:
 
 
 def _mapped(source: Source, tensors: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The source's weights under our names; training state dropped; an unknown name refused."""
+    """The source's weights (training state already left unread) under our names; an unknown name refused."""
     out: dict[str, np.ndarray] = {}
     where = source.weights if source.source_format != "tf1" else Path(f"{source.weights}.index")
     for name, array in tensors.items():
         if source.source_format == "tf1":
-            if _TF_TRAINING_STATE.search(name):
-                continue
             mapped = tf_name(name)
             ours, transpose = mapped if mapped else (None, False)
         elif source.source_format == "mindspore":
-            if _MS_TRAINING_STATE.match(name):
-                continue
             ours, transpose = mindspore_name(name), False
         else:
             ours, transpose = nvidia_name(name), False
@@ -474,6 +479,14 @@ def read_source(source: Source, lower_case: bool = True) -> Checkpoint:
     )
 
 
+def read_checked(src: Path, config: Path | None, vocab: Path | None, lower_case: bool, scratch: Path) -> Checkpoint:
+    """Locate (a zip unpacked into `scratch`), read, map and shape-check a source: nothing is written yet."""
+    source = locate(src, config, vocab, scratch)
+    checkpoint = read_source(source, lower_case)
+    check_shapes(checkpoint, source.weights)
+    return checkpoint
+
+
 # ---------------------------------------------------------------------------------------------- writing
 
 CONVERSION_RECORD = "conversion.json"
@@ -517,9 +530,12 @@ def says_cased(src: Path) -> bool:
     return re.search(r"(^|[^n])cased", named.name.lower()) is not None
 
 
-def write_directory(checkpoint: Checkpoint, directory: Path, source: Path) -> dict[str, Any]:
+def write_directory(
+    checkpoint: Checkpoint, directory: Path, source: Path, digests: dict[Path, str] | None = None
+) -> dict[str, Any]:
     """Write the Hugging Face directory (model.safetensors, config.json, tokenizer files, conversion.json, the last
-    written: a folder without it is not a finished conversion). Returns the conversion record."""
+    written: a folder without it is not a finished conversion). Returns the conversion record. `digests`: SHA-256s
+    of source files the caller has already computed (a checkpoint is gigabytes: never hashed twice)."""
     from safetensors.torch import save
 
     from bertbench.io_utils import atomic_write_bytes, atomic_write_json, sha256_file
@@ -534,7 +550,7 @@ def write_directory(checkpoint: Checkpoint, directory: Path, source: Path) -> di
     record = {
         "source": str(source),
         "source_format": checkpoint.source_format,
-        "files": {str(path): sha256_file(path) for path in checkpoint.files},
+        "files": {str(path): (digests or {}).get(path) or sha256_file(path) for path in checkpoint.files},
         "architecture": checkpoint.architecture,
         "do_lower_case": checkpoint.tokenizer.do_lower_case,
         "notes": checkpoint.notes,

@@ -164,14 +164,7 @@ def converted_directory(src: Path, cache_dir: str | Path | None) -> Path:
     import tempfile
 
     from bertbench.cache import Cache
-    from bertbench.models.convert import (
-        CONVERSION_VERSION,
-        check_shapes,
-        locate,
-        read_source,
-        says_cased,
-        write_directory,
-    )
+    from bertbench.models.convert import CONVERSION_VERSION, locate, read_checked, says_cased, write_directory
 
     lower_case = not says_cased(src)
     if src.is_file() and src.suffix == ".zip":
@@ -179,14 +172,13 @@ def converted_directory(src: Path, cache_dir: str | Path | None) -> Path:
     else:
         source = locate(src, None, None)
         inputs = [*source.files, *(p for p in (source.config, source.vocab) if p is not None)]
-    parts = {"files": sorted(sha256_file(p) for p in inputs), "lower_case": lower_case, "version": CONVERSION_VERSION}
+    digests = {path: sha256_file(path) for path in inputs}
+    parts = {"files": sorted(digests.values()), "lower_case": lower_case, "version": CONVERSION_VERSION}
 
     def build(directory: Path) -> None:
         with tempfile.TemporaryDirectory(prefix="bertbench-convert-") as unpacked:
-            found = locate(src, None, None, Path(unpacked))
-            checkpoint = read_source(found, lower_case)
-            check_shapes(checkpoint, found.weights)
-            write_directory(checkpoint, directory, src)
+            checkpoint = read_checked(src, None, None, lower_case, Path(unpacked))
+            write_directory(checkpoint, directory, src, digests)
 
     entry, _ = Cache(cache_dir).get_or_build("converted", parts, build)
     return entry

@@ -8,7 +8,6 @@ tensor too large for one entry continues in the next entries of the same tag. Mi
 
 from __future__ import annotations
 
-import math
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -16,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from bertbench.models.protobuf import iter_fields, parse_fields
-from bertbench.models.tf_checkpoint import CheckpointFormatError
+from bertbench.models.tf_checkpoint import BFLOAT16, CheckpointFormatError, tensor_from_bytes
 
 CRC_MARK = b"crc_num"
 CRC_DIGITS = 10
@@ -87,15 +86,7 @@ def read_mindspore_checkpoint(path: Path, wanted: Callable[[str], bool] | None =
 
 
 def _array(raw: bytes, kind: str, dims: tuple[int, ...], name: str, path: Path) -> np.ndarray:
-    shape = () if dims in ((), (0,)) else dims
-    count = math.prod(shape)  # Python ints: a hostile shape cannot wrap around
-    if kind == "BFloat16":
-        if len(raw) != 2 * count:
-            raise CheckpointFormatError(f"{path}: {name} holds {len(raw)} bytes for shape {shape}")
-        return (np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16).view(np.float32).reshape(shape)
-    dtype = TENSOR_TYPES.get(kind)
+    dtype = BFLOAT16 if kind == "BFloat16" else TENSOR_TYPES.get(kind)
     if dtype is None:
         raise CheckpointFormatError(f"{path}: {name} has tensor type {kind!r} (not a weight type)")
-    if len(raw) != dtype.itemsize * count:
-        raise CheckpointFormatError(f"{path}: {name} holds {len(raw)} bytes for shape {shape}")
-    return np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
+    return tensor_from_bytes(raw, dtype, () if dims in ((), (0,)) else dims, name, path)

@@ -197,16 +197,23 @@ def read_checkpoint(prefix: Path, wanted: Callable[[str], bool] | None = None) -
     return tensors
 
 
+BFLOAT16 = "bfloat16"  # no numpy dtype: widened to float32 on reading
+
+
+def tensor_from_bytes(raw: bytes, dtype: np.dtype | str, shape: tuple[int, ...], name: str, path: Path) -> np.ndarray:
+    """A tensor's little-endian bytes as an array of `shape` (bfloat16 widened to float32); a byte count that does
+    not fit the shape is refused naming the file and the tensor."""
+    count = math.prod(shape)  # Python ints: a hostile shape cannot wrap around
+    itemsize = 2 if dtype == BFLOAT16 else np.dtype(dtype).itemsize
+    if len(raw) != itemsize * count:
+        raise CheckpointFormatError(f"{path}: {name} holds {len(raw)} bytes for shape {shape}")
+    if dtype == BFLOAT16:
+        return (np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16).view(np.float32).reshape(shape)
+    return np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
+
+
 def _array(raw: bytes, entry: BundleEntry, path: Path) -> np.ndarray:
-    count = math.prod(entry.shape)  # Python ints: a hostile shape cannot wrap around
-    if entry.dtype == DT_BFLOAT16:
-        if len(raw) != 2 * count:
-            raise CheckpointFormatError(f"{path}: {entry.name} holds {len(raw)} bytes for shape {entry.shape}")
-        widened = np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16
-        return widened.view(np.float32).reshape(entry.shape)
-    dtype = DTYPES.get(entry.dtype)
+    dtype = BFLOAT16 if entry.dtype == DT_BFLOAT16 else DTYPES.get(entry.dtype)
     if dtype is None:
         raise CheckpointFormatError(f"{path}: {entry.name} has TensorFlow dtype {entry.dtype} (not a weight type)")
-    if len(raw) != dtype.itemsize * count:
-        raise CheckpointFormatError(f"{path}: {entry.name} holds {len(raw)} bytes for shape {entry.shape}")
-    return np.frombuffer(raw, dtype=dtype).reshape(entry.shape).copy()
+    return tensor_from_bytes(raw, dtype, entry.shape, entry.name, path)
