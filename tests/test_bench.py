@@ -307,7 +307,7 @@ def test_an_offline_test_that_ended_early_on_our_own_target_is_planned_again(tmp
     from types import SimpleNamespace
 
     from bertbench.bench.loadgen_logs import parse_summary
-    from bertbench.jobs.bench import _ended_early
+    from bertbench.jobs.bench_run import ended_early as _ended_early
 
     summary_file = tmp_path / "mlperf_log_summary.txt"
     summary_file.write_text(SUMMARY_ENDED_EARLY)

@@ -29,7 +29,7 @@ from bertbench.hardware import available_cores
 from bertbench.io_utils import sha256_file
 from bertbench.jobs.bench_compliance import compliance_test
 from bertbench.jobs.bench_record import BenchSettings, bench_record
-from bertbench.jobs.bench_run import BenchRun, LoadGenPass, loadgen_pass
+from bertbench.jobs.bench_run import BenchRun, loadgen_pass
 from bertbench.jobs.bench_scoring import score_accuracy_log
 from bertbench.jobs.common import announce_data_problems, announce_model, prepare_output_dir
 from bertbench.progress import announce, progress_bar
@@ -178,14 +178,6 @@ def _one_test(run: BenchRun, batch_size: int, output_dir: Path) -> RunRecord:
     warm = pool.warmup(batch_size, config.padding, config.scenario == "offline" and config.padding == "sorted")
     estimate = sum(rate for _, rate in warm)
     main = loadgen_pass(run, batch_size, output_dir / "loadgen", config.mode, estimate)
-    if _ended_early(run, main):
-        # Offline issues 1.1 x expected QPS x min duration samples at once: a warm-up that underrated the machine
-        # (a few batches, a cold cache) makes the run end before its minimum duration. The target was ours, not
-        # the user's, so it is planned again from the rate LoadGen just measured, once.
-        measured = main.summary["loadgen_samples_per_second"]
-        info(f"batch {batch_size}: the test ended before its minimum duration; again at {measured:.1f} samples/s")
-        estimate = measured
-        main = loadgen_pass(run, batch_size, output_dir / "loadgen", config.mode, estimate)
     plan, log_dir, watch = main.plan, main.log_dir, main.watch
     fp32_model = config.runtime.precision == "fp32" and config.runtime.backend != "null"
     metrics = {
@@ -210,22 +202,6 @@ def _one_test(run: BenchRun, batch_size: int, output_dir: Path) -> RunRecord:
     record = bench_record(run, settings, metrics)
     record.write(output_dir)
     return record
-
-
-def _ended_early(run: BenchRun, test: LoadGenPass) -> bool:
-    """Whether an Offline performance test whose expected QPS bertbench chose failed only its minimum duration."""
-    summary, plan = test.summary, test.plan
-    ours = run.config.target_qps is None and "target_qps" not in run.conf_keys
-    failed = [check.lower() for check in summary.get("loadgen_failed_checks", [])]
-    return (
-        ours
-        and plan.scenario == "offline"
-        and plan.mode == "performance"
-        and summary.get("loadgen_result") == "INVALID"
-        and bool(failed)
-        and all(check.startswith("min duration") for check in failed)
-        and bool(summary.get("loadgen_samples_per_second"))
-    )
 
 
 def _print_summary(config: BenchConfig, records: list[dict[str, Any]]) -> None:

@@ -15,7 +15,7 @@ from bertbench.bench.quiet import WatchedRun
 from bertbench.bench.timing import LoadWindow
 from bertbench.cache import Cache
 from bertbench.configs import BenchConfig
-from bertbench.console import warn
+from bertbench.console import info, warn
 from bertbench.errors import BertbenchError, UsageError
 from bertbench.models import LoadedModel
 from bertbench.progress import announce
@@ -72,7 +72,44 @@ def loadgen_pass(
     log_responses: bool = False,
     test05: bool = False,
 ) -> LoadGenPass:
-    """Run one LoadGen test (settings from the flags and config files, then `audit_config`), watching the machine."""
+    """Run one LoadGen test (settings from the flags and config files, then `audit_config`), watching the machine.
+    Offline issues 1.1 x expected QPS x min duration samples at once: an estimate that underrated the machine (a
+    warm-up's few batches, a reference run beside other work) makes the test end before its minimum duration.
+    Where the target was bertbench's, not the user's, the test is planned again from the rate LoadGen measured, once."""
+    test = _one_pass(run, batch_size, log_dir, mode, estimate, audit_config, log_responses, test05)
+    if not ended_early(run, test):
+        return test
+    measured = test.summary["loadgen_samples_per_second"]
+    info(f"batch {batch_size}: the test ended before its minimum duration; again at {measured:.1f} samples/s")
+    return _one_pass(run, batch_size, log_dir, mode, measured, audit_config, log_responses, test05)
+
+
+def ended_early(run: BenchRun, test: LoadGenPass) -> bool:
+    """Whether an Offline performance test whose expected QPS bertbench chose failed only its minimum duration."""
+    summary, plan = test.summary, test.plan
+    ours = run.config.target_qps is None and "target_qps" not in run.conf_keys
+    failed = [check.lower() for check in summary.get("loadgen_failed_checks", [])]
+    return (
+        ours
+        and plan.scenario == "offline"
+        and plan.mode == "performance"
+        and summary.get("loadgen_result") == "INVALID"
+        and bool(failed)
+        and all(check.startswith("min duration") for check in failed)
+        and bool(summary.get("loadgen_samples_per_second"))
+    )
+
+
+def _one_pass(
+    run: BenchRun,
+    batch_size: int,
+    log_dir: Path,
+    mode: str,
+    estimate: float,
+    audit_config: Path | None,
+    log_responses: bool,
+    test05: bool,
+) -> LoadGenPass:
     config, layout, pool = run.config, run.layout, run.pool
     plan = plan_test(
         config.scenario,
