@@ -18,6 +18,7 @@ from bertbench.models import LoadedModel, load_model, resolve_model
 from bertbench.models.loading import model_fingerprint
 from bertbench.runtimes.options import Placement, RuntimeOptions
 from bertbench.tasks.base import EvalData, Task
+from bertbench.tasks.labels import fit_task_labels, head_labels
 
 
 def is_fp32_reference(options: RuntimeOptions) -> bool:
@@ -185,6 +186,8 @@ def _pruning_parent(loaded: LoadedModel, task: Task) -> LoadedModel | None:
         warn(f"{loaded.source.name}: its parent {where} changed since pruning: guarded against itself only")
         return None
     seed = loaded.source.provenance.get("parent_seed")
+    # a parent whose head was fresh when pruned had the pruned model's labels
+    source = fit_task_labels(task, source, labels=head_labels(task, loaded.model.config))
     return load_model(source, task.head, seed=seed if isinstance(seed, int) else 0)
 
 

@@ -25,7 +25,7 @@ from bertbench.configs import (
     RunConfig,
 )
 from bertbench.errors import UsageError
-from bertbench.tasks.registry import TASKS
+from bertbench.tasks.registry import SERVED_TASKS, TASKS
 from bertbench.writes import check_writes
 
 
@@ -64,7 +64,7 @@ COMMANDS: dict[str, Command] = {
         "performance mode: MLPerf LoadGen scenarios, pinned instances, honest timing",
         BenchConfig,
         "bertbench.jobs.bench:run_bench",
-        ("squad", "sst2"),
+        SERVED_TASKS,
         standalone=(BenchRoofConfig, "bertbench.jobs.bench_roof:run_roof"),
         in_workloads=True,
     ),
@@ -80,7 +80,7 @@ COMMANDS: dict[str, Command] = {
         "remove attention heads and feed-forward neurons of a fine-tuned model to a FLOP budget (no retraining)",
         PruneConfig,
         "bertbench.jobs.prune:run_prune",
-        ("squad", "sst2"),
+        SERVED_TASKS,
         in_workloads=True,
     ),
     "pretrain": Command(

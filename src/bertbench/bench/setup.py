@@ -15,6 +15,7 @@ from bertbench.runtimes.base import Runtime
 from bertbench.runtimes.options import Placement, RuntimeOptions
 from bertbench.runtimes.registry import create_runtime
 from bertbench.tasks.base import EvalData, Task
+from bertbench.tasks.labels import fit_task_labels, head_labels
 from bertbench.tasks.registry import get_task
 
 
@@ -45,9 +46,15 @@ def load_model_and_data(request: ModelDataRequest, cache: Cache) -> ModelAndData
     task = get_task(request.task)
     source = resolve_model(request.model, allow_pickle=request.allow_pickle, cache_dir=cache.root)
     check_window_fits(source, request.task_options)
+    source = fit_task_labels(task, source, request.data)
     loaded = load_model(source, task.head, seed=request.seed)
     dataset = task.load_eval_data(
-        request.data, loaded.tokenizer, request.task_options, cache, max_examples=request.max_samples
+        request.data,
+        loaded.tokenizer,
+        request.task_options,
+        cache,
+        max_examples=request.max_samples,
+        labels=head_labels(task, loaded.model.config),
     )
     return ModelAndData(task, loaded, dataset)
 

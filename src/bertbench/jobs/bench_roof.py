@@ -11,12 +11,13 @@ from bertbench.errors import UsageError
 from bertbench.hardware import available_cores
 from bertbench.results.console import print_result_table
 from bertbench.results.record import RunRecord
+from bertbench.tasks.registry import SERVED_TASKS
 
 
 def run_roof(config: BenchRoofConfig) -> list[RunRecord]:
     """`bertbench bench --roof`: the quiet FP32 GEMM roof at 1..N threads, cached per CPU model and threads."""
     if not config.roof:
-        raise UsageError("bench: choose a task (squad, sst2), or pass --roof to measure the GEMM roof")
+        raise UsageError(f"bench: choose a task ({', '.join(SERVED_TASKS)}), or pass --roof to measure the GEMM roof")
     cache = Cache(config.cache_dir)
     records = []
     for threads in range(1, available_cores() + 1):

@@ -23,6 +23,7 @@ from bertbench.results.console import print_result_table
 from bertbench.results.record import RunRecord
 from bertbench.runtimes.options import Placement
 from bertbench.tasks.base import EvalData, Task
+from bertbench.tasks.labels import head_labels
 
 
 def _calibration(
@@ -40,7 +41,12 @@ def _calibration(
     tuning = None
     if config.int8_fallback:
         tuning = task.load_eval_data(
-            path, loaded.tokenizer, config.task_options, cache, max_examples=config.tuning_samples
+            path,
+            loaded.tokenizer,
+            config.task_options,
+            cache,
+            max_examples=config.tuning_samples,
+            labels=head_labels(task, loaded.model.config),
         )
     return sample, tuning, facts
 

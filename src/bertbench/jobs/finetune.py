@@ -12,10 +12,9 @@ from bertbench.jobs.training_job import TrainingContext, run_training
 from bertbench.models import LoadedModel
 from bertbench.results.record import RunRecord
 from bertbench.tasks.base import EvalData, TrainData
+from bertbench.tasks.labels import head_labels
 from bertbench.tasks.registry import get_task
 from bertbench.training.loop import Trainer, TrainResult
-
-HEADLINE_METRICS = ("exact_match", "f1", "accuracy", "mlm_accuracy")
 
 
 class FinetuneSpec:
@@ -23,21 +22,19 @@ class FinetuneSpec:
 
     command = "finetune"
     eval_every_samples = None
-    table_keys = (
-        "model",
-        "num_train_samples",
-        "steps",
-        "final_loss",
-        "train_samples_per_s",
-        "exact_match",
-        "f1",
-        "accuracy",
-        "eval_samples_per_s",
-        "wall_s",
-    )
 
     def __init__(self, config: FinetuneConfig) -> None:
         self.config, self.training, self.task = config, config.training, get_task(config.task)
+        self.table_keys = (
+            "model",
+            "num_train_samples",
+            "steps",
+            "final_loss",
+            "train_samples_per_s",
+            *self.task.metrics,
+            "eval_samples_per_s",
+            "wall_s",
+        )
 
     def prepare_model(self, loaded: LoadedModel) -> None:
         """Nothing to adjust: the task head comes from the checkpoint or is fresh."""
@@ -49,13 +46,20 @@ class FinetuneSpec:
     def load_data(self, loaded: LoadedModel, cache: Cache) -> tuple[TrainData, EvalData | None]:
         """The training file's samples and the evaluation file's."""
         config, options = self.config, self.config.task_options
+        labels = head_labels(self.task, loaded.model.config)
         train = self.task.load_train_data(
-            config.train, loaded.tokenizer, options, cache, self.training.seed, max_examples=config.max_train_samples
+            config.train,
+            loaded.tokenizer,
+            options,
+            cache,
+            self.training.seed,
+            max_examples=config.max_train_samples,
+            labels=labels,
         )
         if config.eval is None:
             return train, None
         return train, self.task.load_eval_data(
-            config.eval, loaded.tokenizer, options, cache, max_examples=config.max_eval_samples
+            config.eval, loaded.tokenizer, options, cache, max_examples=config.max_eval_samples, labels=labels
         )
 
     def evaluates_at_start(self) -> bool:
@@ -97,7 +101,7 @@ class FinetuneSpec:
             },
             metrics,
         ).write(epoch_dir)
-        headline = {k: metrics[k] for k in HEADLINE_METRICS if metrics.get(k) is not None}
+        headline = {k: metrics[k] for k in self.task.metrics if isinstance(metrics.get(k), int | float)}
         info(f"epoch {epoch} (step {step}): " + ", ".join(f"{k} {v:.4f}" for k, v in headline.items()))
         return {**headline, "eval_samples_per_s": metrics["eval_samples_per_s"]}
 

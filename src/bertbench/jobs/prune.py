@@ -44,6 +44,7 @@ from bertbench.results.console import print_result_table
 from bertbench.results.record import RunRecord
 from bertbench.runtimes.options import Placement, RuntimeOptions
 from bertbench.tasks.base import EvalData, Task, TrainData
+from bertbench.tasks.labels import fit_task_labels, head_labels
 from bertbench.tasks.registry import get_task
 from bertbench.training.config import TrainConfig
 from bertbench.training.distributed import DistEnv
@@ -76,9 +77,11 @@ def run_prune(config: PruneConfig) -> RunRecord:
     threads = configure_threads(config.threads)
     cache = Cache(config.cache_dir)
     announce("loading the model and the data")
+    source = fit_task_labels(task, source, config.train)
     parent = load_model(source, task.head, seed=config.seed)
     announce_model(parent, config.model, config.seed, use="the pruned model is random too")
-    train = task.load_train_data(config.train, parent.tokenizer, config.task_options, cache, config.seed)
+    labels = head_labels(task, parent.model.config)
+    train = task.load_train_data(config.train, parent.tokenizer, config.task_options, cache, config.seed, labels=labels)
     announce_data_problems(train, config.strict_data)
     scored = _load_scored(config, task, parent, cache)  # a bad --eval file fails now, not after the work
     parent.model.to(config.device)
@@ -143,7 +146,12 @@ def _load_scored(config: PruneConfig, task: Task, parent: LoadedModel, cache: Ca
     if config.eval is None:
         return None
     scored = task.load_eval_data(
-        config.eval, parent.tokenizer, config.task_options, cache, max_examples=config.max_eval_samples
+        config.eval,
+        parent.tokenizer,
+        config.task_options,
+        cache,
+        max_examples=config.max_eval_samples,
+        labels=head_labels(task, parent.model.config),
     )
     announce_data_problems(scored, config.strict_data)
     return scored

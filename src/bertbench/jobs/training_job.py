@@ -33,6 +33,7 @@ from bertbench.results.environment import environment
 from bertbench.results.record import RunRecord
 from bertbench.runtimes.options import Placement
 from bertbench.tasks.base import EvalData, Task, TrainData
+from bertbench.tasks.labels import fit_task_labels
 from bertbench.training.checkpoint import list_checkpoints
 from bertbench.training.config import TrainConfig
 from bertbench.training.distributed import DistEnv, init_distributed, shutdown_distributed
@@ -146,6 +147,7 @@ def _run(spec: TrainingSpec, dist: DistEnv) -> RunRecord | None:
     cache = Cache(config.cache_dir)
     source = resolve_model(config.model, allow_pickle=config.allow_pickle, cache_dir=config.cache_dir)
     check_window_fits(source, getattr(config, "task_options", None))
+    source = fit_task_labels(spec.task, source, spec.data_files()[0])  # a fresh head gets the training file's labels
     loaded = load_model(source, spec.task.head, seed=spec.training.seed)
     spec.prepare_model(loaded)
     if config.dropout is not None:

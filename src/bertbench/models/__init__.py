@@ -6,6 +6,7 @@ from bertbench.models.bert import (
     BertForPreTraining,
     BertForQuestionAnswering,
     BertForSequenceClassification,
+    BertForTokenClassification,
     BertHeadModel,
 )
 from bertbench.models.config import PRESETS, BertConfig
@@ -27,6 +28,7 @@ __all__ = [
     "BertForPreTraining",
     "BertForQuestionAnswering",
     "BertForSequenceClassification",
+    "BertForTokenClassification",
     "BertHeadModel",
     "LoadedModel",
     "ModelSource",

@@ -198,6 +198,7 @@ class BertHeadModel(nn.Module):
     # forward()'s inputs by name: every head takes INPUT_NAMES; a head may take more (masked-LM's positions)
     input_names: tuple[str, ...] = INPUT_NAMES
     output_names: tuple[str, ...] = ()
+    sequence_outputs: tuple[str, ...] = ()  # outputs with a value (or a distribution) per token: axis 1 is sequence
     head_prefixes: tuple[str, ...] = ()
     uses_pooler = False
 
@@ -247,6 +248,7 @@ class BertForQuestionAnswering(BertHeadModel):
 
     architecture = "BertForQuestionAnswering"
     output_names = ("start_logits", "end_logits")
+    sequence_outputs = ("start_logits", "end_logits")
     head_prefixes = ("qa_outputs",)
 
     def __init__(self, config: BertConfig, attention: str = "sdpa") -> None:
@@ -279,6 +281,25 @@ class BertForSequenceClassification(BertHeadModel):
     ) -> tuple[torch.Tensor]:
         hidden = self.bert(input_ids, attention_mask, token_type_ids)
         return (self.classifier(self.dropout(self.bert.pooler(hidden))),)
+
+
+class BertForTokenClassification(BertHeadModel):
+    """Token tagging (named entities): a label distribution for every token, from the encoder's last layer."""
+
+    architecture = "BertForTokenClassification"
+    output_names = ("logits",)
+    sequence_outputs = ("logits",)
+    head_prefixes = ("classifier",)
+
+    def __init__(self, config: BertConfig, attention: str = "sdpa") -> None:
+        super().__init__(config, attention)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor
+    ) -> tuple[torch.Tensor]:
+        return (self.classifier(self.dropout(self.bert(input_ids, attention_mask, token_type_ids))),)
 
 
 class BertLMPredictionHead(nn.Module):

@@ -77,6 +77,18 @@ class WordPieceTokenizer:
         encoded = self.backend.encode_batch(texts, add_special_tokens=False)
         return [Encoding(e.ids, e.offsets) for e in encoded]
 
+    def encode_words(self, sentences: list[list[str]]) -> list[list[list[int]]]:
+        """Word pieces of every word of pre-split sentences (a word of whitespace alone gets none)."""
+        encoded = self.backend.encode_batch(sentences, is_pretokenized=True, add_special_tokens=False)
+        result = []
+        for words, encoding in zip(sentences, encoded, strict=True):
+            pieces: list[list[int]] = [[] for _ in words]
+            for token_id, word in zip(encoding.ids, encoding.word_ids, strict=True):
+                if word is not None:
+                    pieces[word].append(token_id)
+            result.append(pieces)
+        return result
+
     def tokenize(self, text: str) -> list[str]:
         """WordPiece token strings of a text, without special tokens."""
         return self.backend.encode(text, add_special_tokens=False).tokens

@@ -18,9 +18,13 @@ def per_sample_distillation_loss(
     student: tuple[torch.Tensor, ...], teacher: tuple[torch.Tensor, ...], temperature: float
 ) -> torch.Tensor:
     """KL(teacher || student) on the last axis at `temperature`, summed over each sample's positions, averaged over
-    the outputs and scaled by the temperature's square: one value per sample."""
+    the outputs and scaled by the temperature's square: one value per sample. A one-value output (a regression
+    score, whose softmax is always 1) is matched by squared error instead."""
     losses = []
     for s, t in zip(student, teacher, strict=True):
+        if s.shape[-1] == 1 and s.dim() == 2:
+            losses.append((s.float() - t.float()).pow(2).sum(1) / temperature**2)
+            continue
         kl = F.kl_div(
             F.log_softmax(s / temperature, dim=-1),
             F.log_softmax(t / temperature, dim=-1),

@@ -9,8 +9,10 @@ from typing import Any
 
 # Decimals of each KPI column, the same in every row (other columns: 4 significant digits); a comparison's
 # columns ("throughput A", "f1 B/A") take those of their metric, and ratios 3.
-COLUMN_DECIMALS = {"samples/s": 1, "p90 ms": 1, "EM": 2, "F1": 2, "accuracy": 4, "relative accuracy": 4}
-METRIC_DECIMALS = {"throughput": 1, "latency_p90_ms": 1, "f1": 2, "accuracy": 4, "mlm_accuracy": 4}
+COLUMN_DECIMALS = {"samples/s": 1, "p90 ms": 1, "EM": 2, "F1": 2, "accuracy": 4, "Pearson": 4, "relative accuracy": 4}
+METRIC_DECIMALS = {"throughput": 1, "latency_p90_ms": 1, "f1": 2, "accuracy": 4, "mlm_accuracy": 4, "pearson": 4}
+# SQuAD reports F1 in percent, GLUE and the NER scorers as a fraction: a fraction keeps the decimals of accuracy.
+FRACTION_DECIMALS = 4
 
 
 def _decimals(column: str | None) -> int | None:
@@ -31,6 +33,8 @@ def format_cell(value: Any, column: str | None = None) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     decimals = _decimals(column)
+    if decimals == 2 and isinstance(value, float) and abs(value) <= 1:
+        decimals = FRACTION_DECIMALS
     if isinstance(value, float) and decimals is not None:
         return f"{value:.{decimals}f}"
     if isinstance(value, float):

@@ -261,7 +261,7 @@ def plot_training(runs: list[dict[str, Any]]) -> Plot | None:
         return None
     rows = []
     for run, losses, evals in curves:
-        metric = next((m for m in ("f1", "accuracy", "mlm_accuracy") if evals and m in evals[-1]), None)
+        metric = next((m for m in ("f1", "accuracy", "pearson", "mlm_accuracy") if evals and m in evals[-1]), None)
         rows.append(
             {
                 "model": f"{model_label(run)} {run.get('task')}",
@@ -279,7 +279,7 @@ def plot_training(runs: list[dict[str, Any]]) -> Plot | None:
             color = PALETTE[i % len(PALETTE)]
             if losses:
                 ax.plot([x for x, _ in losses], [y for _, y in losses], color=color, alpha=0.8, label=f"{label} loss")
-            metric = next((m for m in ("f1", "accuracy", "mlm_accuracy") if evals and m in evals[-1]), None)
+            metric = next((m for m in ("f1", "accuracy", "pearson", "mlm_accuracy") if evals and m in evals[-1]), None)
             if metric:
                 twin.plot(
                     [e["samples_seen"] for e in evals],
@@ -396,7 +396,7 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
     ]
 
 
-FRONTIER_METRICS = (("f1", "F1"), ("accuracy", "accuracy"))
+FRONTIER_METRICS = (("f1", "F1"), ("accuracy", "accuracy"), ("pearson", "Pearson"))
 
 
 def _frontier_label(run: dict[str, Any]) -> str:

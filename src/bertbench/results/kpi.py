@@ -25,6 +25,7 @@ KPI_COLUMNS = (
     "EM",
     "F1",
     "accuracy",
+    "Pearson",
     "relative accuracy",
     "MLPerf target",
 )
@@ -130,6 +131,7 @@ def kpi_row(run: dict[str, Any]) -> KpiRow:
         "accuracy": (run.get("accuracy") if run.get("accuracy") is not None else run.get("mlm_accuracy"))
         if meaningful
         else None,
+        "Pearson": run.get("pearson") if meaningful else None,  # STS-B's score (a fraction, as GLUE reports it)
         "relative accuracy": run.get("relative_accuracy") if meaningful else None,
         # beside our relative accuracy: MLPerf's absolute F1 thresholds, for a checkpoint shaped like its reference
         "MLPerf target": mlperf_target(run),

@@ -7,7 +7,13 @@ from typing import Any
 
 import numpy as np
 
-from bertbench.models import BertForMaskedLM, BertForQuestionAnswering, BertForSequenceClassification, LoadedModel
+from bertbench.models import (
+    BertForMaskedLM,
+    BertForQuestionAnswering,
+    BertForSequenceClassification,
+    BertForTokenClassification,
+    LoadedModel,
+)
 from bertbench.runtimes.options import Placement, RuntimeOptions
 
 
@@ -22,6 +28,7 @@ class NullRuntime:
         self.num_labels = 2
         self.per_token = False
         self.masked_lm = False
+        self.token_labels = 0
 
     def prepare(self, loaded: LoadedModel, options: RuntimeOptions, placement: Placement) -> None:
         """Remember the head's output names and shapes; nothing else to do."""
@@ -29,7 +36,10 @@ class NullRuntime:
         self.output_names = loaded.model.output_names
         self.per_token = isinstance(loaded.model, BertForQuestionAnswering)
         self.masked_lm = isinstance(loaded.model, BertForMaskedLM)
-        if isinstance(loaded.model, BertForSequenceClassification):
+        self.token_labels = (
+            loaded.model.config.num_labels if isinstance(loaded.model, BertForTokenClassification) else 0
+        )
+        if isinstance(loaded.model, BertForSequenceClassification | BertForTokenClassification):
             self.num_labels = loaded.model.config.num_labels
 
     def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -37,6 +47,8 @@ class NullRuntime:
         batch, seq = inputs["input_ids"].shape
         if self.per_token:
             return {name: np.zeros((batch, seq), dtype=np.float32) for name in self.output_names}
+        if self.token_labels:
+            return {name: np.zeros((batch, seq, self.token_labels), dtype=np.float32) for name in self.output_names}
         if self.masked_lm:  # one score per masked position (MLM's features always carry them)
             predictions = inputs["masked_positions"].shape[1]
             return {name: np.zeros((batch, predictions, 1), dtype=np.float32) for name in self.output_names}

@@ -40,7 +40,7 @@ def export_onnx(model: BertHeadModel, path: Path) -> None:
     types[:, 8:] = 1
     axes = {name: {0: "batch", 1: "sequence"} for name in INPUT_NAMES}
     for name in model.output_names:
-        axes[name] = {0: "batch", 1: "sequence"} if name.endswith(("start_logits", "end_logits")) else {0: "batch"}
+        axes[name] = {0: "batch", 1: "sequence"} if name in model.sequence_outputs else {0: "batch"}
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         torch.onnx.export(

@@ -8,6 +8,7 @@ from typing import ClassVar
 
 from bertbench.cliargs import WRITES, option
 from bertbench.runtimes.accepts import Accepts, device_kind
+from bertbench.tasks.registry import SERVED_TASKS
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -17,7 +18,7 @@ class OpenVinoOptions:
     ACCEPTS: ClassVar[Accepts] = Accepts(
         {"fp32": ("cpu",), "bf16": ("cpu",), "int8": ("cpu",)},
         quantizations=("static",),
-        tasks=("squad", "sst2"),
+        tasks=SERVED_TASKS,
         hints={
             "int8": "NNCF post-training quantization: add --quantization static --calibration-data TRAINING_FILE",
             "*": "use torch or onnxruntime for other precisions and on a GPU",

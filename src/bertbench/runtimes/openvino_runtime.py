@@ -36,7 +36,7 @@ def _check_options(loaded: LoadedModel, options: RuntimeOptions, placement: Plac
     """Refuse what this backend cannot honour here, in one line each (the configs checked the combination)."""
     options.check(placement.device, calibration=placement.calibration is not None)
     if isinstance(loaded.model, BertForMaskedLM):
-        raise BertbenchError("--backend openvino runs squad and sst2 models (masked-LM runs on torch)")
+        raise BertbenchError("--backend openvino does not run masked-LM models (they run on torch)")
 
 
 class OpenVinoRuntime:

@@ -9,6 +9,7 @@ from typing import ClassVar
 from bertbench.choices import CALIBRATION_METHODS, INT8_WEIGHT_TYPES, PROVIDERS
 from bertbench.cliargs import WRITES, option
 from bertbench.runtimes.accepts import CPU_OR_GPU, Accepts, device_kind
+from bertbench.tasks.registry import SERVED_TASKS
 
 GPU_PROVIDERS = ("cuda", "tensorrt")
 
@@ -19,7 +20,7 @@ class OrtOptions:
 
     ACCEPTS: ClassVar[Accepts] = Accepts(
         {"fp32": CPU_OR_GPU, "fp16": ("cuda",), "int8": CPU_OR_GPU},
-        tasks=("squad", "sst2"),
+        tasks=SERVED_TASKS,
         hints={
             "fp16": "FP16 on onnxruntime needs the CUDA or TensorRT provider, a GPU",
             "bf16": "use torch for BF16",

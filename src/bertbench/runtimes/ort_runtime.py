@@ -76,7 +76,7 @@ class OrtRuntime:
         options.check(placement.device, calibration=placement.calibration is not None)
         providers = self._providers(options, placement.device)
         if isinstance(loaded.model, BertForMaskedLM):
-            raise BertbenchError("--backend onnxruntime runs squad and sst2 models (masked-LM runs on torch)")
+            raise BertbenchError("--backend onnxruntime does not run masked-LM models (they run on torch)")
         self.options, self.device = options, placement.device
         own = options.own
         calibration: list[dict[str, np.ndarray]] = []

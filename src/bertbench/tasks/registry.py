@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from bertbench.tasks.mlm.options import MlmOptions
+from bertbench.tasks.ner.options import NerOptions
+from bertbench.tasks.sentences.options import SentenceOptions
 from bertbench.tasks.squad.options import SquadOptions
 from bertbench.tasks.sst2.options import Sst2Options
 
@@ -22,13 +24,20 @@ class TaskEntry:
     options_class: type
     implementation: str  # "module:attribute" of the Task object
     trainable: bool  # `finetune` accepts it (masked LM trains through `pretrain`)
+    served: bool = True  # every runtime runs its models (masked LM's vocabulary-sized outputs run on torch only)
 
 
 TASKS: dict[str, TaskEntry] = {
     "squad": TaskEntry(SquadOptions, "bertbench.tasks.squad.task:SQUAD", trainable=True),
     "sst2": TaskEntry(Sst2Options, "bertbench.tasks.sst2.task:SST2", trainable=True),
-    "mlm": TaskEntry(MlmOptions, "bertbench.tasks.mlm.task:MLM", trainable=False),
+    "mlm": TaskEntry(MlmOptions, "bertbench.tasks.mlm.task:MLM", trainable=False, served=False),
+    "ner": TaskEntry(NerOptions, "bertbench.tasks.ner.task:NER", trainable=True),
+    "tnews": TaskEntry(SentenceOptions, "bertbench.tasks.sentences.task:TNEWS", trainable=True),
+    "mrpc": TaskEntry(SentenceOptions, "bertbench.tasks.sentences.task:MRPC", trainable=True),
+    "rte": TaskEntry(SentenceOptions, "bertbench.tasks.sentences.task:RTE", trainable=True),
+    "stsb": TaskEntry(SentenceOptions, "bertbench.tasks.sentences.task:STSB", trainable=True),
 }
+SERVED_TASKS = tuple(name for name, entry in TASKS.items() if entry.served)
 
 
 def get_task(name: str) -> Task:

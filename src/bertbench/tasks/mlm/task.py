@@ -260,6 +260,7 @@ class MlmTask:
         options: MlmOptions,
         cache: Cache,
         max_examples: int | None = None,
+        labels: None = None,  # no label head: nothing to fit
     ) -> MlmEvalDataset:
         """The fixed evaluation set of held-out corpora (its first `max_examples` sequences)."""
         _validate(options)
@@ -273,6 +274,7 @@ class MlmTask:
         cache: Cache,
         seed: int,
         max_examples: int | None = None,
+        labels: None = None,  # no label head: nothing to fit
     ) -> MlmTrainSource:
         """Packed sequences of the corpora; masks drawn per (seed, epoch, row) as batches are built."""
         _validate(options)

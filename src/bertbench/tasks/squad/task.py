@@ -137,6 +137,7 @@ class SquadTask:
         options: SquadOptions,
         cache: Cache,
         max_examples: int | None = None,
+        labels: None = None,  # no label head: nothing to fit
     ) -> SquadDataset:
         """Windows of every question of a SQuAD file (the first `max_examples` questions)."""
         return load_dataset(single_path(paths), tokenizer, options, cache, max_examples=max_examples)
@@ -149,6 +150,7 @@ class SquadTask:
         cache: Cache,
         seed: int,
         max_examples: int | None = None,
+        labels: None = None,  # no label head: nothing to fit
     ) -> SquadDataset:
         """Windows with start/end labels; questions whose answer cannot be located are dropped (and counted)."""
         return load_dataset(single_path(paths), tokenizer, options, cache, training=True, max_examples=max_examples)

@@ -128,6 +128,7 @@ class Sst2Task:
         options: Sst2Options,
         cache: Cache,
         max_examples: int | None = None,
+        labels: None = None,  # no label head: nothing to fit
     ) -> Sst2Dataset:
         """Sentences of a GLUE TSV (labelled or test layout)."""
         return load_dataset(single_path(paths), tokenizer, options, cache, max_examples=max_examples)
@@ -140,6 +141,7 @@ class Sst2Task:
         cache: Cache,
         seed: int,
         max_examples: int | None = None,
+        labels: None = None,  # no label head: nothing to fit
     ) -> Sst2Dataset:
         """Labelled sentences (a file without labels is refused)."""
         return load_dataset(single_path(paths), tokenizer, options, cache, training=True, max_examples=max_examples)

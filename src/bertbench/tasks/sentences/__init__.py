@@ -1,0 +1,1 @@
+"""Sentence and sentence-pair classification and regression: TNEWS and GLUE MRPC, RTE, STS-B."""
