@@ -530,7 +530,18 @@ def render_html(title: str, rows: list[KpiRow], runs: list[dict[str, Any]], refs
     hosts = sorted({f"{r.get('cpu_model')} ({r.get('cores_available')} cores) on {r.get('hostname')}" for r in runs})
     if len(machines(runs)) > 1:  # every plot's labels say whose run it is
         runs = [{**run, FLEET_KEY: machine(run)} for run in runs]
-    ref_columns = ("source", "what", "precision", "batch_size", "throughput", "exact_match", "f1", "mlm_accuracy")
+    ref_columns = (
+        "source",
+        "what",
+        "precision",
+        "batch_size",
+        "throughput",
+        "exact_match",
+        "f1",
+        "accuracy",
+        "pearson",
+        "mlm_accuracy",
+    )
     ref_rows = [{c: ref.get(c) for c in ref_columns} for ref in refs]
     sections = []
     for name, caption, plot in PLOTS:

@@ -127,8 +127,13 @@ def _rows_in(path: str, task: str) -> int | None:
         if task == "squad":
             data = json.loads(Path(path).read_text(encoding="utf-8"))
             return sum(len(p.get("qas", [])) for article in data["data"] for p in article["paragraphs"])
-        lines = [line for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
-        return max(0, len(lines) - 1) if task == "sst2" else len(lines)
+        text = Path(path).read_text(encoding="utf-8-sig")
+        lines = [line for line in text.splitlines() if line.strip()]
+        if path.endswith(".tsv"):  # GLUE's TSVs: a header, then a sample a line
+            return max(0, len(lines) - 1)
+        if "\t" in text[:2000] and not text.lstrip().startswith("{"):  # CoNLL: sentences between blank lines
+            return sum(1 for block in text.split("\n\n") if block.strip())
+        return len(lines)
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
 
