@@ -273,7 +273,8 @@ def test_each_task_finetunes_and_loads_in_transformers_with_equal_outputs(case: 
     assert torch.allclose(theirs, ours, atol=1e-5)
     expected = get_task(task).data_labels(train)
     assert tuple(config.id2label[i] for i in range(config.num_labels)) == expected.names
-    assert config.problem_type == ("regression" if case == "stsb" else None if task == "ner" else config.problem_type)
+    kind = {"ner": None, "stsb": "regression"}.get(task, "single_label_classification")
+    assert config.problem_type == kind
     if case == "wnut17":  # MiniLM learnt to lower its loss on real tweets
         assert np.mean(losses[-10:]) < np.mean(losses[:10]) - 0.2
 
@@ -331,8 +332,8 @@ FAST_BACKENDS = {
 
 def _check_backends(case: str, seed_models, tmp_path: Path, cache_dir: Path, backends: dict[str, tuple]) -> None:
     task, train, dev = CASES[case]
-    reference = _eval(task, seed_models[case], dev, tmp_path / "torch", cache_dir)
-    expected = _predictions(task, tmp_path / "torch")
+    reference = _eval(task, seed_models[case], dev, tmp_path / "reference", cache_dir)
+    expected = _predictions(task, tmp_path / "reference")
     for name, options in backends.items():
         options = tuple(str(train) if o == "TRAIN" else o for o in options)
         out = tmp_path / name
@@ -424,3 +425,25 @@ def test_kpi_rows_show_each_tasks_metric_with_its_scale() -> None:
     ner = kpi_row({"command": "eval", "task": "ner", "f1": 0.41234, "precision": "fp32"}).values
     assert stsb["Pearson"] == 0.8123 and format_cell(ner["F1"], "F1") == "0.4123"
     assert format_cell(88.214, "F1") == "88.21"  # SQuAD's F1 is in percent
+
+
+def test_untagged_input_gets_predictions_in_its_own_shape(tmp_path: Path, tokenizer) -> None:
+    conll = tmp_path / "test.conll"
+    conll.write_text("Paris\nis\n\nnice\n")
+    dataset = NER.load_eval_data(conll, tokenizer, NerOptions(), Cache(tmp_path / "c"), labels=LabelSet(("O", "B-x")))
+    tags = np.ones((dataset.num_samples, 128), dtype=np.float32)
+    predicted, metrics = NER.score(dataset, {"tags": tags}, NerOptions())
+    assert metrics == {} and predicted == [["B-x", "B-x"], ["B-x"]]
+    NER.write_predictions(predicted, tmp_path, dataset)
+    assert (tmp_path / "predictions.conll").read_text() == "Paris\tB-x\nis\tB-x\n\nnice\tB-x\n"
+    cluener = tmp_path / "test.json"
+    cluener.write_text('{"id": 7, "text": "北京"}\n', encoding="utf-8")
+    dataset = NER.load_eval_data(
+        cluener, tokenizer, NerOptions(), Cache(tmp_path / "c"), labels=LabelSet(("O", "B-address", "I-address"))
+    )
+    tags = np.zeros((1, 128), dtype=np.float32)
+    tags[0, 1:3] = [1, 2]  # [CLS] 北 京 [SEP]
+    predicted, _ = NER.score(dataset, {"tags": tags}, NerOptions())
+    NER.write_predictions(predicted, tmp_path, dataset)
+    written = json.loads((tmp_path / "predictions.json").read_text(encoding="utf-8"))
+    assert written == {"id": 7, "text": "北京", "label": {"address": {"北京": [[0, 1]]}}}

@@ -26,15 +26,16 @@ SINGLE_LABEL = "single_label_classification"
 
 @dataclass(frozen=True)
 class LabelSet:
-    """Label names in head-row order; a regression head has one unnamed output."""
+    """Label names in head-row order, and transformers' `problem_type` of the head (None for token tagging, whose
+    head transformers does not type); a regression head has one output."""
 
     names: tuple[str, ...]
-    regression: bool = False
+    problem_type: str | None = None
 
     @property
-    def problem_type(self) -> str | None:
-        """transformers' `problem_type` (None for token tagging, whose head transformers does not type)."""
-        return REGRESSION if self.regression else None
+    def regression(self) -> bool:
+        """Whether the head predicts a score rather than classes."""
+        return self.problem_type == REGRESSION
 
     def index(self) -> dict[str, int]:
         """Label name -> head row."""
@@ -51,10 +52,10 @@ def trained_labels(config: BertConfig, head: type[BertHeadModel]) -> LabelSet | 
         names = tuple(str(id2label[str(i)]) for i in range(len(id2label)))
     except KeyError:
         return None
-    regression = config.extra.get("problem_type") == REGRESSION
-    if not regression and all(name == f"LABEL_{i}" for i, name in enumerate(names)):
+    problem_type = config.extra.get("problem_type")
+    if problem_type != REGRESSION and all(name == f"LABEL_{i}" for i, name in enumerate(names)):
         return None
-    return LabelSet(names, regression)
+    return LabelSet(names, problem_type)
 
 
 def with_labels(config: BertConfig, labels: LabelSet) -> BertConfig:
@@ -88,7 +89,7 @@ def model_labels(config: BertConfig) -> LabelSet:
     """The label set a loaded (fitted) model's config declares."""
     id2label = config.extra.get("id2label") or {}
     names = tuple(str(id2label.get(str(i), f"LABEL_{i}")) for i in range(config.num_labels))
-    return LabelSet(names, config.extra.get("problem_type") == REGRESSION)
+    return LabelSet(names, config.extra.get("problem_type"))
 
 
 def fit_task_labels(

@@ -227,7 +227,8 @@ class NerTask:
 
     def write_predictions(self, predictions: list[list[str]], output_dir: Path, dataset: NerDataset) -> Path:
         """CoNLL input: predictions.conll (`token<TAB>gold<TAB>predicted`, blank lines between sentences, as
-        conlleval reads it); CLUENER input: predictions.json (the text with predicted spans, one object a line)."""
+        conlleval reads it; `token<TAB>predicted` for untagged input); CLUENER input: predictions.json (the text
+        with predicted spans, one object a line)."""
         sentences = dataset.data.sentences
         if dataset.data.format == CLUENER:
             path = output_dir / "predictions.json"
@@ -243,8 +244,9 @@ class NerTask:
         path = output_dir / "predictions.conll"
         blocks = []
         for sentence, tags in zip(sentences, predictions, strict=True):
-            gold = sentence.tags or ["O"] * len(tags)
-            blocks.append("".join(f"{w}\t{g}\t{p}\n" for w, g, p in zip(sentence.words, gold, tags, strict=True)))
+            # an untagged input has no gold column to repeat: `token<TAB>predicted`
+            columns = [sentence.words, *([sentence.tags] if sentence.tags else []), tags]
+            blocks.append("".join("\t".join(row) + "\n" for row in zip(*columns, strict=True)))
         atomic_write_text(path, "\n".join(blocks))
         return path
 

@@ -18,7 +18,7 @@ from bertbench.cache import Cache
 from bertbench.errors import BertbenchError
 from bertbench.io_utils import atomic_write_text, sha256_file
 from bertbench.models import BertForSequenceClassification, WordPieceTokenizer
-from bertbench.tasks.labels import LabelSet, label_rows
+from bertbench.tasks.labels import REGRESSION, SINGLE_LABEL, LabelSet, label_rows
 from bertbench.tasks.paths import single_path
 from bertbench.tasks.sentences import metrics
 from bertbench.tasks.sentences.data import SentenceData, TsvLayout, read_json_lines, read_tsv
@@ -137,11 +137,11 @@ class SentenceTask:
     def data_labels(self, paths: Path | Sequence[Path]) -> LabelSet:
         """The labels a file holds, sorted (as transformers' run_glue orders them); one score for regression."""
         if self.family.regression:
-            return LabelSet(("score",), regression=True)
+            return LabelSet(("score",), REGRESSION)
         data = self.family.read(single_path(paths))
         if data.labels is None:
             raise BertbenchError(f"{data.path}: has no labels: a model's labels cannot be read from it")
-        return LabelSet(tuple(sorted(set(data.labels))))
+        return LabelSet(tuple(sorted(set(data.labels))), SINGLE_LABEL)
 
     def _load(
         self,
@@ -245,7 +245,8 @@ class SentenceTask:
             return predictions, {}
         gold = dataset.data.labels
         if self.family.regression:
-            return predictions, metrics.correlations(predictions, dataset.targets.tolist())
+            # the gold scores as written (float64), not the float32 training targets: GLUE's scorer reads the text
+            return predictions, metrics.correlations(predictions, [float(v) for v in gold])
         scores: dict[str, Any] = {"accuracy": metrics.accuracy(predictions, gold)}
         if self.family.positive_label is not None:
             scores["f1"] = metrics.positive_f1(predictions, gold, self.family.positive_label)
