@@ -95,3 +95,13 @@ def test_resume_with_changed_settings_is_refused(tmp_path: Path, cache_dir: Path
     assert main(finetune_args(out, cache_dir, "--max-steps", "4", "--learning-rate", "1e-3", "--resume")) == 1
     err = capsys.readouterr().err
     assert "learning_rate" in err and "--resume" in err
+
+
+def test_resume_on_a_different_cut_of_the_training_data_is_refused(tmp_path: Path, cache_dir: Path, capsys) -> None:
+    """A trajectory's data order depends on how many samples it draws from: another --max-train-samples is another
+    run, never a continuation (a workload whose cut changed resumed onto the wrong data before this check)."""
+    out = tmp_path / "run"
+    assert main(finetune_args(out, cache_dir, "--max-steps", "4")) == 0
+    capsys.readouterr()
+    assert main(finetune_args(out, cache_dir, "--max-steps", "4", "--max-train-samples", "48", "--resume")) == 1
+    assert "training samples" in capsys.readouterr().err

@@ -162,6 +162,7 @@ class Trainer:
             "rng": self.dist.gather(rng_state()),
             "config": asdict(self.config),
             "world_size": self.dist.world_size,
+            "train_samples": self.source.num_samples,  # the data the trajectory ran on (a cut changes it)
             "eval_history": self.eval_history,
         }
 
@@ -211,6 +212,8 @@ class Trainer:
         saved = {k: v for k, v in state["config"].items() if k not in NON_TRAJECTORY_FIELDS}
         asked = {k: v for k, v in asdict(self.config).items() if k not in NON_TRAJECTORY_FIELDS}
         changed = {k: (saved.get(k), v) for k, v in asked.items() if saved.get(k) != v}
+        if state.get("train_samples", self.source.num_samples) != self.source.num_samples:  # older checkpoints lack it
+            changed["training samples"] = (state["train_samples"], self.source.num_samples)
         if changed or state["world_size"] != self.dist.world_size:
             detail = ", ".join(f"{k}: {a} -> {b}" for k, (a, b) in changed.items()) or (
                 f"world size {state['world_size']} -> {self.dist.world_size}"
