@@ -281,6 +281,19 @@ def test_each_task_finetunes_and_loads_in_transformers_with_equal_outputs(case: 
 
 def _official_scores(task: str, out: Path, dev: Path) -> dict[str, float]:
     """The metrics as the official tools compute them from the predictions file eval wrote."""
+    if task == "ner" and (out / "predictions.json").exists():  # CLUENER: exact (type, start, end) span matches
+        gold_rows = [json.loads(line) for line in dev.read_text(encoding="utf-8").splitlines() if line.strip()]
+        rows = [json.loads(line) for line in (out / "predictions.json").read_text(encoding="utf-8").splitlines()]
+
+        def spans(label: dict) -> set:
+            return {(t, s, e) for t, mentions in label.items() for places in mentions.values() for s, e in places}
+
+        pairs = [(spans(g["label"]), spans(p["label"])) for g, p in zip(gold_rows, rows, strict=False)]
+        hits = sum(len(g & p) for g, p in pairs)
+        n_pred, n_gold = sum(len(p) for _, p in pairs), sum(len(g) for g, _ in pairs)
+        precision, recall = (hits / n_pred if n_pred else 0.0), (hits / n_gold if n_gold else 0.0)
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        return {"f1": f1, "entity_precision": precision, "entity_recall": recall}
     if task == "ner":
         from seqeval.metrics import f1_score, precision_score, recall_score
 
@@ -317,6 +330,8 @@ def _eval(task: str, model: Path, dev: Path, out: Path, cache_dir: Path, *backen
 
 
 def _predictions(task: str, out: Path) -> list:
+    if task == "ner" and (out / "predictions.json").exists():
+        return [json.loads(line)["label"] for line in (out / "predictions.json").read_text().splitlines()]
     if task == "ner":
         return [line.split("\t")[2] for line in (out / "predictions.conll").read_text().splitlines() if line]
     return [json.loads(line)["prediction"] for line in (out / "predictions.jsonl").read_text().splitlines()]
@@ -355,9 +370,9 @@ def _check_backends(case: str, seed_models, tmp_path: Path, cache_dir: Path, bac
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize("case", ["wnut17", "mrpc", "stsb"])
+@pytest.mark.parametrize("case", ["wnut17", "stsb"])  # MRPC and the others: the slow lane's every-backend test
 def test_every_runtime_scores_as_the_official_tools(case: str, seed_models, tmp_path: Path, cache_dir: Path) -> None:
-    """One task of each kind (tags, classes of a pair, a score) on torch, ONNX Runtime FP32 and INT8, OpenVINO."""
+    """Tags and a score on torch, ONNX Runtime FP32 and INT8, OpenVINO (pair classes: the seed models' test)."""
     _check_backends(case, seed_models, tmp_path, cache_dir, FAST_BACKENDS)
 
 
@@ -396,7 +411,7 @@ def test_loadgen_accuracy_mode_scores_the_logged_outputs(case: str, seed_models,
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize("case", ["wnut17", "mrpc", "stsb"])
+@pytest.mark.parametrize("case", ["wnut17", "stsb"])  # tags, and a score (distilled by squared error)
 def test_prune_keeps_the_task_and_transformers_reads_the_result(case: str, seed_models, tmp_path: Path, cache_dir):
     task, train, dev = CASES[case]
     out = tmp_path / "pruned"
