@@ -80,17 +80,17 @@ def encode(tokenizer, sentences, label_to_id: dict[str, int], max_len: int) -> l
         for word in encoding.word_ids():
             labels.append(IGNORE if word is None or word == previous else label_to_id[tags[word]])
             previous = word
-        out.append((encoding["input_ids"], labels))
+        out.append((encoding["input_ids"], labels, encoding.word_ids()))
     return out
 
 
-def collate(rows: list[tuple[list[int], list[int]]]) -> dict[str, torch.Tensor]:
+def collate(rows: list[tuple[list[int], list[int], list]]) -> dict[str, torch.Tensor]:
     """Rows padded to the longest (labels with -100)."""
-    length = max(len(ids) for ids, _ in rows)
+    length = max(len(ids) for ids, _, _ in rows)
     ids = torch.zeros(len(rows), length, dtype=torch.long)
     labels = torch.full_like(ids, IGNORE)
     mask = torch.zeros_like(ids)
-    for i, (row, tags) in enumerate(rows):
+    for i, (row, tags, _) in enumerate(rows):
         ids[i, : len(row)] = torch.tensor(row)
         labels[i, : len(tags)] = torch.tensor(tags)
         mask[i, : len(row)] = 1
@@ -104,13 +104,21 @@ def predict(model, rows, labels: list[str], batch_size: int) -> tuple[list[list[
     predictions, forward_s = [], 0.0
     for begin in range(0, len(rows), batch_size):
         batch = collate(rows[begin : begin + batch_size])
-        gold = batch.pop("labels")
+        batch.pop("labels")
         t0 = time.perf_counter()
         logits = model(**batch).logits
         forward_s += time.perf_counter() - t0
         best = logits.argmax(-1)
-        for i in range(len(gold)):
-            predictions.append([labels[int(best[i, j])] for j in range(gold.shape[1]) if gold[i, j] != IGNORE])
+        for i, (_, _, word_ids) in enumerate(rows[begin : begin + batch_size]):
+            # each word's tag at its first piece; a word without pieces (whitespace, a control character) is O
+            words = [word for word in word_ids if word is not None]
+            tags = ["O"] * (max(words) + 1 if words else 0)
+            previous = None
+            for j, word in enumerate(word_ids):
+                if word is not None and word != previous:
+                    tags[word] = labels[int(best[i, j])]
+                previous = word
+            predictions.append(tags)
     return predictions, forward_s
 
 
@@ -145,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     result = train(model, len(train_rows), lambda rows: collate([train_rows[i] for i in rows]), args, LOG_EVERY)
     predicted, forward_s = predict(model, eval_rows, labels, args.eval_batch_size)
     gold = [tags for _, tags in eval_sentences]
+    # words after the last piece-bearing word get O too
+    predicted = [p + ["O"] * (len(g) - len(p)) for p, g in zip(predicted, gold, strict=True)]
     metrics = {
         "f1": f1_score(gold, predicted),
         "entity_precision": precision_score(gold, predicted),
