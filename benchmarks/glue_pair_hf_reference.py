@@ -15,19 +15,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import transformers
-from safetensors.torch import load_file
 from sklearn.metrics import accuracy_score, f1_score
 from transformers import AutoTokenizer, BertForSequenceClassification
 
-from hf_reference_common import add_training_arguments, train, write_text_atomic
+from hf_reference_common import add_training_arguments, load_initial_head, seed_everything, train, write_text_atomic
 
 LOG_EVERY = 20
 COLUMNS = {"mrpc": ("#1 String", "#2 String", "Quality"), "rte": ("sentence1", "sentence2", "label")}
@@ -88,19 +85,11 @@ def main(argv: list[str] | None = None) -> int:
         return [{k: encoded[k][i] for k in ("input_ids", "token_type_ids")} for i in range(len(first))]
 
     train_rows, eval_rows = encode(a, b), encode(eval_a, eval_b)
-    torch.manual_seed(args.seed)
-    random.seed(args.seed)
-    np.random.seed(args.seed)
+    seed_everything(args.seed)
     model = BertForSequenceClassification.from_pretrained(
         args.model_dir, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=label_to_id
     )
-    if args.init_head:
-        head = load_file(args.init_head)
-        state = model.state_dict()
-        for name, value in head.items():
-            if name not in state or state[name].shape != value.shape:
-                raise SystemExit(f"{args.init_head}: {name} does not fit the model")
-        model.load_state_dict(head, strict=False)
+    load_initial_head(model, args.init_head)
     target = torch.tensor([label_to_id[label] for label in train_labels])
     result = train(
         model, len(train_rows), lambda rows: {**collate([train_rows[i] for i in rows]), "labels": target[rows]}, args,

@@ -50,6 +50,29 @@ def write_text_atomic(path: Path, text: str) -> None:
         raise
 
 
+def seed_everything(seed: int) -> None:
+    """Seed torch, random and numpy's global generator (dropout and any library draw)."""
+    import random
+
+    torch.manual_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed)
+
+
+def load_initial_head(model: torch.nn.Module, path: str | None) -> None:
+    """Replace the model's head with bertbench's saved fresh head (every tensor must fit), when a path is given."""
+    if not path:
+        return
+    from safetensors.torch import load_file
+
+    head = load_file(path)
+    state = model.state_dict()
+    for name, value in head.items():
+        if name not in state or state[name].shape != value.shape:
+            raise SystemExit(f"{path}: {name} does not fit the model")
+    model.load_state_dict(head, strict=False)
+
+
 def add_training_arguments(parser: argparse.ArgumentParser, *, epochs: int, batch_size: int, what: str) -> None:
     """The options both references share: model, data files, head to start from, optimisation, threads."""
     parser.add_argument("--model-dir", default=default_model_dir(), help="pretrained BERT folder")

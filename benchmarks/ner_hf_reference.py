@@ -17,19 +17,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import transformers
-from safetensors.torch import load_file
 from seqeval.metrics import f1_score, precision_score, recall_score
 from transformers import AutoTokenizer, BertForTokenClassification
 
-from hf_reference_common import add_training_arguments, train, write_text_atomic
+from hf_reference_common import add_training_arguments, load_initial_head, seed_everything, train, write_text_atomic
 
 LOG_EVERY = 20
 IGNORE = -100
@@ -137,19 +134,11 @@ def main(argv: list[str] | None = None) -> int:
     train_rows = encode(tokenizer, train_sentences, label_to_id, args.max_seq_length)
     eval_rows = encode(tokenizer, eval_sentences, label_to_id, args.max_seq_length)
 
-    torch.manual_seed(args.seed)
-    random.seed(args.seed)
-    np.random.seed(args.seed)
+    seed_everything(args.seed)
     model = BertForTokenClassification.from_pretrained(
         args.model_dir, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=label_to_id
     )
-    if args.init_head:
-        head = load_file(args.init_head)
-        state = model.state_dict()
-        for name, value in head.items():
-            if name not in state or state[name].shape != value.shape:
-                raise SystemExit(f"{args.init_head}: {name} does not fit the model")
-        model.load_state_dict(head, strict=False)
+    load_initial_head(model, args.init_head)
     result = train(model, len(train_rows), lambda rows: collate([train_rows[i] for i in rows]), args, LOG_EVERY)
     predicted, forward_s = predict(model, eval_rows, labels, args.eval_batch_size)
     gold = [tags for _, tags in eval_sentences]
