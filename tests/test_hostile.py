@@ -101,11 +101,16 @@ def test_options_in_any_order(tmp_path: Path, capsys) -> None:
 def test_a_partial_importance_file_is_trusted_only_when_it_fits(tmp_path: Path, capsys) -> None:
     path = tmp_path / "partial.safetensors"
     good = Importance(torch.ones(2, 4, dtype=torch.float64), torch.ones(2, 8, dtype=torch.float64), 96)
+    good.add_batch(torch.ones(2, 4), torch.ones(2, 8))
     shape = ((2, 4), (2, 8))
     write_partial(path, good, "key")
     assert read_partial(path, "key", shape, 600).samples == 96
+    without_batches = Importance(good.heads, good.neurons, 96)  # written before batch gradients were kept
+    write_partial(path, without_batches, "key")
+    assert read_partial(path, "key", shape, 600) is None
+    write_partial(path, good, "key")
     for samples, reason in ((99_999_999, "not between 0 and 600"), ("abc", "'abc'"), (-3, "'-3'")):
-        bad = Importance(good.heads, good.neurons, samples)  # type: ignore[arg-type]
+        bad = Importance(good.heads, good.neurons, samples, good.head_batches, good.neuron_batches)  # type: ignore[arg-type]
         write_partial(path, bad, "key")
         capsys.readouterr()
         assert read_partial(path, "key", shape, 600) is None

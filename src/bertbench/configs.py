@@ -321,11 +321,17 @@ class PruneConfig(ModelChoice, RunPlace):
     task: str = "squad"  # the sub-command
     train: Path = option(help="training file: importance and tuning read it (never the evaluated file)", role=READS)
     flops: float = option(help="keep this fraction of the encoder's FLOPs per window, e.g. 0.6", parse=budget_value)
+    flops_window: str = option(
+        "mean",
+        help="price FLOPs per window at the training data's mean window length or at --max-seq-length",
+        choices=("mean", "max"),
+    )
     importance_samples: int = option(
         2048, help="training samples whose gradients rank heads and neurons", parse=positive_int
     )
     tuning_samples: int = option(256, help="training samples the least-squares mask tuning fits", parse=positive_int)
     no_tuning: bool = option(False, help="skip the least-squares mask tuning (masks only)")
+    no_rearrangement: bool = option(False, help="keep the search's heads and neurons (no block-Fisher rearrangement)")
     batch_size: int = option(16, help="samples per importance / tuning / distillation batch", parse=batch_size_value)
     distill_steps: int = option(
         0, help="then distil from the unpruned model for N batches (0: none)", parse=non_negative_int

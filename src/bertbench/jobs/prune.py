@@ -38,6 +38,7 @@ from bertbench.models.loading import ModelSource
 from bertbench.models.pruning import prune_model
 from bertbench.progress import announce, progress_bar
 from bertbench.pruning.distill import DistillationLoss
+from bertbench.pruning.rearrange import rearrange_plan
 from bertbench.pruning.search import BudgetError, PruningPlan, check_budget, search_masks
 from bertbench.pruning.tuning import tune_masks
 from bertbench.results.console import print_result_table
@@ -53,6 +54,7 @@ from bertbench.training.loop import Trainer, TrainingDiverged
 TABLE_KEYS = (  # what the terminal shows of the record
     "model",
     "flops_fraction",
+    "flops_window",
     "heads_per_layer",
     "neurons_per_layer",
     "pruned_parameters",
@@ -87,10 +89,14 @@ def run_prune(config: PruneConfig) -> RunRecord:
     parent.model.to(config.device)
     rows = _sample(train, config.importance_samples, config.seed)
     importance, importance_hit = importance_of(config, task, parent, train, rows, output_dir, cache)
-    seq_len = config.task_options.max_seq_length
-    plan = search_masks(
-        importance.heads.float(), importance.neurons.float(), parent.model.config, config.flops, seq_len
-    )
+    window = _flops_window(config, train)
+    plan = search_masks(importance.heads.float(), importance.neurons.float(), parent.model.config, config.flops, window)
+    if not config.no_rearrangement:
+        assert importance.head_batches is not None and importance.neuron_batches is not None, "read_partial checks"
+        plan.remove_heads, plan.keep_neurons, costs = rearrange_plan(
+            importance.head_batches, importance.neuron_batches, plan.remove_heads, plan.keep_neurons
+        )
+        plan.facts.update(costs)
     pruned = prune_model(parent.model, plan.remove_heads, plan.keep_neurons)
     tuning_log = [] if config.no_tuning else _tune(config, parent.model, pruned, train)
     distill_log = (
@@ -103,7 +109,7 @@ def run_prune(config: PruneConfig) -> RunRecord:
         "prune",
         _record_config(config, parent, source, len(rows), train, threads, cache),
         {
-            **_plan_metrics(plan, pruned, parent.model, seq_len),
+            **_plan_metrics(plan, pruned, parent.model, window),
             "importance_cache_hit": importance_hit,
             "mask_tuning": tuning_log,
             "distill_losses": distill_log,
@@ -130,7 +136,7 @@ def _check_inputs(config: PruneConfig, source: ModelSource) -> None:
             "smaller --flops instead"
         )
     try:  # the budget is checked before any costly work and before the output directory is made
-        check_budget(source.config, config.flops, config.task_options.max_seq_length)
+        check_budget(config.flops)
     except BudgetError as exc:
         raise BertbenchError(f"model {config.model}: {exc}") from None
     if not Path(config.train).is_file():
@@ -172,6 +178,14 @@ def _prepare_output(config: PruneConfig) -> Path:
             if stale.name in PRUNE_OUTPUTS:
                 stale.unlink()
     return directory
+
+
+def _flops_window(config: PruneConfig, train: TrainData) -> float:
+    """The window length FLOPs are priced at: the training windows' mean (what the model will be fed), or
+    --max-seq-length under --flops-window max."""
+    if config.flops_window == "max" or not len(train.lengths):
+        return float(config.task_options.max_seq_length)
+    return float(np.mean(train.lengths))
 
 
 def _sample(data: TrainData, count: int, seed: int) -> np.ndarray:
@@ -256,6 +270,8 @@ def _record_config(
         "train_data": str(config.train),
         "train_data_sha256": sha256_file(config.train),
         "flops_budget": config.flops,
+        "flops_window_kind": config.flops_window,
+        "rearrangement": not config.no_rearrangement,
         "importance_samples": importance_rows,
         "tuning_samples": 0 if config.no_tuning else min(config.tuning_samples, train.num_samples),
         "distill_steps": config.distill_steps,
@@ -271,14 +287,16 @@ def _record_config(
     }
 
 
-def _plan_metrics(plan: PruningPlan, pruned: BertHeadModel, parent: BertHeadModel, seq_len: int) -> dict[str, Any]:
+def _plan_metrics(plan: PruningPlan, pruned: BertHeadModel, parent: BertHeadModel, window: float) -> dict[str, Any]:
     return {
         **plan.describe(),
+        "flops_window": window,
+        **{k: v for k, v in plan.facts.items() if k.startswith("rearrangement")},
         "removed_heads": {str(layer): heads for layer, heads in sorted(plan.remove_heads.items())},
         "kept_neurons": [indices.tolist() for indices in plan.keep_neurons],
         "pruned_parameters": sum(p.numel() for p in pruned.parameters()),
-        "flops_per_window": pruned.config.flops_per_window(seq_len),
-        "parent_flops_per_window": parent.config.flops_per_window(seq_len),
+        "flops_per_window": pruned.config.flops_per_window(window),
+        "parent_flops_per_window": parent.config.flops_per_window(window),
     }
 
 

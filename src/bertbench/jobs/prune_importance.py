@@ -93,8 +93,11 @@ def _save_every_s() -> float:
 
 
 def write_partial(path: Path, importance: Importance, key: str) -> None:
-    """Running sums, the samples they cover and the inputs' key, written atomically."""
+    """Running sums, the batches' gradients, the samples they cover and the inputs' key, written atomically."""
     tensors = {"heads": importance.heads.contiguous().cpu(), "neurons": importance.neurons.contiguous().cpu()}
+    if importance.head_batches is not None and importance.neuron_batches is not None:
+        tensors["head_batches"] = importance.head_batches.contiguous()
+        tensors["neuron_batches"] = importance.neuron_batches.contiguous()
     atomic_write_bytes(path, save(tensors, metadata={"samples": str(importance.samples), "key": key}))
 
 
@@ -106,7 +109,7 @@ def read_partial(path: Path, key: str, shape: tuple[tuple[int, int], tuple[int, 
     try:
         with safe_open(str(path), "pt") as handle:
             meta = handle.metadata() or {}
-            tensors = {name: handle.get_tensor(name) for name in ("heads", "neurons")}
+            tensors = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118 (not iterable)
     except Exception:  # safetensors raises its own SafetensorError on a torn file: start over, never crash
         warn(f"{path}: unreadable; starting the importance pass over")
         return None
@@ -117,8 +120,30 @@ def read_partial(path: Path, key: str, shape: tuple[tuple[int, int], tuple[int, 
     if not (samples.isascii() and samples.isdecimal()) or not 0 <= int(samples) <= total:
         warn(f"{path}: its sample count {samples!r} is not between 0 and {total}; starting the importance pass over")
         return None
-    heads, neurons = tensors["heads"], tensors["neurons"]
-    if (tuple(heads.shape), tuple(neurons.shape)) != shape or not (heads.isfinite().all() and neurons.isfinite().all()):
+    heads, neurons = tensors.get("heads"), tensors.get("neurons")
+    head_batches, neuron_batches = tensors.get("head_batches"), tensors.get("neuron_batches")
+    if not _fits(heads, neurons, head_batches, neuron_batches, shape, int(samples)):
         warn(f"{path}: its sums do not fit this model (shape or non-finite values); starting the importance pass over")
         return None
-    return Importance(heads.to(torch.float64), neurons.to(torch.float64), int(samples))
+    return Importance(heads.double(), neurons.double(), int(samples), head_batches, neuron_batches)
+
+
+def _fits(
+    heads: torch.Tensor | None,
+    neurons: torch.Tensor | None,
+    head_batches: torch.Tensor | None,
+    neuron_batches: torch.Tensor | None,
+    shape: tuple[tuple[int, int], tuple[int, int]],
+    samples: int,
+) -> bool:
+    """Whether saved sums have the model's shapes and finite values, with a batch gradient for every batch done."""
+    if heads is None or neurons is None or (tuple(heads.shape), tuple(neurons.shape)) != shape:
+        return False
+    if samples and (head_batches is None or neuron_batches is None):
+        return False  # written before batches were kept (or torn): the rearrangement would have no data
+    tensors = [heads, neurons] + ([head_batches, neuron_batches] if samples else [])
+    if samples and (head_batches.shape[1:] != heads.shape or neuron_batches.shape[1:] != neurons.shape):
+        return False
+    if samples and len(head_batches) != len(neuron_batches):
+        return False
+    return all(bool(t.isfinite().all()) for t in tensors)

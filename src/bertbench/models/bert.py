@@ -8,6 +8,7 @@ of data, devices or timing; heads return a tuple whose names are in `output_name
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +27,13 @@ def _activation(name: str) -> nn.Module:
     if name in ("gelu_new", "gelu_pytorch_tanh"):
         return nn.GELU(approximate="tanh")
     return nn.ReLU()
+
+
+def new_linear(in_features: int, out_features: int) -> nn.Linear:
+    """nn.Linear, quiet when pruning left it empty (torch warns that initialising zero elements does nothing)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Initializing zero-element tensors")
+        return nn.Linear(in_features, out_features)
 
 
 def additive_attention_mask(attention_mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -68,9 +76,9 @@ class BertSelfAttention(nn.Module):
         self.num_heads = config.heads_in_layer(layer)  # fewer than configured when heads were pruned
         self.head_dim = config.head_dim
         width = config.attention_width(layer)
-        self.query = nn.Linear(config.hidden_size, width)
-        self.key = nn.Linear(config.hidden_size, width)
-        self.value = nn.Linear(config.hidden_size, width)
+        self.query = new_linear(config.hidden_size, width)
+        self.key = new_linear(config.hidden_size, width)
+        self.value = new_linear(config.hidden_size, width)
         self.dropout_prob = config.attention_probs_dropout_prob
         self.implementation = implementation
 
@@ -97,12 +105,16 @@ class BertDenseResidual(nn.Module):
 
     def __init__(self, in_features: int, config: BertConfig) -> None:
         super().__init__()
-        self.dense = nn.Linear(in_features, config.hidden_size)
+        self.dense = new_linear(in_features, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
     def forward(self, hidden: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
         return self.LayerNorm(self.dropout(self.dense(hidden)) + residual)
+
+    def bias_only(self, residual: torch.Tensor) -> torch.Tensor:
+        """The output when every input unit was pruned: the projection of nothing is its bias."""
+        return self.LayerNorm(self.dropout(self.dense.bias) + residual)
 
 
 class BertAttention(nn.Module):
@@ -114,15 +126,17 @@ class BertAttention(nn.Module):
         self.output = BertDenseResidual(config.attention_width(layer), config)
 
     def forward(self, hidden: torch.Tensor, mask_bias: torch.Tensor) -> torch.Tensor:
+        if self.self.num_heads == 0:  # every head pruned: nothing to attend with (and no empty GEMM to export)
+            return self.output.bias_only(hidden)
         return self.output(self.self(hidden, mask_bias), hidden)
 
 
 class BertIntermediate(nn.Module):
     """The feed-forward expansion with its activation."""
 
-    def __init__(self, config: BertConfig) -> None:
+    def __init__(self, config: BertConfig, layer: int = 0) -> None:
         super().__init__()
-        self.dense = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.dense = new_linear(config.hidden_size, config.neurons_in_layer(layer))  # fewer when pruned
         self.act = _activation(config.hidden_act)
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
@@ -135,11 +149,13 @@ class BertLayer(nn.Module):
     def __init__(self, config: BertConfig, implementation: str, layer: int = 0) -> None:
         super().__init__()
         self.attention = BertAttention(config, implementation, layer)
-        self.intermediate = BertIntermediate(config)
-        self.output = BertDenseResidual(config.intermediate_size, config)
+        self.intermediate = BertIntermediate(config, layer)
+        self.output = BertDenseResidual(config.neurons_in_layer(layer), config)
 
     def forward(self, hidden: torch.Tensor, mask_bias: torch.Tensor) -> torch.Tensor:
         attended = self.attention(hidden, mask_bias)
+        if self.intermediate.dense.out_features == 0:  # every neuron pruned
+            return self.output.bias_only(attended)
         return self.output(self.intermediate(attended), attended)
 
 

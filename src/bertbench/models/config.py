@@ -48,9 +48,12 @@ class BertConfig:
     layer_norm_eps: float = 1e-12
     pad_token_id: int = 0
     num_labels: int = 2
-    # Structured pruning (`bertbench prune`): heads removed per layer, and the feed-forward width before pruning.
-    # Stored in config.json under PRUNING_KEY (see models/pruning.py for why not transformers' pruned_heads).
+    # Structured pruning (`bertbench prune`): heads and feed-forward neurons removed per layer (both stored as zeros
+    # at their place, so intermediate_size stays the parent's), and the feed-forward width before pruning of models
+    # pruned by bertbench < 0.5, which removed the same neurons from every layer for real. Stored in config.json
+    # under PRUNING_KEY (see models/pruning.py for why not transformers' pruned_heads).
     pruned_heads: dict[int, list[int]] = field(default_factory=dict)
+    pruned_neurons: dict[int, list[int]] = field(default_factory=dict)
     parent_intermediate_size: int | None = None
     # Keys we do not model but must write back so that transformers reads the file the same way.
     extra: dict[str, Any] = field(default_factory=dict)
@@ -68,15 +71,21 @@ class BertConfig:
         """Width of layer `layer`'s query, key and value projections (its heads x head_dim)."""
         return self.heads_in_layer(layer) * self.head_dim
 
+    def neurons_in_layer(self, layer: int) -> int:
+        """Feed-forward neurons that layer `layer` computes (all of them unless pruned)."""
+        return self.intermediate_size - len(self.pruned_neurons.get(layer, ()))
+
     @property
     def is_pruned(self) -> bool:
         """Whether heads or feed-forward neurons were removed from the model this config came from."""
-        return bool(self.pruned_heads) or self.parent_intermediate_size is not None
+        return bool(self.pruned_heads or self.pruned_neurons) or self.parent_intermediate_size is not None
 
     def unpruned(self) -> BertConfig:
         """The configuration of the model this one was pruned from (itself when not pruned)."""
         intermediate = self.parent_intermediate_size or self.intermediate_size
-        return replace(self, pruned_heads={}, parent_intermediate_size=None, intermediate_size=intermediate)
+        return replace(
+            self, pruned_heads={}, pruned_neurons={}, parent_intermediate_size=None, intermediate_size=intermediate
+        )
 
     @classmethod
     def preset(cls, name: str, vocab_size: int = 30522) -> BertConfig:
@@ -88,7 +97,8 @@ class BertConfig:
     def from_hf_dict(cls, data: dict[str, Any]) -> BertConfig:
         """Build from the dict of a Hugging Face `config.json` (unknown keys are kept in `extra`)."""
         known = {f.name for f in fields(cls)} - {"extra"}
-        kwargs = {k: v for k, v in data.items() if k in known and k not in ("pruned_heads", "parent_intermediate_size")}
+        pruning_fields = ("pruned_heads", "pruned_neurons", "parent_intermediate_size")
+        kwargs = {k: v for k, v in data.items() if k in known and k not in pruning_fields}
         extra = {k: v for k, v in data.items() if k not in known and k != PRUNING_KEY}
         if data.get("pruned_heads"):
             raise ValueError(
@@ -98,7 +108,8 @@ class BertConfig:
         pruning = data.get(PRUNING_KEY) or {}
         if not isinstance(pruning, dict):
             raise ValueError(f"{PRUNING_KEY} is not an object")
-        kwargs["pruned_heads"] = _pruned_heads(pruning.get("pruned_heads") or {})
+        kwargs["pruned_heads"] = _layer_lists(pruning.get("pruned_heads") or {}, "pruned_heads", "head")
+        kwargs["pruned_neurons"] = _layer_lists(pruning.get("pruned_neurons") or {}, "pruned_neurons", "neuron")
         kwargs["parent_intermediate_size"] = pruning.get("parent_intermediate_size")
         if "id2label" in data and "num_labels" not in data:
             kwargs["num_labels"] = len(data["id2label"])
@@ -106,7 +117,7 @@ class BertConfig:
 
     def to_hf_dict(self, architecture: str) -> dict[str, Any]:
         """The dict for a Hugging Face `config.json` that transformers' BertConfig loads."""
-        skipped = ("extra", "num_labels", "pruned_heads", "parent_intermediate_size")
+        skipped = ("extra", "num_labels", "pruned_heads", "pruned_neurons", "parent_intermediate_size")
         data = {k: v for k, v in asdict(self).items() if k not in skipped}
         data.update({k: v for k, v in self.extra.items() if k not in ("architectures", "_name_or_path")})
         data["model_type"] = "bert"
@@ -118,8 +129,10 @@ class BertConfig:
         if self.is_pruned:
             data[PRUNING_KEY] = {
                 "pruned_heads": {str(layer): sorted(heads) for layer, heads in sorted(self.pruned_heads.items())},
-                "parent_intermediate_size": self.parent_intermediate_size or self.intermediate_size,
+                "pruned_neurons": {str(layer): sorted(n) for layer, n in sorted(self.pruned_neurons.items())},
             }
+            if self.parent_intermediate_size is not None:  # the old format: neurons removed for real
+                data[PRUNING_KEY]["parent_intermediate_size"] = self.parent_intermediate_size
         return data
 
     def validate(self, source: str) -> None:
@@ -150,17 +163,23 @@ class BertConfig:
             raise ValueError(f"{source}: position_embedding_type {kind!r} is not supported (only 'absolute')")
 
     def _validate_pruning(self, source: str) -> None:
-        for layer, heads in self.pruned_heads.items():
-            if not 0 <= layer < self.num_hidden_layers:
-                raise ValueError(f"{source}: {PRUNING_KEY} names layer {layer}, which the model does not have")
-            outside = [h for h in heads if not 0 <= h < self.num_attention_heads]
-            if outside:
-                last = self.num_attention_heads - 1
-                raise ValueError(f"{source}: {PRUNING_KEY} layer {layer} lists head {outside[0]}, outside 0..{last}")
-            if len(set(heads)) != len(heads):
-                raise ValueError(f"{source}: {PRUNING_KEY} layer {layer} lists {heads}: a head twice")
-            if len(heads) >= self.num_attention_heads:
-                raise ValueError(f"{source}: {PRUNING_KEY} removes every head of layer {layer} (keep at least one)")
+        # A layer may lose every head (its attention adds only the output bias) or every neuron (likewise).
+        for name, lists, count in (
+            ("pruned_heads", self.pruned_heads, self.num_attention_heads),
+            ("pruned_neurons", self.pruned_neurons, self.intermediate_size),
+        ):
+            for layer, removed in lists.items():
+                if not 0 <= layer < self.num_hidden_layers:
+                    raise ValueError(f"{source}: {PRUNING_KEY} {name} names layer {layer}, which the model lacks")
+                outside = [k for k in removed if not 0 <= k < count]
+                if outside:
+                    raise ValueError(
+                        f"{source}: {PRUNING_KEY} {name} layer {layer} lists {outside[0]}, outside 0..{count - 1}"
+                    )
+                if len(set(removed)) != len(removed):
+                    raise ValueError(f"{source}: {PRUNING_KEY} {name} layer {layer} lists an index twice")
+        if self.pruned_neurons and self.parent_intermediate_size is not None:
+            raise ValueError(f"{source}: {PRUNING_KEY} has both pruned_neurons and parent_intermediate_size")
         parent = self.parent_intermediate_size
         if parent is not None and (
             isinstance(parent, bool) or not isinstance(parent, int) or parent < self.intermediate_size
@@ -169,10 +188,13 @@ class BertConfig:
 
     def parameter_count(self, include_embeddings: bool = True) -> int:
         """Parameters of the encoder (embeddings, layers, pooler), excluding task heads."""
-        h, i = self.hidden_size, self.intermediate_size
-        per_layer = 4 * (h * h + h) + 2 * 2 * h + (h * i + i) + (i * h + h)
+        h = self.hidden_size
+        layers = sum(
+            4 * h * a + 3 * a + h + 2 * 2 * h + (h * i + i) + (i * h + h)
+            for a, i in ((self.attention_width(k), self.neurons_in_layer(k)) for k in range(self.num_hidden_layers))
+        )
         emb = (self.vocab_size + self.max_position_embeddings + self.type_vocab_size) * h + 2 * h
-        return self.num_hidden_layers * per_layer + h * h + h + (emb if include_embeddings else 0)
+        return layers + h * h + h + (emb if include_embeddings else 0)
 
     def forward_flops(self, tokens: int, tokens_x_len: int) -> float:
         """Encoder forward FLOPs (2 per multiply-add, matmuls only) for `tokens` token positions fed, padding
@@ -182,10 +204,10 @@ class BertConfig:
         weighted sum 4a per (query, key) pair, where a = h unless heads were pruned (then kept heads x head_dim).
         Embedding look-ups, LayerNorm, softmax and heads are ignored.
         """
-        h, i = self.hidden_size, self.intermediate_size
+        h = self.hidden_size
         total = 0.0
         for layer in range(self.num_hidden_layers):
-            a = self.attention_width(layer)  # h unless heads were pruned
+            a, i = self.attention_width(layer), self.neurons_in_layer(layer)  # h and intermediate_size unless pruned
             total += tokens * (8 * h * a + 4 * h * i) + 4 * a * tokens_x_len
         return total
 
@@ -194,14 +216,14 @@ class BertConfig:
         return self.forward_flops(seq_len, seq_len * seq_len)
 
 
-def _pruned_heads(raw: Any) -> dict[int, list[int]]:
+def _layer_lists(raw: Any, name: str, what: str) -> dict[int, list[int]]:
     """{"3": [0, 5]} as JSON stores it -> {3: [0, 5]}; ValueError when it is not that shape."""
     if not isinstance(raw, dict):
-        raise ValueError(f"{PRUNING_KEY} pruned_heads is not an object of layer -> heads")
+        raise ValueError(f"{PRUNING_KEY} {name} is not an object of layer -> {what} indices")
     out: dict[int, list[int]] = {}
-    for layer, heads in raw.items():
-        if not str(layer).isdigit() or not isinstance(heads, list) or not all(type(h) is int for h in heads):
-            raise ValueError(f"{PRUNING_KEY} pruned_heads[{layer!r}] is not a list of head indices")
-        if heads:
-            out[int(layer)] = sorted(heads)
+    for layer, indices in raw.items():
+        if not str(layer).isdigit() or not isinstance(indices, list) or not all(type(k) is int for k in indices):
+            raise ValueError(f"{PRUNING_KEY} {name}[{layer!r}] is not a list of {what} indices")
+        if indices:
+            out[int(layer)] = sorted(indices)
     return out

@@ -107,12 +107,12 @@ class LoadedModel:
         cfg = self.source.config
         if not cfg.is_pruned:
             return {}
-        window = int(self.source.provenance.get("pruning_window", 384))
+        window = float(self.source.provenance.get("pruning_window", 384))
         ours, parent = cfg.flops_per_window(window), cfg.unpruned().flops_per_window(window)
         return {
             "parent_model": self.source.provenance.get("pruned_from"),
             "heads_per_layer": [cfg.heads_in_layer(i) for i in range(cfg.num_hidden_layers)],
-            "neurons_per_layer": cfg.intermediate_size,
+            "neurons_per_layer": [cfg.neurons_in_layer(i) for i in range(cfg.num_hidden_layers)],
             "flops_window": window,
             "flops_per_window": ours,
             "parent_flops_per_window": parent,
@@ -233,7 +233,8 @@ def _provenance(directory: Path) -> dict[str, Any]:
             pruned_from=str(record.get("parent_model_path")),
             parent_fingerprint=record.get("parent_fingerprint"),
             parent_random_weights=bool(record.get("parent_random_weights")),
-            pruning_window=int(record.get("max_seq_length") or 384),
+            # the window the budget was priced at (older prunes priced at --max-seq-length)
+            pruning_window=float(record.get("flops_window") or record.get("max_seq_length") or 384),
             # how the parent's own runs are labelled (report): what it was trained as, and by which run
             parent_trained_as=record.get("trained_as"),
             parent_trained_by=record.get("trained_by"),

@@ -2,12 +2,17 @@
 transformers still loads it.
 
 transformers 5 dropped head pruning (no `pruned_heads`, no `prune_heads`), so a checkpoint with fewer query/key/
-value rows in some layers no longer loads there. A pruned model is therefore stored as follows:
-- feed-forward neurons are removed for real, the same number in every layer, so `intermediate_size` says it all;
-- removed heads keep their place in the file with all-zero weights (query, key and value rows and biases, and the
-  matching columns of the attention output projection), listed in config.json under `bertbench_pruning`.
-  A zero head adds exactly nothing (its values are zero whatever it attends to), so transformers computes the same
-  function from the file; bertbench drops those slices on load and runs the smaller model on every backend.
+value rows in some layers no longer loads there; nor does one whose layers differ in feed-forward width. A pruned
+model is therefore stored at its parent's shapes, with what was removed set to zero and listed in config.json under
+`bertbench_pruning`:
+- a removed head: its query, key and value rows and biases, and the matching columns of the attention output
+  projection. A zero head adds exactly nothing (its values are zero whatever it attends to); a layer whose heads are
+  all removed adds its output bias only.
+- a removed feed-forward neuron: its row and bias in the expansion and its column in the contraction. It adds
+  exactly nothing either, since every supported activation maps 0 to 0.
+transformers computes the same function from the file; bertbench drops those slices on load and runs the smaller
+model on every backend. (Models pruned by bertbench < 0.5 removed the same neurons from every layer for real and
+recorded `parent_intermediate_size`: they still load as they are.)
 """
 
 from __future__ import annotations
@@ -18,11 +23,13 @@ from dataclasses import replace
 import torch
 from torch import nn
 
-from bertbench.models.bert import BertHeadModel
+from bertbench.models.bert import BertHeadModel, new_linear
 from bertbench.models.config import PRUNING_KEY, BertConfig
 
 _ATTENTION = "bert.encoder.layer.{}.attention.self.{}.{}"
 _ATTENTION_OUT = "bert.encoder.layer.{}.attention.output.dense.weight"
+_EXPAND = "bert.encoder.layer.{}.intermediate.dense.{}"
+_CONTRACT = "bert.encoder.layer.{}.output.dense.weight"
 
 
 def _kept_dims(config: BertConfig, layer: int) -> torch.Tensor:
@@ -34,50 +41,56 @@ def _kept_dims(config: BertConfig, layer: int) -> torch.Tensor:
     )
 
 
-def compact_state(state: dict[str, torch.Tensor], config: BertConfig, where: str) -> dict[str, torch.Tensor]:
-    """A stored (zero-padded) state -> the shapes of the pruned model. Refuses a removed head whose weights are not
-    zero: the file was changed (trained?) after pruning, and dropping the head would change what it computes."""
-    if not config.pruned_heads:
-        return state
-    out = dict(state)
+def _kept_neurons(config: BertConfig, layer: int) -> torch.Tensor:
+    """Indices (in the stored feed-forward) of the neurons layer `layer` keeps."""
+    dropped = set(config.pruned_neurons.get(layer, ()))
+    return torch.tensor([n for n in range(config.intermediate_size) if n not in dropped], dtype=torch.long)
+
+
+def _slices(config: BertConfig) -> list[tuple[str, int, torch.Tensor, int]]:
+    """(state key, axis, kept indices along it, stored length) for every tensor that pruning shrinks."""
+    out = []
     for layer in config.pruned_heads:
         keep = _kept_dims(config, layer)
-        drop = torch.ones(config.hidden_size, dtype=torch.bool)
+        out += [
+            (_ATTENTION.format(layer, part, kind), 0, keep, config.hidden_size)
+            for part in ("query", "key", "value")
+            for kind in ("weight", "bias")
+        ]
+        out.append((_ATTENTION_OUT.format(layer), 1, keep, config.hidden_size))
+    for layer in config.pruned_neurons:
+        keep = _kept_neurons(config, layer)
+        out += [(_EXPAND.format(layer, kind), 0, keep, config.intermediate_size) for kind in ("weight", "bias")]
+        out.append((_CONTRACT.format(layer), 1, keep, config.intermediate_size))
+    return out
+
+
+def compact_state(state: dict[str, torch.Tensor], config: BertConfig, where: str) -> dict[str, torch.Tensor]:
+    """A stored (zero-padded) state -> the shapes of the pruned model. Refuses a removed head or neuron whose weights
+    are not zero: the file was changed (trained?) after pruning, and dropping it would change what it computes."""
+    out = dict(state)
+    for key, axis, keep, stored in _slices(config):
+        if key not in out or out[key].shape[axis] != stored:
+            continue  # missing or already compact: apply_weights reports shape problems
+        drop = torch.ones(stored, dtype=torch.bool)
         drop[keep] = False
-        for part in ("query", "key", "value"):
-            for kind in ("weight", "bias"):
-                key = _ATTENTION.format(layer, part, kind)
-                if key not in out or out[key].shape[0] != config.hidden_size:
-                    continue  # missing or already compact: apply_weights reports shape problems
-                if out[key][drop].abs().max() > 0:
-                    raise ValueError(
-                        f"{where}: {key} is not zero for the heads that config.json's {PRUNING_KEY} removes "
-                        "(was the model trained after pruning?)"
-                    )
-                out[key] = out[key][keep]
-        key = _ATTENTION_OUT.format(layer)
-        if key in out and out[key].shape[1] == config.hidden_size:
-            out[key] = out[key][:, keep]
+        if drop.any() and out[key].index_select(axis, drop.nonzero()[:, 0]).abs().max() > 0:
+            raise ValueError(
+                f"{where}: {key} is not zero for the heads or neurons that config.json's {PRUNING_KEY} removes "
+                "(was the model trained after pruning?)"
+            )
+        out[key] = out[key].index_select(axis, keep)
     return out
 
 
 def padded_state(state: dict[str, torch.Tensor], config: BertConfig) -> dict[str, torch.Tensor]:
-    """The pruned model's state with removed heads put back as zeros (the stored form, see the module's doc)."""
-    if not config.pruned_heads:
-        return state
+    """The pruned model's state with removed heads and neurons put back as zeros (the stored form, see above)."""
     out = dict(state)
-    h = config.hidden_size
-    for layer in config.pruned_heads:
-        keep = _kept_dims(config, layer)
-        for part in ("query", "key", "value"):
-            for kind in ("weight", "bias"):
-                key = _ATTENTION.format(layer, part, kind)
-                full = out[key].new_zeros((h, *out[key].shape[1:]))
-                full[keep] = out[key]
-                out[key] = full
-        key = _ATTENTION_OUT.format(layer)
-        full = out[key].new_zeros((h, h))
-        full[:, keep] = out[key]
+    for key, axis, keep, stored in _slices(config):
+        shape = list(out[key].shape)
+        shape[axis] = stored
+        full = out[key].new_zeros(shape)
+        full.index_copy_(axis, keep, out[key])
         out[key] = full
     return out
 
@@ -88,7 +101,9 @@ def _select(linear: nn.Linear, index: torch.Tensor, dim: int) -> nn.Linear:
     bias = linear.bias.detach().clone() if linear.bias is not None else None
     if dim == 0 and bias is not None:
         bias = bias[index].clone()
-    out = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None)
+    out = new_linear(weight.shape[1], weight.shape[0])
+    if bias is None:
+        out.bias = None
     with torch.no_grad():
         out.weight.copy_(weight)
         if bias is not None:
@@ -100,21 +115,29 @@ def prune_model(
     model: BertHeadModel, remove_heads: dict[int, list[int]], keep_neurons: list[torch.Tensor]
 ) -> BertHeadModel:
     """A new model without the heads in `remove_heads` (layer -> heads, counted in the unpruned numbering) and
-    keeping, in layer i, the feed-forward neurons `keep_neurons[i]` (the same count in every layer). `model` may
-    itself be pruned; heads already removed stay removed."""
+    keeping, in layer i, the feed-forward neurons `keep_neurons[i]` (counted in the layer's current numbering; layers
+    may keep different numbers, none included). `model` may itself be pruned; what was removed stays removed."""
     config = model.config
-    counts = {len(k) for k in keep_neurons}
-    if len(keep_neurons) != config.num_hidden_layers or len(counts) != 1:
-        raise ValueError("keep_neurons needs one index tensor per layer, all of one length")
+    if len(keep_neurons) != config.num_hidden_layers:
+        raise ValueError("keep_neurons needs one index tensor per layer")
     merged = {
         layer: sorted(set(config.pruned_heads.get(layer, ())) | set(remove_heads.get(layer, ())))
         for layer in range(config.num_hidden_layers)
     }
+    # The stored numbering of each layer's neurons now, to name the removed ones in the stored file.
+    current_neurons = [_kept_neurons(config, layer) for layer in range(config.num_hidden_layers)]
+    if config.parent_intermediate_size is not None:  # an old-format model: its neurons are really gone
+        raise ValueError("a model pruned by bertbench < 0.5 cannot be pruned again; prune its parent")
+    removed_neurons = {}
+    for layer, kept in enumerate(keep_neurons):
+        keep = set(current_neurons[layer][kept.to(torch.long)].tolist())
+        removed = [n for n in range(config.intermediate_size) if n not in keep]
+        if removed:
+            removed_neurons[layer] = removed
     new_config = replace(
         config,
         pruned_heads={layer: heads for layer, heads in merged.items() if heads},
-        intermediate_size=counts.pop(),
-        parent_intermediate_size=config.parent_intermediate_size or config.intermediate_size,
+        pruned_neurons=removed_neurons,
     )
     new_config.validate("pruning")
     pruned = copy.deepcopy(model)
@@ -131,7 +154,7 @@ def prune_model(
             setattr(attention.self, part, _select(getattr(attention.self, part), dims, 0))
         attention.self.num_heads = len(kept_heads)
         attention.output.dense = _select(attention.output.dense, dims, 1)
-        neurons = keep_neurons[index].to(torch.long)
+        neurons = keep_neurons[index].to(torch.long).sort().values
         layer.intermediate.dense = _select(layer.intermediate.dense, neurons, 0)
         layer.output.dense = _select(layer.output.dense, neurons, 1)
     return pruned

@@ -3,7 +3,8 @@
 Every head's context and every feed-forward activation is multiplied by a mask of ones; the importance of a mask
 is the sum over samples of its squared loss gradient, which estimates how much the loss grows when it is zeroed.
 The masks are per sample (a (batch, heads) tensor, not one vector), so one backward pass yields exact per-sample
-gradients: the sum of their squares, not the square of their sum.
+gradients: the sum of their squares, not the square of their sum. Each batch's summed gradient is kept as well: the
+mask rearrangement (pruning.rearrange) estimates a layer's block of the Fisher matrix from them.
 """
 
 from __future__ import annotations
@@ -21,11 +22,23 @@ from bertbench.tasks.base import Task, TrainData
 
 @dataclass
 class Importance:
-    """Summed squared mask gradients: heads (layers, heads) and neurons (layers, intermediate_size)."""
+    """Summed squared mask gradients: heads (layers, heads) and neurons (layers, intermediate_size); and each
+    batch's summed gradients, head_batches (batches, layers, heads) and neuron_batches (batches, layers, neurons)."""
 
     heads: torch.Tensor
     neurons: torch.Tensor
     samples: int = 0
+    head_batches: torch.Tensor | None = None
+    neuron_batches: torch.Tensor | None = None
+
+    def add_batch(self, head_grads: torch.Tensor, neuron_grads: torch.Tensor) -> None:
+        """Append one batch's summed gradients ((layers, heads), (layers, neurons))."""
+        heads, neurons = head_grads[None].float().cpu(), neuron_grads[None].float().cpu()
+        if self.head_batches is None or self.neuron_batches is None:
+            self.head_batches, self.neuron_batches = heads, neurons
+        else:
+            self.head_batches = torch.cat([self.head_batches, heads])
+            self.neuron_batches = torch.cat([self.neuron_batches, neurons])
 
 
 @contextlib.contextmanager
@@ -88,6 +101,7 @@ def fisher_importance(
         with torch.no_grad():
             total.heads += torch.stack([m.grad.double().pow(2).sum(0).cpu() for m in heads])
             total.neurons += torch.stack([m.grad.double().pow(2).sum(0).cpu() for m in neurons])
+            total.add_batch(torch.stack([m.grad.sum(0) for m in heads]), torch.stack([m.grad.sum(0) for m in neurons]))
         total.samples = first + n
         if on_batch is not None:
             on_batch(total, total.samples)

@@ -1,10 +1,14 @@
-"""The mask search: which heads and how many feed-forward neurons to keep under a FLOP budget.
+"""The mask search: which heads and which feed-forward neurons to keep under a FLOP budget (Kwon et al. 2022).
 
-Heads may differ in number between layers (at least one kept per layer); the feed-forward width is the same in
-every layer (so that the saved config's `intermediate_size` describes the model and transformers loads it), a
-multiple of NEURON_MULTIPLE (GEMM-friendly). For every count of kept heads, the most important heads are kept
-(each layer's best first), the remaining budget buys the widest feed-forward that fits, each layer keeping its most
-important neurons; the count whose kept importance is largest wins (Kwon et al.'s search, with the width uniform).
+Every head costs the same and so does every neuron, whatever its layer, so for a given number of kept heads the
+best heads are the most important ones over all layers, and the remaining budget buys the most important neurons
+over all layers; the head count whose kept importance is largest wins. Layers therefore keep different numbers of
+heads and neurons, none included (a layer without heads adds its attention output bias only). Each layer's neuron
+count is then rounded down to a multiple of `multiple` (GEMM-friendly widths; 1 searches the paper's exact space).
+
+Costs are the encoder's FLOPs per window at a window length the caller chooses: the training data's mean window
+length by default, since attention scores grow with the square of the length and pricing heads at the longest
+window would remove too many of them for the windows actually fed.
 """
 
 from __future__ import annotations
@@ -36,77 +40,76 @@ class PruningPlan:
         """Plain facts for the record."""
         return {
             "kept_heads": self.facts.get("kept_heads"),
-            "neurons_per_layer": len(self.keep_neurons[0]),
+            "neurons_per_layer": [len(kept) for kept in self.keep_neurons],
             "heads_per_layer": self.facts.get("heads_per_layer"),
             "flops_fraction": self.flops_fraction,
             "kept_importance_fraction": self.kept_importance,
         }
 
 
-def _head_order(heads: torch.Tensor) -> list[tuple[int, int]]:
-    """(layer, head) in keeping order: every layer's most important head first, then all others by importance."""
-    best = {layer: int(heads[layer].argmax()) for layer in range(heads.shape[0])}
-    first = sorted(best.items(), key=lambda item: -float(heads[item]))
-    rest = [(layer, head) for layer in range(heads.shape[0]) for head in range(heads.shape[1]) if best[layer] != head]
-    rest.sort(key=lambda item: -float(heads[item]))
-    return first + rest
+def unit_costs(config: BertConfig, window: float) -> tuple[float, float, float]:
+    """(FLOPs of one head, of one neuron, of the whole encoder) per window of `window` tokens."""
+    h, d = config.hidden_size, config.head_dim
+    head = window * 8 * h * d + 4 * d * window * window
+    return head, window * 4 * h, config.flops_per_window(window)
 
 
-def _costs(config: BertConfig, seq_len: int) -> tuple[float, float, float]:
-    """(FLOPs of one head, of one more neuron in every layer, of the whole encoder) per window of `seq_len`."""
-    h, d, layers = config.hidden_size, config.head_dim, config.num_hidden_layers
-    head = seq_len * 8 * h * d + 4 * d * seq_len * seq_len
-    return head, seq_len * 4 * h * layers, config.flops_per_window(seq_len)
-
-
-def check_budget(config: BertConfig, budget: float, seq_len: int) -> None:
-    """BudgetError when `budget` is not in (0, 1) or below the smallest model `config` prunes to (one head a layer
-    and NEURON_MULTIPLE neurons): a check that needs no importance, made before any costly work."""
+def check_budget(budget: float) -> None:
+    """BudgetError when `budget` is not in (0, 1): a check that needs no importance, made before any costly work.
+    (Any budget above 0 can be met: the smallest model keeps no head and no neuron.)"""
     if not 0 < budget < 1:
         raise BudgetError(f"--flops {budget}: a budget is a fraction of the model's FLOPs in (0, 1)")
-    head_cost, neuron_cost, full = _costs(config, seq_len)
-    smallest = (config.num_hidden_layers * head_cost + NEURON_MULTIPLE * neuron_cost) / full
-    if budget < smallest:
-        raise BudgetError(
-            f"--flops {budget}: below the smallest model this one prunes to (one head a layer and "
-            f"{NEURON_MULTIPLE} neurons: {smallest:.3f} of its FLOPs)"
-        )
 
 
 def search_masks(
-    heads: torch.Tensor, neurons: torch.Tensor, config: BertConfig, budget: float, seq_len: int
+    heads: torch.Tensor,
+    neurons: torch.Tensor,
+    config: BertConfig,
+    budget: float,
+    window: float,
+    multiple: int = NEURON_MULTIPLE,
 ) -> PruningPlan:
     """The plan that keeps the most importance within `budget` (a fraction of the encoder's FLOPs per window of
-    `seq_len` tokens); BudgetError when the budget is not in (0, 1) or below the smallest prunable model."""
-    check_budget(config, budget, seq_len)
+    `window` tokens); BudgetError when the budget is not in (0, 1)."""
+    check_budget(budget)
     layers, per_layer = heads.shape
-    width = config.intermediate_size
-    head_cost, neuron_cost, full = _costs(config, seq_len)
+    head_cost, neuron_cost, full = unit_costs(config, window)
     allowed = budget * full
-    order = _head_order(heads)
-    head_gain = torch.cumsum(torch.tensor([float(heads[item]) for item in order]), 0)
-    ranked = neurons.sort(dim=1, descending=True)
-    neuron_gain = torch.cumsum(ranked.values.double(), 1).sum(0)  # [n-1]: kept importance with n per layer
-    total = float(heads.sum() + neurons.sum()) or 1.0
-    best = (-1.0, layers, NEURON_MULTIPLE)  # check_budget guarantees this smallest plan fits
-    for kept in range(layers, layers * per_layer + 1):
+    head_order = heads.flatten().argsort(descending=True, stable=True)
+    head_gain = torch.cat([torch.zeros(1, dtype=torch.float64), heads.flatten()[head_order].double().cumsum(0)])
+    neuron_order = neurons.flatten().argsort(descending=True, stable=True)
+    neuron_gain = torch.cat([torch.zeros(1, dtype=torch.float64), neurons.flatten()[neuron_order].double().cumsum(0)])
+    best = (-1.0, 0, 0)
+    for kept in range(layers * per_layer + 1):
         room = allowed - kept * head_cost
-        n = min(width, int(room // neuron_cost) // NEURON_MULTIPLE * NEURON_MULTIPLE)
-        if n < NEURON_MULTIPLE:
-            continue
-        score = float(head_gain[kept - 1] + neuron_gain[n - 1])
+        if room < 0:
+            break
+        count = min(neurons.numel(), int(room // neuron_cost))
+        score = float(head_gain[kept] + neuron_gain[count])
         if score > best[0]:
-            best = (score, kept, n)
-    score, kept, n = best
-    keep = set(order[:kept])
-    remove = {layer: [head for head in range(per_layer) if (layer, head) not in keep] for layer in range(layers)}
-    remove = {layer: removed for layer, removed in remove.items() if removed}
-    keep_neurons = [ranked.indices[layer, :n].sort().values for layer in range(layers)]
-    used = (kept * head_cost + n * neuron_cost) / full
-    return PruningPlan(
-        remove,
-        keep_neurons,
-        used,
-        score / total,
-        {"kept_heads": kept, "heads_per_layer": [per_layer - len(remove.get(i, [])) for i in range(layers)]},
+            best = (score, kept, count)
+    _, kept, count = best
+    kept_heads = {(int(i) // per_layer, int(i) % per_layer) for i in head_order[:kept]}
+    remove = {
+        layer: removed
+        for layer in range(layers)
+        if (removed := [h for h in range(per_layer) if (layer, h) not in kept_heads])
+    }
+    chosen = torch.zeros(neurons.numel(), dtype=torch.bool)
+    chosen[neuron_order[:count]] = True
+    keep_neurons = [_round_down(row, neurons[layer], multiple) for layer, row in enumerate(chosen.view(layers, -1))]
+    heads_per_layer = [per_layer - len(remove.get(layer, [])) for layer in range(layers)]
+    used = (kept * head_cost + sum(len(k) for k in keep_neurons) * neuron_cost) / full
+    total = float(heads.sum() + neurons.sum()) or 1.0
+    score = float(heads.sum() - sum(heads[layer, removed].sum() for layer, removed in remove.items())) + sum(
+        float(neurons[layer, keep].sum()) for layer, keep in enumerate(keep_neurons)
     )
+    return PruningPlan(
+        remove, keep_neurons, used, score / total, {"kept_heads": kept, "heads_per_layer": heads_per_layer}
+    )
+
+
+def _round_down(chosen: torch.Tensor, importance: torch.Tensor, multiple: int) -> torch.Tensor:
+    """The layer's most important chosen neurons, as many as the largest multiple of `multiple` allows (sorted)."""
+    count = int(chosen.sum()) // multiple * multiple
+    return importance.argsort(descending=True, stable=True)[:count].sort().values

@@ -69,6 +69,10 @@ def tune_masks(
         for (kind, target_module), (_, module) in zip(
             _sublayers(parent, layer), _sublayers(pruned, layer), strict=True
         ):
+            if module.dense.in_features == 0:  # every head or neuron removed: no scale to tune
+                if on_step is not None:
+                    on_step()
+                continue
             head_dim = pruned.bert.encoder.layer[layer].attention.self.head_dim
             group = head_dim if kind == "attention" else 1
             log.append(
