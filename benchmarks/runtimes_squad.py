@@ -4,15 +4,17 @@ measured so that a busy machine cannot fool it.
 Models: the MiniLM QA model fine-tuned on squad/train.json (accuracy and speed, all of squad/dev.json) and the
 bert-base preset (random weights: speed only, the first 120 questions). Paths:
 
-  peers      hf-eager (transformers eager FP32) and ort-int8 (optimum's default: fused graph, dynamic INT8),
+  peers      hf-eager (transformers eager FP32), ort-int8 (optimum's default: fused graph, dynamic INT8) and
+             openvino (OpenVINO at the CPU plugin's default precision: BF16 where the CPU has it, else FP32),
              batches in input order padded to their longest member (benchmarks/peers.py, imports no bertbench);
   bertbench  `bertbench eval squad` per path (sorted batches padded to their longest member, batch 32).
 
 Protocol: refuse to start unless other processes use < 0.25 core; every round runs the GEMM roof and then every
 path once, each in its own process, never two at once (A B C … A B C …); other processes' CPU use is watched
 during each run and a run beside > 0.25 core of other work is marked contended. Reported per path: the median and
-the min–max of samples/s over rounds; ratios to the peers are medians of per-round ratios (paired in time);
-F1 (deterministic: the same every round, checked); FP32 paths' fraction of the same round's GEMM roof.
+the min–max of samples/s over rounds; ratios to each peer, and to the strongest peer (the one with the highest
+median samples/s on that model), are medians of per-round ratios (paired in time); F1 (deterministic: the same
+every round, checked); FP32 paths' fraction of the same round's GEMM roof.
 
     python benchmarks/runtimes_squad.py --model runs/minilm-squad --output runs/runtimes --rounds 3
 """
@@ -47,7 +49,24 @@ ROOF = (
 BUSY = 0.25  # cores of other work that make a run contended
 ORT, OV, STATIC = ["--backend", "onnxruntime"], ["--backend", "openvino"], ["--quantization", "static"]
 INT8 = ["--precision", "int8"]
-PEERS = ("peer hf-eager", "peer ort-int8")
+# peer path -> (its ratio's key in summary.json, its column in table.md); every round runs the peers first
+PEERS: dict[str, tuple[str, str]] = {
+    "peer hf-eager": ("x_hf_eager", "× HF eager"),
+    "peer ort-int8": ("x_ort_int8_peer", "× ORT INT8 peer"),
+    "peer openvino": ("x_openvino_peer", "× OpenVINO peer"),
+}
+COLUMNS = (
+    "model",
+    "path",
+    "samples/s median (min–max)",
+    "EM",
+    "F1",
+    "ΔF1 vs our FP32",
+    *(column for _, column in PEERS.values()),
+    "× strongest peer",
+    "roof",
+    "contended rounds",
+)
 # path -> bertbench eval arguments; the INT8 defaults are per-channel signed 8-bit weights with INT8 attention
 PATHS: dict[str, list[str]] = {
     "torch fp32": ["--backend", "torch"],
@@ -293,7 +312,7 @@ def _pruning_lines(name: str, config, model_rows: list[dict], records: dict) -> 
         row.update({"speedup_vs_unpruned": speedup, "flop_reduction": reduction, "realised": speedup / reduction})
         out.append(
             f"| {name} | {row['path']}: × {base} unpruned {speedup:.2f}, FLOP reduction {reduction:.2f}× "
-            f"(realised {speedup / reduction:.0%}) | | | | | | | | |"
+            f"(realised {speedup / reduction:.0%}) |" + " |" * (len(COLUMNS) - 2)
         )
     return out
 
@@ -307,6 +326,50 @@ def _config_of(path: str, config):
     return BertConfig.from_hf_dict(json.loads((PRUNED[path][0] / "config.json").read_text()))
 
 
+def _strongest_peer(name: str, records: dict) -> str | None:
+    """The peer with the highest median samples/s on this model (None if no peer ran): the one to beat."""
+    ran = [peer for peer in PEERS if records.get((name, peer))]
+    if not ran:
+        return None
+    return max(ran, key=lambda peer: statistics.median([r["throughput"] for r in records[(name, peer)]]))
+
+
+def _peer_ratios(name: str, runs: list[dict], records: dict) -> dict[str, float | str | None]:
+    """A path's speed over each peer's and over the strongest peer's: medians of ratios paired by round, so a
+    slow spell of the machine divides out. A peer with no runs (a resumed study from before it existed) gets None.
+    """
+    medians: dict[str, float | None] = {}
+    for peer in PEERS:
+        peer_runs = records.get((name, peer), [])
+        paired = [r["throughput"] / p["throughput"] for r, p in zip(runs, peer_runs, strict=False)]
+        medians[peer] = statistics.median(paired) if paired else None
+    strongest = _strongest_peer(name, records)
+    ratios: dict[str, float | str | None] = {key: medians[peer] for peer, (key, _) in PEERS.items()}
+    ratios["strongest_peer"] = strongest
+    ratios["x_strongest_peer"] = medians[strongest] if strongest else None
+    return ratios
+
+
+def _computes_fp32(path: str, record: dict) -> bool:
+    """Whether a path's arithmetic is FP32, the only case where the FP32 GEMM roof is its ceiling: our fp32 paths,
+    HF eager, and the OpenVINO peer only where its plugin chose f32 (on a BF16 CPU it computes in bf16)."""
+    return "fp32" in path or path == "peer hf-eager" or record.get("inference_precision") == "f32"
+
+
+def _ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _peer_notes(name: str, records: dict, strongest: str | None) -> list[str]:
+    """Below the table: which peer "× strongest peer" divides by, and the precision the OpenVINO peer ran at (its
+    plugin's choice, so the same command is a BF16 peer on one CPU and an FP32 peer on another)."""
+    notes = [f"{name}: strongest peer = {strongest} (highest median samples/s)"] if strongest else []
+    precisions = sorted({r.get("inference_precision", "?") for r in records.get((name, "peer openvino"), [])})
+    if precisions:
+        notes.append(f"{name}: peer openvino computed in {', '.join(precisions)} (the CPU plugin's default)")
+    return notes
+
+
 def summarise(plans: list, records: dict, roofs: list[float], args: argparse.Namespace) -> None:
     """Score every path, pair its rounds with the peers', and write summary.json and table.md."""
     lines = [
@@ -314,11 +377,11 @@ def summarise(plans: list, records: dict, roofs: list[float], args: argparse.Nam
         + ", ".join(f"{r:.0f}" for r in roofs)
         + " GFLOP/s",
         "",
-        "| model | path | samples/s median (min–max) | EM | F1 | ΔF1 vs our FP32 | × HF eager | × ORT INT8 peer "
-        "| roof | contended rounds |",
-        "|" + " --- |" * 10,
+        "| " + " | ".join(COLUMNS) + " |",
+        "|" + " --- |" * len(COLUMNS),
     ]
     rows = []
+    notes = []
     for name, _, (config, dataset), _, _, paths in plans:
         scored = {}
         for path in [*PEERS, *paths]:
@@ -345,10 +408,6 @@ def summarise(plans: list, records: dict, roofs: list[float], args: argparse.Nam
                 continue
             em, f1 = scored[path]
             speeds = [r["throughput"] for r in runs]
-            versus = {}
-            for peer in PEERS:
-                peer_runs = records[(name, peer)]
-                versus[peer] = [r["throughput"] / p["throughput"] for r, p in zip(runs, peer_runs, strict=False)]
             roof_fractions = [
                 0.0
                 if "inference_s" not in r
@@ -368,9 +427,8 @@ def summarise(plans: list, records: dict, roofs: list[float], args: argparse.Nam
                 "exact_match": em if accurate else None,
                 "f1": f1 if accurate else None,
                 "delta_f1_vs_torch_fp32": (f1 - ours_f1) if accurate and ours_f1 is not None else None,
-                "x_hf_eager": statistics.median(versus["peer hf-eager"]),
-                "x_ort_int8_peer": statistics.median(versus["peer ort-int8"]),
-                "roof_fraction": statistics.median(roof_fractions) if "fp32" in path or "hf" in path else None,
+                **_peer_ratios(name, runs, records),
+                "roof_fraction": statistics.median(roof_fractions) if _computes_fp32(path, runs[0]) else None,
                 "contended_rounds": sum(r["contended"] for r in runs),
                 "rounds": len(runs),
                 "other_cpu_cores_during": [r["other_cpu_cores_during"] for r in runs],
@@ -385,13 +443,16 @@ def summarise(plans: list, records: dict, roofs: list[float], args: argparse.Nam
             lines.append(
                 f"| {name} | {row['path']}{' ★' if row['pareto'] else ''} | {_spread(speeds)} | "
                 + (f"{em:.2f} | {f1:.2f} | {_signed(row['delta_f1_vs_torch_fp32'])}" if f1 is not None else "- | - | -")
-                + f" | {row['x_hf_eager']:.2f} | {row['x_ort_int8_peer']:.2f} | "
+                + "".join(f" | {_ratio(row[key])}" for key, _ in PEERS.values())
+                + f" | {_ratio(row['x_strongest_peer'])} | "
                 + (f"{row['roof_fraction']:.0%}" if row["roof_fraction"] else "-")
                 + f" | {row['contended_rounds']}/{row['rounds']} |"
             )
         rows.extend(model_rows)
         lines.extend(_pruning_lines(name, config, model_rows, records))
+        notes.extend(_peer_notes(name, records, _strongest_peer(name, records)))
     lines.append("")
+    lines.extend(notes)
     lines.append("★ = on the speed-F1 Pareto front of its model (no other path is both faster and more accurate)")
     table = "\n".join(lines)
     print("\n" + table)
