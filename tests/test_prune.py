@@ -350,6 +350,50 @@ def test_distillation_moves_the_pruned_model_towards_its_parent(tokenizer, tmp_p
     assert not (tmp_path / "checkpoints").exists()  # a distillation keeps no checkpoints in the model's folder
 
 
+@pytest.mark.parametrize("hidden_weight", [0.0, 1.0])
+def test_a_samples_distillation_loss_does_not_depend_on_its_padding(hidden_weight: float) -> None:
+    """The same window alone and padded beside a longer one gets the same loss: padded positions are out of the
+    start/end distributions and of the hidden states (they would otherwise weigh by how long the batch-mates are)."""
+    from bertbench.pruning.distill import DistillationLoss
+
+    model = _small_model()
+    student = prune_model(model, REMOVE_ALL, _keep(model.config, WIDTHS))
+    loss = DistillationLoss(model, 2.0, student, hidden_weight)
+    padded = _batch(seed=4, batch=3, seq=24)  # row 1 has 7 padded positions
+    alone = {k: v[1:2, :17] for k, v in padded.items()}
+    values = [loss(_run(student, batch), batch) for batch in (padded, alone)]
+    loss.close()
+    assert float(values[0][1]) == pytest.approx(float(values[1][0]), rel=1e-4)
+    if hidden_weight:  # the hidden term is there, and it is what moves: the logits-only loss is smaller
+        logits_only = DistillationLoss(model, 2.0)(_run(student, alone), alone)
+        assert float(values[1][0]) > float(logits_only[0]) + 1e-3
+
+
+def test_hidden_state_distillation_brings_the_layers_closer(tokenizer, tmp_path: Path) -> None:
+    from bertbench.jobs.prune import distill
+    from bertbench.pruning.distill import layer_outputs, per_sample_hidden_loss
+
+    model = _small_model()
+    model.set_dropout(0.0)
+    student = prune_model(model, REMOVE, _keep(model.config, 40))
+    data = _squad_training(tokenizer, tmp_path / "cache")
+    batch = data.training_batch(np.arange(16), 0)
+    held_out = {k: torch.from_numpy(batch[k]) for k in ("input_ids", "attention_mask", "token_type_ids")}
+
+    def gap() -> float:
+        hidden: list[list[torch.Tensor]] = [[], []]
+        for net, into in zip((student, model), hidden, strict=True):
+            with layer_outputs(net, into):
+                _run(net, held_out)
+        return float(per_sample_hidden_loss(*hidden, held_out["attention_mask"].bool()).mean())
+
+    before = gap()
+    config = _distill_config(tmp_path, distill_steps=20, distill_hidden_weight=1.0, distill_learning_rate=3e-4)
+    distill(config, model, tokenizer, student, data, tmp_path)
+    assert gap() < 0.9 * before
+    assert not student.bert.encoder.layer[0]._forward_hooks  # the loss stopped reading the student's layers
+
+
 def test_distillation_decays_matrices_only_as_the_training_loop_does(
     tokenizer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -340,6 +340,11 @@ class PruneConfig(ModelChoice, RunPlace):
     distill_temperature: float = option(
         2.0, help="softmax temperature of the distillation targets", parse=positive_float
     )
+    distill_hidden_weight: float = option(
+        0.0,
+        help="also match every layer's hidden states (squared error over real tokens) at this weight (0: logits only)",
+        parse=non_negative_float,
+    )
     eval: Path | None = option(
         None, help="then score the pruned model (and its parent, FP32 torch) on this file", role=READS
     )

@@ -231,11 +231,12 @@ def distill(
         seed=config.seed,
         log_every=1,
     )
+    loss = DistillationLoss(teacher, config.distill_temperature, student, config.distill_hidden_weight)
     trainer = Trainer(
         student,
         tokenizer,
         train,
-        DistillationLoss(teacher, config.distill_temperature),
+        loss,
         training,
         output_dir,
         DistEnv(device=config.device),
@@ -247,6 +248,8 @@ def distill(
         trainer.train()
     except TrainingDiverged as exc:
         raise BertbenchError(f"{exc}; nothing saved (try a lower --distill-learning-rate)") from None
+    finally:
+        loss.close()
     entries = [json.loads(line) for line in trainer.log_path.read_text().splitlines()]
     return [entry["loss"] for entry in entries if "loss" in entry]
 
@@ -277,6 +280,7 @@ def _record_config(
         "distill_steps": config.distill_steps,
         "distill_learning_rate": config.distill_learning_rate,
         "distill_temperature": config.distill_temperature,
+        "distill_hidden_weight": config.distill_hidden_weight,
         "batch_size": config.batch_size,
         "eval_data": str(config.eval) if config.eval else None,
         **config.task_options.as_dict(),
