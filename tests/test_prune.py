@@ -568,6 +568,35 @@ def test_untuned_prune_of_squad_model_is_its_masked_parent(
 
 
 @pytest.mark.e2e
+def test_a_model_pruned_to_layers_without_heads_runs_on_every_backend(
+    tiny_squad_model: Path, tmp_path: Path, cache_dir: Path
+) -> None:
+    """At 5 % of the FLOPs bert-tiny keeps no head (and few neurons): each layer's attention adds its bias only.
+    The stored model runs on torch, ONNX Runtime (FP32, INT8) and OpenVINO, the FP32 ones computing the same."""
+    out = tmp_path / "pruned"
+    args = ["squad", "--model", str(tiny_squad_model), "--train", str(SQUAD_TRAIN), "--output-dir", str(out)]
+    assert _prune([*args, "--flops", "0.05", "--importance-samples", "16", "--tuning-samples", "8"], cache_dir) == 0
+    record = json.loads((out / "metrics.json").read_text())
+    assert record["heads_per_layer"] == [0, 0] and 0 < sum(record["neurons_per_layer"]) < 1024
+    stored = json.loads((out / "config.json").read_text())["bertbench_pruning"]
+    assert stored["pruned_heads"] == {"0": [0, 1], "1": [0, 1]}
+    scores = {}
+    for name, extra in {
+        "torch": [],
+        "ort": ["--backend", "onnxruntime"],
+        "ort-int8": ["--backend", "onnxruntime", "--precision", "int8"],
+        "openvino": ["--backend", "openvino"],
+    }.items():
+        target = tmp_path / name
+        argv = ["eval", "squad", "--model", str(out), "--data", str(SQUAD_DEV), "--max-samples", "20"]
+        assert main([*argv, "--output-dir", str(target), "--cache-dir", str(cache_dir), "--no-progress", *extra]) == 0
+        scores[name] = json.loads((target / "metrics.json").read_text())
+    assert scores["ort"]["f1"] == pytest.approx(scores["torch"]["f1"], abs=1e-6)
+    assert scores["openvino"]["f1"] == pytest.approx(scores["torch"]["f1"], abs=1e-6)
+    assert scores["ort-int8"]["fused_ops"].get("Attention", 0) == 0  # no layer left to fuse
+
+
+@pytest.mark.e2e
 def test_importance_and_tuning_read_the_training_file_only(
     tiny_squad_model: Path, tmp_path: Path, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

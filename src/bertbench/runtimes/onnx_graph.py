@@ -53,6 +53,29 @@ def export_onnx(model: BertHeadModel, path: Path) -> None:
             opset_version=OPSET,
             dynamo=False,
         )
+    _restore_unused_inputs(path)
+
+
+def _restore_unused_inputs(path: Path) -> None:
+    """Put back an input the exporter or the optimizer dropped because nothing reads it (attention_mask, when
+    pruning removed every head): the graph's inputs are a contract (the runtimes feed, and `--export-dir` users
+    call, all three)."""
+    import onnx
+
+    model = onnx.load(str(path))
+    present = {value.name for value in model.graph.input}
+    missing = [name for name in INPUT_NAMES if name not in present]
+    if not missing:
+        return
+    for name in missing:
+        model.graph.input.append(
+            onnx.helper.make_tensor_value_info(name, onnx.TensorProto.INT64, ["batch", "sequence"])
+        )
+    order = {name: index for index, name in enumerate(INPUT_NAMES)}
+    inputs = sorted(model.graph.input, key=lambda value: order.get(value.name, len(order)))
+    del model.graph.input[:]
+    model.graph.input.extend(inputs)
+    onnx.save(model, str(path))
 
 
 def optimize_bert_graph(
@@ -81,6 +104,7 @@ def optimize_bert_graph(
     finally:
         logging.disable(previous)
     optimized.save_model_to_file(str(target))
+    _restore_unused_inputs(target)  # the optimizer prunes graph inputs that nothing reads
     return {k: v for k, v in optimized.get_fused_operator_statistics().items() if v}
 
 
