@@ -785,3 +785,75 @@ def test_prune_honours_device_and_strict_data(tmp_path: Path, capsys) -> None:
     errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
     assert len(errors) == 1 and "2 problem rows" in errors[0] and "--strict-data" in errors[0]
     assert not (tmp_path / "strict" / "model.safetensors").exists()
+
+
+# ---- --latency: budgets in measured time ---------------------------------------------------------------------
+
+
+def test_a_latency_table_fits_linear_parts_and_prices_the_search() -> None:
+    from bertbench.pruning.latency import LatencyTable, fit_table, grid
+    from bertbench.pruning.search import search_within
+
+    truth = LatencyTable(
+        base_ms=3.0, attention_ms=0.5, head_ms=0.25, ffn_ms=0.4, neuron_ms=0.002, layers=6, heads=12, neurons=1536
+    )
+    one_layer = {(h, n): truth.base_ms + truth.layer_ms(h, n) for h, n in grid(12, 1536)}
+    fitted = fit_table(one_layer, 6, 12, 1536, {"backend": "torch"})
+    for name in ("base_ms", "attention_ms", "head_ms", "ffn_ms", "neuron_ms"):
+        assert getattr(fitted, name) == pytest.approx(getattr(truth, name))
+    assert fitted.parent_ms == pytest.approx(3.0 + 6 * (0.5 + 3.0 + 0.4 + 3.072))
+    g = torch.Generator().manual_seed(9)
+    heads, neurons = torch.rand(6, 12, generator=g), torch.rand(6, 1536, generator=g) * 0.05
+    for budget in (0.4, 0.6, 0.8):
+        plan = search_within(heads, neurons, fitted.costs(), budget)
+        widths = [len(kept) for kept in plan.keep_neurons]
+        heads_kept = [12 - len(plan.remove_heads.get(layer, [])) for layer in range(6)]
+        predicted = fitted.model_ms(heads_kept, widths)
+        assert predicted <= budget * fitted.parent_ms  # a budget met on the measured table
+        # and not far under it: within a head and 8 neurons a layer (plus the fixed parts of emptied layers)
+        slack = 0.25 + 6 * 8 * 0.002 + sum(0.5 for h in heads_kept if not h) + sum(0.4 for w in widths if not w)
+        assert budget * fitted.parent_ms - predicted <= slack + 1e-9
+    noisy = dict(one_layer)
+    noisy[(6, 1536)] = one_layer[(12, 1536)] + 0.1  # half the heads measured slower than all: a noisy table
+    assert fit_table(noisy, 6, 12, 1536, {}).head_ms > 0  # no head is ever free
+
+
+@pytest.mark.e2e
+def test_prune_to_a_latency_budget_meets_it_on_the_measured_table(
+    tiny_squad_model: Path, tmp_path: Path, cache_dir: Path
+) -> None:
+    out = tmp_path / "pruned"
+    args = ["squad", "--model", str(tiny_squad_model), "--train", str(SQUAD_TRAIN), "--output-dir", str(out)]
+    # bert-tiny's time is mostly what pruning cannot remove (embeddings, the runtime's overhead), and a table
+    # measured beside other tests is noisy: a budget that any table meets (no unit is priced below 1 % of a layer)
+    args += ["--latency", "0.99", "--latency-batch-size", "16", "--importance-samples", "16", "--no-tuning"]
+    args += ["--max-seq-length", "128", "--doc-stride", "64"]
+    assert _prune(args, cache_dir) == 0
+    record = json.loads((out / "metrics.json").read_text())
+    table = record["latency_table"]
+    assert record["latency_budget"] == 0.99 and record["flops_budget"] is None
+    assert record["predicted_latency_ms"] <= 0.99 * record["parent_latency_ms"]
+    assert record["latency_fraction"] == pytest.approx(record["predicted_latency_ms"] / record["parent_latency_ms"])
+    assert table["facts"]["backend"] == "torch" and table["facts"]["window"] == round(record["flops_window"])
+    assert len(table["facts"]["measured_ms"]) == 5 and table["head_ms"] > 0 and table["neuron_ms"] > 0
+    assert not record["latency_table_cache_hit"]
+    # the same machine, model shape, backend and window: the table comes from the cache (when it was measured
+    # on a quiet machine; a contended one is not kept)
+    again = tmp_path / "again"
+    assert _prune([*args[:6], str(again), *args[7:], "--overwrite"], cache_dir) == 0
+    hit = json.loads((again / "metrics.json").read_text())["latency_table_cache_hit"]
+    assert hit == (table["facts"]["other_cores"] <= 0.25)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ([], "give one budget"),
+        (["--flops", "0.5", "--latency", "0.5"], "give one budget"),
+        (["--latency", "0.5", "--latency-backend", "onnxruntime", "--latency-precision", "bf16"], "not offered"),
+    ],
+)
+def test_latency_budget_inputs_are_checked_first(tmp_path: Path, capsys, extra: list[str], message: str) -> None:
+    argv = ["prune", "squad", "--model", "bert-tiny", "--train", str(SQUAD_TRAIN), "--output-dir", str(tmp_path / "o")]
+    assert main([*argv, *extra]) == 2
+    assert message in capsys.readouterr().err and not (tmp_path / "o").exists()

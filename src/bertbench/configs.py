@@ -10,11 +10,13 @@ from pathlib import Path
 from typing import Any
 
 from bertbench.choices import (
+    BACKENDS,
     BENCH_MODES,
     COMPLIANCE_TESTS,
     DEFAULT_MIN_QUERIES,
     OUTPUT_DTYPES,
     PADDING_MODES,
+    PRECISIONS,
     SCENARIOS,
 )
 from bertbench.cliargs import (
@@ -320,7 +322,17 @@ class PruneConfig(ModelChoice, RunPlace):
 
     task: str = "squad"  # the sub-command
     train: Path = option(help="training file: importance and tuning read it (never the evaluated file)", role=READS)
-    flops: float = option(help="keep this fraction of the encoder's FLOPs per window, e.g. 0.6", parse=budget_value)
+    flops: float | None = option(
+        None, help="keep this fraction of the encoder's FLOPs per window, e.g. 0.6", parse=budget_value
+    )
+    latency: float | None = option(
+        None,
+        help="or keep this fraction of the parent's latency on this machine (measured per layer, cached per CPU)",
+        parse=budget_value,
+    )
+    latency_backend: str = option("torch", help="--latency: the backend it is measured on", choices=BACKENDS)
+    latency_precision: str = option("fp32", help="--latency: the precision it is measured at", choices=PRECISIONS)
+    latency_batch_size: int = option(32, help="--latency: windows per timed batch", parse=batch_size_value)
     flops_window: str = option(
         "mean",
         help="price FLOPs per window at the training data's mean window length or at --max-seq-length",
@@ -354,6 +366,17 @@ class PruneConfig(ModelChoice, RunPlace):
 
     def __post_init__(self) -> None:
         self.task_options = with_answer_text(self.task_options, "characters")
+        if (self.flops is None) == (self.latency is None):
+            raise UsageError("prune: give one budget, --flops F or --latency F")
+        if self.latency is not None:  # what the table is measured on must run here: refused now, in one line
+            try:
+                self.latency_options().check(self.device, self.task, calibration=False)
+            except UsageError as exc:
+                raise UsageError(f"--latency is measured on {exc}") from None
+
+    def latency_options(self) -> RuntimeOptions:
+        """The runtime the latency table is measured on (dynamic INT8 when --latency-precision int8)."""
+        return RuntimeOptions(backend=self.latency_backend, precision=self.latency_precision)
 
 
 @dataclass(kw_only=True)

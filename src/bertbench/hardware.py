@@ -39,6 +39,17 @@ def cpu_model() -> str:
     return _cpuinfo().get("model name") or platform.processor() or "unknown"
 
 
+def cpu_identity() -> dict[str, str | None]:
+    """What tells one CPU model from another: its name, family, model number and stepping."""
+    fields = _cpuinfo()
+    return {
+        "model_name": cpu_model(),
+        "family": fields.get("cpu family"),
+        "model": fields.get("model"),
+        "stepping": fields.get("stepping"),
+    }
+
+
 def has_native_bf16() -> bool:
     """BF16 arithmetic in hardware (AVX512-BF16 or AMX-BF16)."""
     return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from bertbench.accuracy import accuracy_facts
+from bertbench.bench.layer_latency import latency_table
 from bertbench.cache import Cache
 from bertbench.configs import PruneConfig
 from bertbench.console import info
@@ -38,8 +39,9 @@ from bertbench.models.loading import ModelSource
 from bertbench.models.pruning import prune_model
 from bertbench.progress import announce, progress_bar
 from bertbench.pruning.distill import DistillationLoss
+from bertbench.pruning.latency import LatencyTable
 from bertbench.pruning.rearrange import rearrange_plan
-from bertbench.pruning.search import BudgetError, PruningPlan, check_budget, search_masks
+from bertbench.pruning.search import BudgetError, PruningPlan, check_budget, search_masks, search_within
 from bertbench.pruning.tuning import tune_masks
 from bertbench.results.console import print_result_table
 from bertbench.results.record import RunRecord
@@ -54,6 +56,7 @@ from bertbench.training.loop import Trainer, TrainingDiverged
 TABLE_KEYS = (  # what the terminal shows of the record
     "model",
     "flops_fraction",
+    "latency_fraction",
     "flops_window",
     "heads_per_layer",
     "neurons_per_layer",
@@ -90,7 +93,23 @@ def run_prune(config: PruneConfig) -> RunRecord:
     rows = _sample(train, config.importance_samples, config.seed)
     importance, importance_hit = importance_of(config, task, parent, train, rows, output_dir, cache)
     window = _flops_window(config, train)
-    plan = search_masks(importance.heads.float(), importance.neurons.float(), parent.model.config, config.flops, window)
+    heads, neurons = importance.heads.float(), importance.neurons.float()
+    table: LatencyTable | None = None
+    if config.latency is not None:
+        table, table_hit = latency_table(
+            parent,
+            config.latency_options(),
+            Placement(device=config.device, threads=threads, cache_dir=cache.root),
+            round(window),
+            config.latency_batch_size,
+            cache,
+        )
+        try:
+            plan = search_within(heads, neurons, table.costs(), config.latency)
+        except BudgetError as exc:
+            raise BertbenchError(f"--latency {config.latency}: {exc} on the measured table") from None
+    else:
+        plan = search_masks(heads, neurons, parent.model.config, config.flops, window)
     if not config.no_rearrangement:
         assert importance.head_batches is not None and importance.neuron_batches is not None, "read_partial checks"
         plan.remove_heads, plan.keep_neurons, costs = rearrange_plan(
@@ -98,6 +117,7 @@ def run_prune(config: PruneConfig) -> RunRecord:
         )
         plan.facts.update(costs)
     pruned = prune_model(parent.model, plan.remove_heads, plan.keep_neurons)
+    plan.flops_fraction = pruned.config.flops_per_window(window) / parent.model.config.flops_per_window(window)
     tuning_log = [] if config.no_tuning else _tune(config, parent.model, pruned, train)
     distill_log = (
         distill(config, parent.model, parent.tokenizer, pruned, train, output_dir) if config.distill_steps else []
@@ -110,6 +130,7 @@ def run_prune(config: PruneConfig) -> RunRecord:
         _record_config(config, parent, source, len(rows), train, threads, cache),
         {
             **_plan_metrics(plan, pruned, parent.model, window),
+            **(_latency_metrics(table, pruned, table_hit) if table is not None else {}),
             "importance_cache_hit": importance_hit,
             "mask_tuning": tuning_log,
             "distill_losses": distill_log,
@@ -136,7 +157,7 @@ def _check_inputs(config: PruneConfig, source: ModelSource) -> None:
             "smaller --flops instead"
         )
     try:  # the budget is checked before any costly work and before the output directory is made
-        check_budget(config.flops)
+        check_budget(config.flops if config.flops is not None else config.latency)
     except BudgetError as exc:
         raise BertbenchError(f"model {config.model}: {exc}") from None
     if not Path(config.train).is_file():
@@ -273,6 +294,10 @@ def _record_config(
         "train_data": str(config.train),
         "train_data_sha256": sha256_file(config.train),
         "flops_budget": config.flops,
+        "latency_budget": config.latency,
+        "latency_backend": config.latency_backend if config.latency is not None else None,
+        "latency_precision": config.latency_precision if config.latency is not None else None,
+        "latency_batch_size": config.latency_batch_size if config.latency is not None else None,
         "flops_window_kind": config.flops_window,
         "rearrangement": not config.no_rearrangement,
         "importance_samples": importance_rows,
@@ -301,6 +326,22 @@ def _plan_metrics(plan: PruningPlan, pruned: BertHeadModel, parent: BertHeadMode
         "pruned_parameters": sum(p.numel() for p in pruned.parameters()),
         "flops_per_window": pruned.config.flops_per_window(window),
         "parent_flops_per_window": parent.config.flops_per_window(window),
+    }
+
+
+def _latency_metrics(table: LatencyTable, pruned: BertHeadModel, hit: bool) -> dict[str, Any]:
+    """The plan on the measured table: its predicted time per batch against the parent's."""
+    config = pruned.config
+    predicted = table.model_ms(
+        [config.heads_in_layer(i) for i in range(config.num_hidden_layers)],
+        [config.neurons_in_layer(i) for i in range(config.num_hidden_layers)],
+    )
+    return {
+        "predicted_latency_ms": predicted,
+        "parent_latency_ms": table.parent_ms,
+        "latency_fraction": predicted / table.parent_ms,
+        "latency_table": table.as_dict(),
+        "latency_table_cache_hit": hit,
     }
 
 

@@ -47,6 +47,17 @@ class PruningPlan:
         }
 
 
+@dataclass(frozen=True)
+class UnitCosts:
+    """What the budget is counted in: the cost of one head and of one neuron (the same in every layer), of the
+    unpruned model, and the part no pruning removes (FLOPs: none; latency: embeddings, heads, per-layer fixed)."""
+
+    head: float
+    neuron: float
+    full: float
+    fixed: float = 0.0
+
+
 def unit_costs(config: BertConfig, window: float) -> tuple[float, float, float]:
     """(FLOPs of one head, of one neuron, of the whole encoder) per window of `window` tokens."""
     h, d = config.hidden_size, config.head_dim
@@ -72,9 +83,21 @@ def search_masks(
     """The plan that keeps the most importance within `budget` (a fraction of the encoder's FLOPs per window of
     `window` tokens); BudgetError when the budget is not in (0, 1)."""
     check_budget(budget)
+    return search_within(heads, neurons, UnitCosts(*unit_costs(config, window)), budget, multiple)
+
+
+def search_within(
+    heads: torch.Tensor, neurons: torch.Tensor, costs: UnitCosts, budget: float, multiple: int = NEURON_MULTIPLE
+) -> PruningPlan:
+    """The plan that keeps the most importance within `budget` x costs.full, heads and neurons priced by `costs`;
+    BudgetError when not even the fixed part fits."""
     layers, per_layer = heads.shape
-    head_cost, neuron_cost, full = unit_costs(config, window)
-    allowed = budget * full
+    head_cost, neuron_cost, full = costs.head, costs.neuron, costs.full
+    allowed = budget * full - costs.fixed
+    if allowed < 0:
+        raise BudgetError(
+            f"a budget of {budget} is below what pruning cannot remove ({costs.fixed / full:.3f} of the whole)"
+        )
     head_order = heads.flatten().argsort(descending=True, stable=True)
     head_gain = torch.cat([torch.zeros(1, dtype=torch.float64), heads.flatten()[head_order].double().cumsum(0)])
     neuron_order = neurons.flatten().argsort(descending=True, stable=True)
@@ -99,7 +122,7 @@ def search_masks(
     chosen[neuron_order[:count]] = True
     keep_neurons = [_round_down(row, neurons[layer], multiple) for layer, row in enumerate(chosen.view(layers, -1))]
     heads_per_layer = [per_layer - len(remove.get(layer, [])) for layer in range(layers)]
-    used = (kept * head_cost + sum(len(k) for k in keep_neurons) * neuron_cost) / full
+    used = (costs.fixed + kept * head_cost + sum(len(k) for k in keep_neurons) * neuron_cost) / full
     total = float(heads.sum() + neurons.sum()) or 1.0
     score = float(heads.sum() - sum(heads[layer, removed].sum() for layer, removed in remove.items())) + sum(
         float(neurons[layer, keep].sum()) for layer, keep in enumerate(keep_neurons)
