@@ -763,6 +763,8 @@ def test_report_names_a_pruned_model_after_its_parent_and_puts_it_beside_it() ->
     }
     assert model_label(pruned) == "minilm-l6 fine-tuned on squad by minilm-squad pruned to 60% of its FLOPs by p60"
     assert model_label(direct) == "minilm-l6 pruned to 50% of its FLOPs by q50"  # named as given, not its folder
+    timed = {**direct, "pruning_latency_fraction": 0.7, "pruning_latency_on": "onnxruntime int8"}
+    assert model_label(timed) == "minilm-l6 pruned to 70% of its onnxruntime int8 time (50% of its FLOPs) by q50"
     rows = [kpi_row(run) for run in (pruned, parent, other, {**parent, "precision": "int8"}, direct)]
     ordered = [row.run for row in beside_parents(rows)]
     # the pruned row moves after the parent's last row; the others keep their order; an orphan keeps its place
@@ -843,6 +845,11 @@ def test_prune_to_a_latency_budget_meets_it_on_the_measured_table(
     assert _prune([*args[:6], str(again), *args[7:], "--overwrite"], cache_dir) == 0
     hit = json.loads((again / "metrics.json").read_text())["latency_table_cache_hit"]
     assert hit == (table["facts"]["other_cores"] <= 0.25)
+    # every run of the pruned model says what its budget was
+    loaded = load_model(resolve_model(str(out)), BertForQuestionAnswering)
+    facts = loaded.pruning_facts()
+    assert facts["pruning_latency_fraction"] == record["latency_fraction"]
+    assert facts["pruning_latency_on"] == "torch fp32"
 
 
 @pytest.mark.parametrize(

@@ -117,6 +117,7 @@ class LoadedModel:
             "flops_per_window": ours,
             "parent_flops_per_window": parent,
             "flops_fraction": ours / parent,
+            **{k: v for k, v in self.source.provenance.items() if k.startswith("pruning_latency")},
         }
 
 
@@ -235,12 +236,23 @@ def _provenance(directory: Path) -> dict[str, Any]:
             parent_random_weights=bool(record.get("parent_random_weights")),
             # the window the budget was priced at (older prunes priced at --max-seq-length)
             pruning_window=float(record.get("flops_window") or record.get("max_seq_length") or 384),
+            **_latency_provenance(record),
             # how the parent's own runs are labelled (report): what it was trained as, and by which run
             parent_trained_as=record.get("trained_as"),
             parent_trained_by=record.get("trained_by"),
             parent_seed=record.get("seed"),  # the seed of the parent's task head when it was fresh
         )
     return facts
+
+
+def _latency_provenance(record: dict[str, Any]) -> dict[str, Any]:
+    """A prune to a latency budget: the fraction of the parent's time it was planned to take, and on what."""
+    if record.get("latency_fraction") is None:
+        return {}
+    return {
+        "pruning_latency_fraction": record["latency_fraction"],
+        "pruning_latency_on": f"{record.get('latency_backend')} {record.get('latency_precision')}",
+    }
 
 
 def _weight_files(directory: Path, allow_pickle: bool) -> tuple[list[Path], bool]:

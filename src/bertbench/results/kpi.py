@@ -50,8 +50,10 @@ def model_label(run: dict[str, Any]) -> str:
     name = _short_model(str(run.get("model", "?")))
     how = str(run.get("trained_as") or "")
     if how.startswith("prune"):
-        fraction = run.get("flops_fraction")
+        fraction, latency = run.get("flops_fraction"), run.get("pruning_latency_fraction")
         share = f" to {fraction:.0%} of its FLOPs" if isinstance(fraction, int | float) else ""
+        if isinstance(latency, int | float) and isinstance(fraction, int | float):  # budgeted in time: both shown
+            share = f" to {latency:.0%} of its {run.get('pruning_latency_on')} time ({fraction:.0%} of its FLOPs)"
         return f"{parent_label(run)} pruned{share} by {run.get('trained_by')}"
     if run.get("base_model") and how:
         name = _trained_label(str(run["base_model"]), how, run.get("trained_by"))
