@@ -67,7 +67,8 @@ COLUMNS = (
     "roof",
     "contended rounds",
 )
-# path -> bertbench eval arguments; the INT8 defaults are per-channel signed 8-bit weights with INT8 attention
+# path -> bertbench eval arguments; the INT8 defaults are per-channel signed 8-bit weights with INT8 attention and
+# (ORT dynamic) per-token activation scales
 PATHS: dict[str, list[str]] = {
     "torch fp32": ["--backend", "torch"],
     "torch fp32 compiled": ["--backend", "torch", "--compile"],
@@ -84,6 +85,9 @@ PATHS: dict[str, list[str]] = {
     "ort int8 dynamic u8 weights": [*ORT, *INT8, "--int8-weights", "u8"],
     "ort int8 dynamic fp32 attention": [*ORT, *INT8, "--no-quantize-attention"],
     "ort int8 dynamic bs8": [*ORT, *INT8, "--batch-size", "8"],
+    # ORT's own scales, one per batch (QAttention): a window's answer depends on its batch-mates
+    "ort int8 dynamic per-batch": [*ORT, *INT8, "--int8-activations", "per-batch"],
+    "ort int8 dynamic per-batch bs8": [*ORT, *INT8, "--int8-activations", "per-batch", "--batch-size", "8"],
     "ort int8 static qdq": [*ORT, *INT8, *STATIC],
     "ort int8 static qdq fp32 attention": [*ORT, *INT8, *STATIC, "--no-quantize-attention"],
     "openvino int8": [*OV, *INT8, *STATIC],
@@ -115,6 +119,7 @@ BASE_PATHS = (
     "ort int8 dynamic per-tensor",
     "ort int8 dynamic u8 weights",
     "ort int8 dynamic fp32 attention",
+    "ort int8 dynamic per-batch",
     "ort int8 static qdq",
     "openvino int8",
 )

@@ -15,6 +15,7 @@ from bertbench.cache import Cache
 from bertbench.cli import main
 from bertbench.models import BertForQuestionAnswering, load_model, resolve_model
 from bertbench.runtimes.options import Placement, RuntimeOptions
+from bertbench.runtimes.ort_options import DEFAULT_INT8_ACTIVATIONS
 from bertbench.runtimes.registry import create_runtime
 from bertbench.tasks.squad import task as squad
 from bertbench.tasks.squad.options import SquadOptions
@@ -168,7 +169,12 @@ def test_int8_paths_agree_with_fp32_and_the_guard_is_computed(
     # Attention in INT8 by default only where the study found it pays: dynamic (QAttention), not static.
     assert static["quantize_attention"] is False
     dynamic = json.loads((tmp_path / "ort-dynamic" / "metrics.json").read_text())
-    assert dynamic["quantize_attention"] is True and "QAttention" in dynamic["quantization_format"]
+    assert dynamic["quantize_attention"] is True and dynamic["int8_activations"] == DEFAULT_INT8_ACTIVATIONS
+    # QAttention takes one activation scale: with per-token scales, Q/K/V are quantized as MatMuls instead
+    attention_format = (
+        "per-token scales: FP32 attention scores" if DEFAULT_INT8_ACTIVATIONS == "per-token" else "QAttention"
+    )
+    assert attention_format in dynamic["quantization_format"] and static["int8_activations"] is None
     variant = json.loads((tmp_path / "ort-dynamic-u8-fp32-attention" / "metrics.json").read_text())
     assert variant["int8_weights"] == "u8" and variant["quantize_attention"] is False
     assert "FP32 Attention" in variant["quantization_format"]

@@ -9,6 +9,7 @@ PRECISIONS = ("fp32", "bf16", "fp16", "int8")
 TRAINING_PRECISIONS = ("fp32", "bf16", "fp16")  # autocast mixed precision; INT8 is inference-only
 QUANTIZATION_MODES = ("dynamic", "static")
 INT8_WEIGHT_TYPES = ("s8", "u8")  # signed or unsigned INT8 weights
+INT8_ACTIVATION_SCALES = ("per-token", "per-batch")  # dynamic INT8: one activation scale per token, or per tensor
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 PADDING_MODES = ("sorted", "longest", "fixed")
 PROVIDERS = ("cpu", "cuda", "tensorrt")

@@ -107,7 +107,7 @@ class EvalConfig(ModelChoice, RunPlace):
     batch_size: int = option(32, help="samples per inference batch", parse=batch_size_value)
     padding: str = option(
         "sorted",
-        help="batch padding; changes speed, and results only where a batch's contents matter (dynamic INT8)",
+        help="batch padding; changes speed, and results only where a batch's contents matter (per-batch dynamic INT8)",
         choices=PADDING_MODES,
     )
     max_samples: int | None = option(None, help="SQuAD: first N questions; else first N rows", parse=positive_int)

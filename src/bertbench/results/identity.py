@@ -80,6 +80,7 @@ class RunIdentity:
     reduce_range: bool | None = identity(Role.PATH)
     int8_weights: str | None = identity(Role.PATH)
     quantize_attention: bool | None = identity(Role.PATH)
+    int8_activations: str | None = identity(Role.PATH)
     calibration_method: str | None = identity(Role.PATH)
     compiled: bool | None = identity(Role.PATH)
     instances: int | None = identity(Role.PLACEMENT)

@@ -1,7 +1,9 @@
 """INT8 quantization with ONNX Runtime's own tools.
 
 Dynamic: quantize_dynamic on the fused graph (Attention -> QAttention, MatMul -> MatMulInteger); shape inference
-fails there unless DefaultTensorType is FLOAT. Static: QDQ with calibration on a graph fused *without* Attention
+fails there unless DefaultTensorType is FLOAT. ORT's activation scales are per tensor, i.e. per batch; per-token
+scales (onnx_token_quant) rewrite its output, on a graph fused without Attention when attention is quantized too
+(QAttention takes one input scale). Static: QDQ with calibration on a graph fused *without* Attention
 (the static quantizer cannot quantize the fused Attention op, whose QKV projections would stay FP32); only MatMuls
 with a weight are quantized, attention-score products stay FP32, and so do Gemm heads (the SST-2 pooler and
 classifier: ~1 % of linear FLOPs; ORT 1.32 cannot scale the pooler's bias from its Gather input). On x86 without
@@ -24,6 +26,7 @@ import onnx
 
 from bertbench.choices import CALIBRATION_METHODS
 from bertbench.models.bert import INPUT_NAMES
+from bertbench.runtimes.onnx_token_quant import per_token_activations
 
 # --calibration-method -> onnxruntime.quantization.CalibrationMethod member
 METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
@@ -51,6 +54,7 @@ class Int8Variant:
     reduce_range: bool = False
     weights: str = "s8"  # s8 or u8
     quantize_attention: bool = True
+    activations: str = "per-batch"  # dynamic only: per-batch (ORT's DynamicQuantizeLinear) or per-token scales
 
 
 def _weight_type(variant: Int8Variant) -> Any:
@@ -67,10 +71,14 @@ def _excluded(graph: onnx.GraphProto, keep_fp32: tuple[str, ...]) -> list[str]:
 
 
 def quantize_dynamic_int8(source: Path, target: Path, variant: Int8Variant, keep_fp32: tuple[str, ...] = ()) -> None:
-    """Dynamic INT8 weights and activations for MatMul (and the fused Attention, unless told not to)."""
+    """Dynamic INT8 weights and activations for MatMul (and the fused Attention, unless told not to); per-token
+    activation scales when the variant says so (then `source` must hold no fused Attention to quantize)."""
     from onnxruntime.quantization import quantize_dynamic
 
     model = onnx.load(str(source))
+    fused_attention = any(n.op_type == "Attention" for n in model.graph.node)
+    if variant.activations == "per-token" and variant.quantize_attention and fused_attention:
+        raise ValueError("per-token INT8 attention needs a graph fused without Attention (QAttention has one scale)")
     with quiet_quantizer():
         quantize_dynamic(
             model,
@@ -82,6 +90,10 @@ def quantize_dynamic_int8(source: Path, target: Path, variant: Int8Variant, keep
             nodes_to_exclude=_excluded(model.graph, keep_fp32),
             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
         )
+    if variant.activations == "per-token":
+        quantized = onnx.load(str(target))
+        per_token_activations(quantized)
+        onnx.save(quantized, str(target))
 
 
 class _Reader:

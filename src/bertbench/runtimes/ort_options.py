@@ -6,12 +6,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from bertbench.choices import CALIBRATION_METHODS, INT8_WEIGHT_TYPES, PROVIDERS
+from bertbench.choices import CALIBRATION_METHODS, INT8_ACTIVATION_SCALES, INT8_WEIGHT_TYPES, PROVIDERS
 from bertbench.cliargs import WRITES, option
 from bertbench.runtimes.accepts import CPU_OR_GPU, Accepts, device_kind
 from bertbench.tasks.registry import SERVED_TASKS
 
 GPU_PROVIDERS = ("cuda", "tensorrt")
+# Dynamic INT8's activation scales when --int8-activations is not given. per-batch (ORT's DynamicQuantizeLinear: one
+# scale per tensor) makes a window's answer depend on its batch-mates; per-token does not.
+DEFAULT_INT8_ACTIVATIONS = "per-token"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -44,7 +47,18 @@ class OrtOptions:
     # Default by mode, from the INT8 study (fine-tuned MiniLM, SQuAD dev): dynamic QAttention is faster than FP32
     # attention (56 vs 52 samples/s) and more accurate; static QDQ score MatMuls cost 0.8 F1 and gain nothing.
     quantize_attention: bool | None = option(
-        None, help="INT8 attention (onnxruntime; default: on when dynamic (QAttention), off when static)"
+        None,
+        help="INT8 attention (onnxruntime; default: on when dynamic (QAttention, or its Q/K/V MatMuls with "
+        "per-token scales), off when static)",
+    )
+    # None: DEFAULT_INT8_ACTIVATIONS for dynamic INT8. Static INT8 and the float precisions ignore it (recorded
+    # null), as dynamic INT8 ignores the calibration method.
+    int8_activations: str | None = option(
+        None,
+        help="dynamic INT8 activation scales (onnxruntime): per-token (a window's outputs never depend on the "
+        "other windows of its batch) or per-batch (ORT's DynamicQuantizeLinear, one scale per batch); default "
+        f"{DEFAULT_INT8_ACTIVATIONS}. Not used by static INT8, whose calibrated scales are batch-independent already",
+        choices=INT8_ACTIVATION_SCALES,
     )
     export_dir: Path | None = option(None, help="also write the prepared ONNX/OpenVINO artifact here", role=WRITES)
 
@@ -57,3 +71,9 @@ class OrtOptions:
     def int8_attention(self, quantization: str) -> bool:
         """Whether attention runs in INT8: the flag, or the measured best for the quantization mode."""
         return quantization == "dynamic" if self.quantize_attention is None else self.quantize_attention
+
+    def activation_scales(self, precision: str, quantization: str) -> str | None:
+        """per-token or per-batch for dynamic INT8; None where no scale is computed at run time (static, FP)."""
+        if precision != "int8" or quantization != "dynamic":
+            return None
+        return self.int8_activations or DEFAULT_INT8_ACTIVATIONS

@@ -92,6 +92,7 @@ class OrtRuntime:
             reduce_range=own.reduce_range,
             int8_weights=own.int8_weights,
             quantize_attention=own.int8_attention(options.quantization),
+            int8_activations=own.activation_scales(options.precision, options.quantization),
             calibration_method=own.calibration_method if calibration else None,
             calibration=fingerprint_batches(calibration) if calibration else None,
         )
@@ -121,17 +122,21 @@ class OrtRuntime:
         config = loaded.model.config
         own = options.own
         attention = own.int8_attention(options.quantization)
+        activations = own.activation_scales(options.precision, options.quantization)
         work = directory / "work"
         work.mkdir()
         export_onnx(loaded.model, work / "exported.onnx")
         static = options.static_int8
+        # QAttention scales its input by one number, so per-token INT8 attention quantizes the Q/K/V projections
+        # as plain MatMuls (the score products stay FP32, as inside QAttention): a graph fused without Attention.
+        fuse_attention = not static and not (activations == "per-token" and attention)
         fused = optimize_bert_graph(
             work / "exported.onnx",
             work / "optimized.onnx",
             # 0 = read each layer's head count from the graph: a pruned model's layers differ
             0 if config.pruned_heads else config.num_attention_heads,
             0 if config.pruned_heads else config.hidden_size,
-            fuse_attention=not static,
+            fuse_attention=fuse_attention,
         )
         facts: dict[str, Any] = {"fused_ops": fused, "opset": OPSET, "graph_optimizer": "onnxruntime.transformers"}
         final = directory / "model.onnx"
@@ -141,6 +146,7 @@ class OrtRuntime:
                 reduce_range=own.reduce_range,
                 weights=own.int8_weights,
                 quantize_attention=attention,
+                activations=activations or "per-batch",
             )
             facts.update(
                 {
@@ -149,6 +155,7 @@ class OrtRuntime:
                     "reduce_range": own.reduce_range,
                     "int8_weights": own.int8_weights,
                     "quantize_attention": attention,
+                    "int8_activations": activations,
                     "keep_fp32": list(options.keep_fp32),
                 }
             )
@@ -172,8 +179,12 @@ class OrtRuntime:
                 )
             else:
                 quantize_dynamic_int8(work / "optimized.onnx", final, variant, options.keep_fp32)
-                kind = "QAttention, " if attention else "FP32 Attention, "
-                facts["quantization_format"] = f"QOperator (dynamic: {kind}MatMulInteger)"
+                if activations == "per-token":
+                    kind = "FP32 attention scores, " if attention else "FP32 Attention, "
+                    facts["quantization_format"] = f"QOperator (dynamic, per-token scales: {kind}MatMulInteger)"
+                else:
+                    kind = "QAttention, " if attention else "FP32 Attention, "
+                    facts["quantization_format"] = f"QOperator (dynamic: {kind}MatMulInteger)"
             int8, total = int8_linear_census(final)
             facts["int8_linear_fraction"] = int8 / total if total else 0.0
             facts["partial_int8"] = facts["int8_linear_fraction"] < 0.9
