@@ -35,6 +35,7 @@ import numpy as np
 from bench_cli import bertbench, eval_squad, other_cores_now
 from bertbench.bench.quiet import ROOF_REPEATS, ROOF_SIZE, OtherLoadMeter
 from bertbench.cache import Cache
+from bertbench.hardware import has_native_bf16
 from bertbench.models import BertForQuestionAnswering, load_model, resolve_model, save_model
 from bertbench.tasks.squad import task as squad
 from bertbench.tasks.squad.options import SquadOptions
@@ -105,7 +106,13 @@ BENCH_PATHS: dict[str, tuple[str, list[str]]] = {
 # Each pruned model (`--pruned DIR…`, `--pruned-base DIR…`: `bertbench prune` outputs of the model above) runs
 # these paths as "pruned <folder name> <path>"; the peers stay the unpruned model's: "× HF eager" is against the
 # original.
-PRUNED_VARIANTS = ("torch fp32", "ort int8 dynamic")
+# INT8 at batch 32 and 8 (the two operating points); OpenVINO BF16 where the CPU computes BF16 natively.
+PRUNED_VARIANTS = (
+    "torch fp32",
+    "ort int8 dynamic",
+    "ort int8 dynamic bs8",
+    *(("openvino bf16",) if has_native_bf16() else ()),
+)
 PRUNED_BASE_VARIANTS = ("torch fp32", "ort int8 dynamic")
 PRUNED: dict[str, tuple[Path, str]] = {}  # path name -> (the pruned model it runs, the variant of PATHS it runs)
 # bert-base (speed only): the variants whose speed could differ; accuracy-only variants are left out

@@ -82,6 +82,9 @@ def _non_default_options(command: str, task: str | None, backend: str) -> dict[s
     if command in ("eval", "bench"):  # a path the backend can run (an impossible one is refused when parsed)
         options.update(RUNNABLE_INT8[backend])
         options = {k: v for k, v in options.items() if v is not None}
+    if command == "prune":  # one budget, the latency one (its options then count), measured on a runnable path
+        options.pop("flops", None)
+        options.update({"latency_backend": "onnxruntime", "latency_precision": "int8"})
     return options
 
 
