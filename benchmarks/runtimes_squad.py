@@ -111,6 +111,7 @@ PRUNED_VARIANTS = (
     "torch fp32",
     "ort int8 dynamic",
     "ort int8 dynamic bs8",
+    "ort int8 dynamic per-batch",
     *(("openvino bf16",) if has_native_bf16() else ()),
 )
 PRUNED_BASE_VARIANTS = ("torch fp32", "ort int8 dynamic")

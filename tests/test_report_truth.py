@@ -70,7 +70,7 @@ def test_help_shows_defaults_as_typed(capsys) -> None:
     with contextlib.suppress(SystemExit):
         main(["eval", "squad", "--help"])
     out = " ".join(capsys.readouterr().out.split())
-    assert "results only where a batch's contents matter (dynamic INT8)" in out
+    assert "results only where a batch's contents matter (per-batch dynamic INT8)" in out
 
 
 def test_list_and_dry_run_are_not_runs_and_run_k_keeps_every_case_in_the_report(tmp_path: Path) -> None:
