@@ -577,8 +577,10 @@ def test_a_model_pruned_to_layers_without_heads_runs_on_every_backend(
     """At 5 % of the FLOPs bert-tiny keeps no head (and few neurons): each layer's attention adds its bias only.
     The stored model runs on torch, ONNX Runtime (FP32, INT8) and OpenVINO, the FP32 ones computing the same."""
     out = tmp_path / "pruned"
-    args = ["squad", "--model", str(tiny_squad_model), "--train", str(SQUAD_TRAIN), "--output-dir", str(out)]
-    assert _prune([*args, "--flops", "0.05", "--importance-samples", "16", "--tuning-samples", "8"], cache_dir) == 0
+    args = _squad_args(
+        tiny_squad_model, SQUAD_TRAIN, out, "0.05", "--importance-samples", "16", "--tuning-samples", "8"
+    )
+    assert _prune(args, cache_dir) == 0
     record = json.loads((out / "metrics.json").read_text())
     assert record["heads_per_layer"] == [0, 0] and 0 < sum(record["neurons_per_layer"]) < 1024
     stored = json.loads((out / "config.json").read_text())["bertbench_pruning"]

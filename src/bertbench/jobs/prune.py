@@ -117,7 +117,6 @@ def run_prune(config: PruneConfig) -> RunRecord:
         )
         plan.facts.update(costs)
     pruned = prune_model(parent.model, plan.remove_heads, plan.keep_neurons)
-    plan.flops_fraction = pruned.config.flops_per_window(window) / parent.model.config.flops_per_window(window)
     tuning_log = [] if config.no_tuning else _tune(config, parent.model, pruned, train)
     distill_log = (
         distill(config, parent.model, parent.tokenizer, pruned, train, output_dir) if config.distill_steps else []
@@ -317,25 +316,23 @@ def _record_config(
 
 
 def _plan_metrics(plan: PruningPlan, pruned: BertHeadModel, parent: BertHeadModel, window: float) -> dict[str, Any]:
+    ours, theirs = pruned.config.flops_per_window(window), parent.config.flops_per_window(window)
     return {
         **plan.describe(),
+        "flops_fraction": ours / theirs,  # counted on the model (under --latency the plan's fraction is of time)
         "flops_window": window,
         **{k: v for k, v in plan.facts.items() if k.startswith("rearrangement")},
         "removed_heads": {str(layer): heads for layer, heads in sorted(plan.remove_heads.items())},
         "kept_neurons": [indices.tolist() for indices in plan.keep_neurons],
         "pruned_parameters": sum(p.numel() for p in pruned.parameters()),
-        "flops_per_window": pruned.config.flops_per_window(window),
-        "parent_flops_per_window": parent.config.flops_per_window(window),
+        "flops_per_window": ours,
+        "parent_flops_per_window": theirs,
     }
 
 
 def _latency_metrics(table: LatencyTable, pruned: BertHeadModel, hit: bool) -> dict[str, Any]:
     """The plan on the measured table: its predicted time per batch against the parent's."""
-    config = pruned.config
-    predicted = table.model_ms(
-        [config.heads_in_layer(i) for i in range(config.num_hidden_layers)],
-        [config.neurons_in_layer(i) for i in range(config.num_hidden_layers)],
-    )
+    predicted = table.model_ms(*pruned.config.layer_sizes())
     return {
         "predicted_latency_ms": predicted,
         "parent_latency_ms": table.parent_ms,

@@ -139,11 +139,11 @@ def _fits(
     """Whether saved sums have the model's shapes and finite values, with a batch gradient for every batch done."""
     if heads is None or neurons is None or (tuple(heads.shape), tuple(neurons.shape)) != shape:
         return False
-    if samples and (head_batches is None or neuron_batches is None):
-        return False  # written before batches were kept (or torn): the rearrangement would have no data
-    tensors = [heads, neurons] + ([head_batches, neuron_batches] if samples else [])
-    if samples and (head_batches.shape[1:] != heads.shape or neuron_batches.shape[1:] != neurons.shape):
-        return False
-    if samples and len(head_batches) != len(neuron_batches):
-        return False
+    tensors = [heads, neurons]
+    if samples:  # batches were done: their gradients must be there (an older or torn file lacks them)
+        if head_batches is None or neuron_batches is None or len(head_batches) != len(neuron_batches):
+            return False
+        if head_batches.shape[1:] != heads.shape or neuron_batches.shape[1:] != neurons.shape:
+            return False
+        tensors += [head_batches, neuron_batches]
     return all(bool(t.isfinite().all()) for t in tensors)

@@ -75,6 +75,11 @@ class BertConfig:
         """Feed-forward neurons that layer `layer` computes (all of them unless pruned)."""
         return self.intermediate_size - len(self.pruned_neurons.get(layer, ()))
 
+    def layer_sizes(self) -> tuple[list[int], list[int]]:
+        """Heads and feed-forward neurons each layer computes."""
+        layers = range(self.num_hidden_layers)
+        return [self.heads_in_layer(i) for i in layers], [self.neurons_in_layer(i) for i in layers]
+
     @property
     def is_pruned(self) -> bool:
         """Whether heads or feed-forward neurons were removed from the model this config came from."""

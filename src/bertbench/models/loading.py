@@ -109,10 +109,11 @@ class LoadedModel:
             return {}
         window = float(self.source.provenance.get("pruning_window", 384))
         ours, parent = cfg.flops_per_window(window), cfg.unpruned().flops_per_window(window)
+        heads, neurons = cfg.layer_sizes()
         return {
             "parent_model": self.source.provenance.get("pruned_from"),
-            "heads_per_layer": [cfg.heads_in_layer(i) for i in range(cfg.num_hidden_layers)],
-            "neurons_per_layer": [cfg.neurons_in_layer(i) for i in range(cfg.num_hidden_layers)],
+            "heads_per_layer": heads,
+            "neurons_per_layer": neurons,
             "flops_window": window,
             "flops_per_window": ours,
             "parent_flops_per_window": parent,

@@ -100,21 +100,15 @@ class DistillationLoss:
         for parameter in teacher.parameters():
             parameter.requires_grad_(False)
         self._student_hidden: list[torch.Tensor] = []
-        self._hooks = []
+        self._reading = contextlib.ExitStack()  # the student's layers are read until close()
         if hidden_weight > 0:
             if student is None:
                 raise ValueError("hidden-state distillation needs the student, to read its layers")
-            for layer in student.bert.encoder.layer:
-                self._hooks.append(layer.register_forward_hook(self._keep_student_layer))
-
-    def _keep_student_layer(self, module: torch.nn.Module, args: tuple, out: torch.Tensor) -> None:
-        self._student_hidden.append(out)
+            self._reading.enter_context(layer_outputs(student, self._student_hidden))
 
     def close(self) -> None:
         """Stop reading the student's layers."""
-        for handle in self._hooks:
-            handle.remove()
-        self._hooks = []
+        self._reading.close()
 
     def __call__(self, outputs: tuple[torch.Tensor, ...], batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Per-sample loss of the student's `outputs` on `batch` (the student's forward pass just ran)."""

@@ -57,25 +57,28 @@ def export_onnx(model: BertHeadModel, path: Path) -> None:
 
 
 def _restore_unused_inputs(path: Path) -> None:
-    """Put back an input the exporter or the optimizer dropped because nothing reads it (attention_mask, when
-    pruning removed every head): the graph's inputs are a contract (the runtimes feed, and `--export-dir` users
-    call, all three)."""
-    import onnx
-
+    """Put back an input the exporter dropped because nothing reads it (see _add_missing_inputs)."""
     model = onnx.load(str(path))
+    if _add_missing_inputs(model):
+        onnx.save(model, str(path))
+
+
+def _add_missing_inputs(model: onnx.ModelProto) -> bool:
+    """Give `model` (an onnx ModelProto) every input of INPUT_NAMES, in that order, where the exporter or the
+    optimizer dropped one that nothing reads (attention_mask, when pruning removed every head): the graph's inputs
+    are a contract (the runtimes feed, and `--export-dir` users call, all three). Whether it changed anything."""
     present = {value.name for value in model.graph.input}
     missing = [name for name in INPUT_NAMES if name not in present]
-    if not missing:
-        return
     for name in missing:
         model.graph.input.append(
             onnx.helper.make_tensor_value_info(name, onnx.TensorProto.INT64, ["batch", "sequence"])
         )
-    order = {name: index for index, name in enumerate(INPUT_NAMES)}
-    inputs = sorted(model.graph.input, key=lambda value: order.get(value.name, len(order)))
-    del model.graph.input[:]
-    model.graph.input.extend(inputs)
-    onnx.save(model, str(path))
+    if missing:
+        order = {name: index for index, name in enumerate(INPUT_NAMES)}
+        inputs = sorted(model.graph.input, key=lambda value: order.get(value.name, len(order)))
+        del model.graph.input[:]
+        model.graph.input.extend(inputs)
+    return bool(missing)
 
 
 def optimize_bert_graph(
@@ -103,8 +106,8 @@ def optimize_bert_graph(
             )
     finally:
         logging.disable(previous)
+    _add_missing_inputs(optimized.model)  # the optimizer prunes graph inputs that nothing reads
     optimized.save_model_to_file(str(target))
-    _restore_unused_inputs(target)  # the optimizer prunes graph inputs that nothing reads
     return {k: v for k, v in optimized.get_fused_operator_statistics().items() if v}
 
 
