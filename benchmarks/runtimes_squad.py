@@ -69,7 +69,7 @@ COLUMNS = (
     "contended rounds",
 )
 # path -> bertbench eval arguments; the INT8 defaults are per-channel signed 8-bit weights with INT8 attention and
-# (ORT dynamic) per-token activation scales
+# (ORT dynamic) per-batch activation scales (ORT's own DynamicQuantizeLinear)
 PATHS: dict[str, list[str]] = {
     "torch fp32": ["--backend", "torch"],
     "torch fp32 compiled": ["--backend", "torch", "--compile"],
@@ -86,8 +86,10 @@ PATHS: dict[str, list[str]] = {
     "ort int8 dynamic u8 weights": [*ORT, *INT8, "--int8-weights", "u8"],
     "ort int8 dynamic fp32 attention": [*ORT, *INT8, "--no-quantize-attention"],
     "ort int8 dynamic bs8": [*ORT, *INT8, "--batch-size", "8"],
-    # ORT's own scales, one per batch (QAttention): a window's answer depends on its batch-mates
+    # ORT's own scales, one per batch (QAttention): a window's answer depends on its batch-mates (the default)
     "ort int8 dynamic per-batch": [*ORT, *INT8, "--int8-activations", "per-batch"],
+    # one scale per window row: a window's answer never depends on its batch-mates
+    "ort int8 dynamic per-token": [*ORT, *INT8, "--int8-activations", "per-token"],
     "ort int8 dynamic per-batch bs8": [*ORT, *INT8, "--int8-activations", "per-batch", "--batch-size", "8"],
     "ort int8 static qdq": [*ORT, *INT8, *STATIC],
     "ort int8 static qdq fp32 attention": [*ORT, *INT8, *STATIC, "--no-quantize-attention"],
@@ -106,13 +108,14 @@ BENCH_PATHS: dict[str, tuple[str, list[str]]] = {
 # Each pruned model (`--pruned DIR…`, `--pruned-base DIR…`: `bertbench prune` outputs of the model above) runs
 # these paths as "pruned <folder name> <path>"; the peers stay the unpruned model's: "× HF eager" is against the
 # original.
-# INT8 at batch 32 and 8 (the two operating points); OpenVINO BF16 where the CPU computes BF16 natively.
+# INT8 at batch 32 and 8 (the two operating points), per-batch (the default) and per-token scales; OpenVINO
+# BF16 where the CPU computes BF16 natively, else OpenVINO FP32 and NNCF INT8.
 PRUNED_VARIANTS = (
     "torch fp32",
     "ort int8 dynamic",
     "ort int8 dynamic bs8",
-    "ort int8 dynamic per-batch",
-    *(("openvino bf16",) if has_native_bf16() else ()),
+    "ort int8 dynamic per-token",
+    *(("openvino bf16",) if has_native_bf16() else ("openvino fp32", "openvino int8")),
 )
 PRUNED_BASE_VARIANTS = ("torch fp32", "ort int8 dynamic")
 PRUNED: dict[str, tuple[Path, str]] = {}  # path name -> (the pruned model it runs, the variant of PATHS it runs)
@@ -127,7 +130,7 @@ BASE_PATHS = (
     "ort int8 dynamic per-tensor",
     "ort int8 dynamic u8 weights",
     "ort int8 dynamic fp32 attention",
-    "ort int8 dynamic per-batch",
+    "ort int8 dynamic per-token",
     "ort int8 static qdq",
     "openvino int8",
 )
