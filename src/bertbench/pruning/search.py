@@ -32,7 +32,7 @@ class PruningPlan:
 
     remove_heads: dict[int, list[int]]
     keep_neurons: list[torch.Tensor]
-    flops_fraction: float  # of the unpruned encoder's FLOPs per window
+    flops_fraction: float  # of the unpruned model's cost in the budget's unit (FLOPs per window, or table latency)
     kept_importance: float  # of the total importance
     facts: dict[str, object] = field(default_factory=dict)
 
