@@ -358,12 +358,16 @@ def test_html_report_renders_in_a_real_browser(tiny_run, tmp_path: Path) -> None
         errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
         assert errors == []
         figures = driver.find_elements("css selector", "figure[data-plot]")
+        # the roof plot needs a quiet GEMM roof, which a busy machine never measures (test_bench checks both cases)
+        quiet_roof = any(
+            isinstance(r.flat().get("roof_fraction"), float) for r in ResultsStore(root / "store.sqlite").runs()
+        )
         assert {f.get_attribute("data-plot") for f in figures} == {
             "throughput",
             "accuracy",
             "latency",
             "training",
-            "roof",
+            *(("roof",) if quiet_roof else ()),
             "frontier",  # the FP32 and INT8 paths of the fine-tuned model: F1 against samples/s
         }
         driver.set_window_size(1400, 1000)
