@@ -17,6 +17,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from bertbench.cache import Cache
 from bertbench.cli import main
 from bertbench.errors import BertbenchError
 from bertbench.models import BertConfig, BertForQuestionAnswering, load_model, resolve_model, save_model
@@ -825,6 +826,11 @@ def test_a_latency_table_fits_linear_parts_and_prices_the_search() -> None:
     assert fit_table(noisy, 6, 12, 1536, {}).head_ms > 0  # no head is ever free
 
 
+def _latency_tables(cache_dir: Path) -> set[Path]:
+    """The complete latency-table entries in the cache."""
+    return {entry for entry in (cache_dir / "latency-table").glob("*") if Cache.is_valid(entry)}
+
+
 @pytest.mark.e2e
 def test_prune_to_a_latency_budget_meets_it_on_the_measured_table(
     tiny_squad_model: Path, tmp_path: Path, cache_dir: Path
@@ -835,6 +841,7 @@ def test_prune_to_a_latency_budget_meets_it_on_the_measured_table(
     # measured beside other tests is noisy: a budget that any table meets (no unit is priced below 1 % of a layer)
     args += ["--latency", "0.99", "--latency-batch-size", "16", "--importance-samples", "16", "--no-tuning"]
     args += ["--max-seq-length", "128", "--doc-stride", "64"]
+    kept_tables = _latency_tables(cache_dir)
     assert _prune(args, cache_dir) == 0
     record = json.loads((out / "metrics.json").read_text())
     table = record["latency_table"]
@@ -844,12 +851,14 @@ def test_prune_to_a_latency_budget_meets_it_on_the_measured_table(
     assert table["facts"]["backend"] == "torch" and table["facts"]["window"] == round(record["flops_window"])
     assert len(table["facts"]["measured_ms"]) == 5 and table["head_ms"] > 0 and table["neuron_ms"] > 0
     assert not record["latency_table_cache_hit"]
-    # the same machine, model shape, backend and window: the table comes from the cache (when it was measured
-    # on a quiet machine; a contended one is not kept)
-    again = tmp_path / "again"
-    assert _prune([*args[:6], str(again), *args[7:], "--overwrite"], cache_dir) == 0
-    hit = json.loads((again / "metrics.json").read_text())["latency_table_cache_hit"]
-    assert hit == (table["facts"]["other_cores"] <= 0.25)
+    # a table measured on a quiet machine is kept, a contended one is not
+    quiet = table["facts"]["other_cores"] <= 0.25
+    assert len(_latency_tables(cache_dir) - kept_tables) == (1 if quiet else 0)
+    if quiet:  # the same machine, model shape, backend and window: the table comes from the cache
+        # (a contended table is measured again, and bert-tiny's may then price the budget out of reach)
+        again = tmp_path / "again"
+        assert _prune([*args[:6], str(again), *args[7:], "--overwrite"], cache_dir) == 0
+        assert json.loads((again / "metrics.json").read_text())["latency_table_cache_hit"]
     # every run of the pruned model says what its budget was
     loaded = load_model(resolve_model(str(out)), BertForQuestionAnswering)
     facts = loaded.pruning_facts()
