@@ -229,7 +229,7 @@ def test_search_finds_the_best_plan_of_a_small_case() -> None:
         )
         kept_neurons = sum(float(neurons[layer, plan.keep_neurons[layer]].sum()) for layer in range(2))
         assert kept_heads + kept_neurons == pytest.approx(best, rel=1e-6)
-        assert plan.flops_fraction <= budget
+        assert plan.budget_fraction <= budget
 
 
 def test_search_meets_the_budget_and_keeps_what_matters() -> None:
@@ -245,7 +245,7 @@ def test_search_meets_the_budget_and_keeps_what_matters() -> None:
         plan = search_masks(heads, neurons, config, budget, window)
         pruned = prune_model(BertForQuestionAnswering(config), plan.remove_heads, plan.keep_neurons).config
         counted = pruned.flops_per_window(window) / config.flops_per_window(window)
-        assert counted <= budget and counted == pytest.approx(plan.flops_fraction)
+        assert counted <= budget and counted == pytest.approx(plan.budget_fraction)
         # within a head, or 8 neurons a layer, of the budget: nothing affordable left on the table
         assert budget - counted < (head_cost + 6 * 8 * window * 4 * 384) / config.flops_per_window(window)
         assert 7 not in plan.remove_heads.get(4, [])

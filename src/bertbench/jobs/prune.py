@@ -143,7 +143,6 @@ def run_prune(config: PruneConfig) -> RunRecord:
         record.metrics["wall_s"] = time.perf_counter() - wall_start
         record.write(output_dir)
     print_result_table(f"bertbench prune {config.task}", record.flat(), list(TABLE_KEYS))
-    # the record's fraction is counted on the saved model: under --latency the plan's own fraction is of time
     info(f"saved the pruned model to {output_dir} ({record.metrics['flops_fraction']:.3f} of the FLOPs per window)")
     return record
 
@@ -320,7 +319,7 @@ def _plan_metrics(plan: PruningPlan, pruned: BertHeadModel, parent: BertHeadMode
     ours, theirs = pruned.config.flops_per_window(window), parent.config.flops_per_window(window)
     return {
         **plan.describe(),
-        "flops_fraction": ours / theirs,  # counted on the model (under --latency the plan's fraction is of time)
+        "flops_fraction": ours / theirs,  # counted on the model (under --latency the budget is of time)
         "flops_window": window,
         **{k: v for k, v in plan.facts.items() if k.startswith("rearrangement")},
         "removed_heads": {str(layer): heads for layer, heads in sorted(plan.remove_heads.items())},

@@ -32,7 +32,7 @@ class PruningPlan:
 
     remove_heads: dict[int, list[int]]
     keep_neurons: list[torch.Tensor]
-    flops_fraction: float  # of the unpruned model's cost in the budget's unit (FLOPs per window, or table latency)
+    budget_fraction: float  # of the unpruned model's cost in the budget's unit (FLOPs per window, or table latency)
     kept_importance: float  # of the total importance
     facts: dict[str, object] = field(default_factory=dict)
 
@@ -42,7 +42,6 @@ class PruningPlan:
             "kept_heads": self.facts.get("kept_heads"),
             "neurons_per_layer": [len(kept) for kept in self.keep_neurons],
             "heads_per_layer": self.facts.get("heads_per_layer"),
-            "flops_fraction": self.flops_fraction,
             "kept_importance_fraction": self.kept_importance,
         }
 
